@@ -1,0 +1,106 @@
+"""The `Store` contract, run against every backend: memory, SQLite and live PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from shoplm.errors import SchemaVersionMismatch, StoreError
+from shoplm.records import Event, Item, Judgment
+from shoplm.store import SCHEMA_VERSION, open_store
+
+
+def _items():
+    return [
+        Item("b", "Beta", category="Tools > Saws", price=2.5, attributes={"colour": "red", "size": 3}),
+        Item("a", "Alpha", description="first", brand="Acme", available=False, sponsored_bid=0.3),
+    ]
+
+
+def test_items_round_trip(store):
+    assert store.upsert_items(_items()) == 2
+    assert [i.item_id for i in store.items()] == ["a", "b"]
+    assert store.items(["b", "missing", "a"]) == [_items()[0], _items()[1]]
+    assert store.item_ids() == {"a", "b"}
+
+
+def test_upsert_replaces_an_item(store):
+    store.upsert_items(_items())
+    store.upsert_items([Item("a", "Alpha 2", price=9.0)])
+    assert store.items(["a"]) == [Item("a", "Alpha 2", price=9.0)]
+    assert store.counts()["items"] == 2
+
+
+def test_delete_items(store):
+    store.upsert_items(_items())
+    assert store.delete_items(["a", "zzz"]) == 1
+    assert store.item_ids() == {"b"}
+
+
+def test_events_are_idempotent_and_ordered(store):
+    events = [
+        Event(3.0, "view", user_id="u", item_id="a"),
+        Event(1.0, "search", session_id="s", query="saw"),
+        Event(2.0, "purchase", user_id="u", session_id="s", item_id="b", position=1, value=9.5),
+    ]
+    assert store.add_events(events) == 3
+    assert store.add_events(events + [Event(4.0, "click", user_id="u", item_id="a")]) == 1
+    frame = store.events_frame()
+    assert frame["seq"].is_sorted() and frame.height == 4
+    assert frame["timestamp"].to_list() == [3.0, 1.0, 2.0, 4.0]  # insertion order, not time
+    row = frame.row(2, named=True)
+    assert (row["user_id"], row["session_id"], row["position"], row["value"]) == ("u", "s", 1, 9.5)
+    assert frame.row(1, named=True)["user_id"] is None
+
+
+def test_events_differing_in_one_field_are_distinct(store):
+    base = Event(1.0, "view", user_id="u", item_id="a")
+    variants = [base, Event(1.0, "view", user_id="u", item_id="b"), Event(1.000001, "view", user_id="u", item_id="a"),
+                Event(1.0, "click", user_id="u", item_id="a"), Event(1.0, "view", session_id="u", item_id="a")]
+    assert store.add_events(variants) == 5
+
+
+def test_judgments_upsert(store):
+    store.upsert_judgments([Judgment("saw", "a", 1.0), Judgment("saw", "b", 0.0)])
+    store.upsert_judgments([Judgment("saw", "a", 2.0)])
+    assert store.judgments() == [Judgment("saw", "a", 2.0), Judgment("saw", "b", 0.0)]
+    assert store.counts() == {"items": 0, "events": 0, "judgments": 2}
+
+
+def test_empty_writes(store):
+    assert store.upsert_items([]) == 0 and store.add_events([]) == 0 and store.upsert_judgments([]) == 0
+    assert store.events_frame().height == 0
+
+
+def test_data_survives_reopening(durable_store_url):
+    store = open_store(durable_store_url)
+    store.upsert_items(_items())
+    store.add_events([Event(1.0, "view", user_id="u", item_id="a")])
+    store.close()
+    again = open_store(durable_store_url)
+    assert again.counts() == {"items": 2, "events": 1, "judgments": 0}
+    assert again.schema_version() == SCHEMA_VERSION
+    again.close()
+
+
+def test_schema_version_mismatch_is_refused(durable_store_url):
+    open_store(durable_store_url).close()
+    engine = sa.create_engine(durable_store_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE shoplm_meta SET value = '999' WHERE key = 'schema_version'"))
+    engine.dispose()
+    with pytest.raises(SchemaVersionMismatch, match="schema version 999"):
+        open_store(durable_store_url)
+
+
+def test_bad_urls_say_what_is_expected():
+    with pytest.raises(StoreError, match="sqlite:///path.db"):
+        open_store("mysql://x/y")
+    with pytest.raises(StoreError, match="check that the server runs"):
+        open_store("postgresql://127.0.0.1:1/nowhere")
+
+
+def test_password_is_masked_in_errors():
+    with pytest.raises(StoreError) as caught:
+        open_store("postgresql://bob:hunter2@127.0.0.1:1/nowhere")
+    assert "hunter2" not in str(caught.value)
