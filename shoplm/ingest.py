@@ -1,0 +1,201 @@
+"""Validated ingestion of catalog, behaviour-log and judgment files into a `Store`.
+
+Every record read is either accepted or rejected, and the counts reconcile:
+`read == accepted + rejected` and `accepted == stored + duplicates`. A rejected record
+is reported with file, row, field, value and what was expected; good records are still
+written, in batches of one transaction each. With `strict=True` all files are validated
+first and nothing is written if any record is bad.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple, Sequence
+
+from shoplm.readers import check_readable, count_rows, read_records
+from shoplm.records import FieldProblem, parse_event, parse_item, parse_judgment
+from shoplm.store import Store
+
+# start(path, expected_rows) -> advance(n_rows); the CLI passes a Rich progress bar.
+ProgressHook = Callable[[str, int], Callable[[int], None]]
+UNKNOWN_ITEM = "an item_id in the catalog (unknown item: ingest it with --items first, or pass --allow-unknown-items)"
+
+
+class Rejection(NamedTuple):
+    file: str
+    row: int
+    problems: tuple[FieldProblem, ...] = ()
+    reason: str | None = None  # set when the record could not be read at all
+
+    def __str__(self) -> str:
+        detail = f"field '(record)': {self.reason}" if self.reason else "; ".join(str(p) for p in self.problems)
+        return f"{self.file}:{self.row}: {detail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        problems = [{"field": p.field, "value": _jsonable(p.value), "expected": p.expected} for p in self.problems]
+        return {"file": self.file, "row": self.row, "reason": self.reason, "problems": problems}
+
+
+@dataclass
+class FileReport:
+    path: str
+    kind: str  # items | judgments | events
+    read: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    stored: int = 0  # events: newly stored; items/judgments: written (inserted or replaced)
+    duplicates: int = 0  # accepted events that were already stored (or repeated in the file)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    @property
+    def reconciles(self) -> bool:
+        return self.read == self.accepted + self.rejected == self.stored + self.duplicates + self.rejected
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = {k: getattr(self, k) for k in ("read", "accepted", "rejected", "stored", "duplicates")}
+        return {"path": self.path, "kind": self.kind, **counts, "reconciles": self.reconciles,
+                "rejections": [r.to_dict() for r in self.rejections]}
+
+
+@dataclass
+class IngestReport:
+    files: list[FileReport]
+    strict: bool
+    written: bool  # False when --strict found bad records and wrote nothing
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        return sum(f.rejected for f in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"strict": self.strict, "written": self.written, "seconds": round(self.seconds, 3),
+                "rejected": self.rejected, "files": [f.to_dict() for f in self.files]}
+
+
+_PARSERS = {"items": parse_item, "judgments": parse_judgment, "events": parse_event}
+
+
+def ingest(
+    store: Store,
+    *,
+    items: Path | None = None,
+    events: Path | None = None,
+    judgments: Path | None = None,
+    strict: bool = False,
+    allow_unknown_items: bool = False,
+    batch_size: int = 5_000,
+    progress: ProgressHook | None = None,
+) -> IngestReport:
+    """Ingest the given files in dependency order: items, then judgments and events."""
+    started = time.perf_counter()
+    plan = [(kind, Path(p)) for kind, p in (("items", items), ("judgments", judgments), ("events", events)) if p]
+    for _, path in plan:
+        check_readable(path)
+    if strict:
+        dry = _run(store, plan, write=False, allow_unknown_items=allow_unknown_items, batch_size=batch_size, progress=progress)
+        if dry.rejected:
+            dry.seconds = time.perf_counter() - started
+            return dry
+    report = _run(store, plan, write=True, allow_unknown_items=allow_unknown_items, batch_size=batch_size, progress=progress)
+    report.strict = strict
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _run(store: Store, plan: Sequence[tuple[str, Path]], *, write: bool, allow_unknown_items: bool,
+         batch_size: int, progress: ProgressHook | None) -> IngestReport:
+    known = None if allow_unknown_items else store.item_ids()
+    files = []
+    for kind, path in plan:
+        advance = progress(str(path), count_rows(path)) if progress else None
+        report = FileReport(str(path), kind)
+        accepted = _ingest_file(store, kind, path, report, known=known, write=write,
+                                batch_size=batch_size, advance=advance)
+        if kind == "items" and known is not None:
+            known.update(accepted)
+        files.append(report)
+    return IngestReport(files=files, strict=not write, written=write)
+
+
+def _ingest_file(store: Store, kind: str, path: Path, report: FileReport, *, known: set[str] | None,
+                 write: bool, batch_size: int, advance: Callable[[int], None] | None) -> set[str]:
+    """Validate and (if `write`) store one file; returns the item_ids accepted from an items file."""
+    parse = _PARSERS[kind]
+    first_row: dict[Any, int] = {}  # items/judgments: key -> row, to reject repeats within a file
+    batch: list[Any] = []
+    for record in read_records(path):
+        report.read += 1
+        if advance and report.read % 1_000 == 0:
+            advance(1_000)
+        if record.data is None:
+            _reject(report, Rejection(str(path), record.row, reason=record.error))
+            continue
+        parsed = parse(record.data)
+        if isinstance(parsed, list):
+            _reject(report, Rejection(str(path), record.row, tuple(parsed)))
+            continue
+        problem = _check_references(kind, parsed, known, first_row, record.row)
+        if problem:
+            _reject(report, Rejection(str(path), record.row, (problem,)))
+            continue
+        report.accepted += 1
+        batch.append(parsed)
+        if len(batch) >= batch_size:
+            _flush(store, kind, batch, report, write)
+    _flush(store, kind, batch, report, write)
+    if advance:
+        advance(report.read % 1_000)
+    return {key for key in first_row} if kind == "items" else set()
+
+
+def _check_references(kind: str, record: Any, known: set[str] | None, first_row: dict[Any, int],
+                      row: int) -> FieldProblem | None:
+    if kind == "items":
+        key = record.item_id
+    elif kind == "judgments":
+        key = (record.query, record.item_id)
+    else:
+        key = None
+    if key is not None:
+        if key in first_row:
+            name = "item_id" if kind == "items" else "query"
+            return FieldProblem(name, record.item_id if kind == "items" else record.query,
+                                f"a unique {'item_id' if kind == 'items' else '(query, item_id)'} "
+                                f"(duplicate of row {first_row[key]})")
+        first_row[key] = row
+    item_id = getattr(record, "item_id", None) if kind != "items" else None
+    if known is not None and item_id is not None and item_id not in known:
+        return FieldProblem("item_id", item_id, UNKNOWN_ITEM)
+    return None
+
+
+def _flush(store: Store, kind: str, batch: list[Any], report: FileReport, write: bool) -> None:
+    if not batch:
+        return
+    if not write:
+        new = len(batch)
+    elif kind == "items":
+        new = store.upsert_items(batch)
+    elif kind == "judgments":
+        new = store.upsert_judgments(batch)
+    else:
+        new = store.add_events(batch)
+    report.stored += new
+    report.duplicates += len(batch) - new
+    batch.clear()
+
+
+def _reject(report: FileReport, rejection: Rejection) -> None:
+    report.rejected += 1
+    report.rejections.append(rejection)
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else str(value)
+    return str(value)
