@@ -1,0 +1,185 @@
+"""The `shoplm` command line: thin commands over the library, Rich for people, --json for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from shoplm.config import Settings
+from shoplm.errors import ShopLMError
+
+app = typer.Typer(
+    help="shoplm: search and recommendations for online shops, built around a language model.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Convert public data sets to the shoplm format and inspect a store.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+StoreOpt = Annotated[
+    Optional[str],
+    typer.Option("--store", help="Store URL: sqlite:///path.db, postgresql://user@host/db or memory://. "
+                                 "Default: settings.store_url (env SHOPLM_STORE_URL)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.obj = Settings()
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, disable=not err.is_terminal)
+
+
+@app.command()
+def ingest(
+    ctx: typer.Context,
+    items: Annotated[Optional[Path], typer.Option(help="Catalog file (.csv, .jsonl or .parquet).")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="Behaviour-log file (.csv, .jsonl or .parquet).")] = None,
+    judgments: Annotated[Optional[Path], typer.Option(help="Search judgments file (query, item_id, relevance).")] = None,
+    store: StoreOpt = None,
+    strict: Annotated[bool, typer.Option(help="Reject every file on any bad record and write nothing.")] = False,
+    allow_unknown_items: Annotated[bool, typer.Option(help="Accept events and judgments for items not in the catalog.")] = False,
+    batch_size: Annotated[Optional[int], typer.Option(min=1, help="Records per transaction (default: settings).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Validate and load items, events and judgments into a store.
+
+    Every bad record is reported on stderr as FILE:ROW: field 'F': got V; expected E.
+    Good records are stored; re-running the same files stores nothing twice.
+    Exit code: 0 all accepted, 2 some records rejected, 1 nothing written (--strict or an error).
+
+    [bold]Example:[/bold] shoplm ingest --items data/items.csv --events data/events.csv --store sqlite:///shop.db
+    """
+    from shoplm.ingest import ingest as run_ingest
+    from shoplm.store import open_store
+
+    settings = _settings(ctx)
+    if not (items or events or judgments):
+        raise typer.BadParameter("give at least one of --items, --events, --judgments")
+    db = open_store(store or settings.store_url)
+    try:
+        with _progress() as progress:
+            def hook(path: str, total: int):
+                task = progress.add_task(f"ingest {Path(path).name}", total=total)
+                return lambda n: progress.advance(task, n)
+
+            report = run_ingest(db, items=items, events=events, judgments=judgments, strict=strict,
+                                allow_unknown_items=allow_unknown_items,
+                                batch_size=batch_size or settings.ingest_batch_size, progress=hook)
+    finally:
+        db.close()
+    for file in report.files:
+        for rejection in file.rejections:
+            err.print(str(rejection), markup=False, highlight=False, soft_wrap=True)
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_ingest(report)
+    if not report.written:
+        err.print(f"[red]--strict: {report.rejected} bad record(s); nothing was written.[/red]")
+        raise typer.Exit(1)
+    if report.rejected:
+        raise typer.Exit(2)
+
+
+def _print_ingest(report: Any) -> None:
+    table = Table(title=f"ingest ({report.seconds:.1f} s)")
+    for name in ("file", "kind", "read", "accepted", "rejected", "stored", "duplicates"):
+        table.add_column(name, justify="left" if name in ("file", "kind") else "right", overflow="fold")
+    for f in report.files:
+        table.add_row(f.path, f.kind, *(f"{getattr(f, n):,}" for n in ("read", "accepted", "rejected", "stored", "duplicates")))
+    out.print(table)
+
+
+@data_app.command("convert")
+def convert(
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="amazon-recbole, homedepot or diginetica.")],
+    src: Annotated[Path, typer.Argument(help="The source directory (or file) of the data set.")],
+    dest: Annotated[Path, typer.Argument(metavar="OUT", help="Directory to write items/events/judgments files to.")],
+    file_format: Annotated[str, typer.Option("--as", help="Output file type: csv, jsonl or parquet.")] = "csv",
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a public data set to shoplm's items/events/judgments files.
+
+    [bold]Example:[/bold] shoplm data convert amazon-recbole ../shared/data/amazon-scientific data/scientific
+    """
+    from shoplm.convert import convert as run_convert
+
+    report = run_convert(fmt, src, dest, file_format=file_format)
+    if as_json:
+        print(json.dumps({"files": {k: str(v) for k, v in report.files.items()}, "counts": report.counts}, indent=2))
+        return
+    table = Table(title=f"{fmt} -> {dest}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_column("file")
+    for name, count in report.counts.items():
+        table.add_row(name, f"{count:,}", str(report.files.get(name, "")))
+    out.print(table)
+
+
+@data_app.command("stats")
+def stats(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Counts by event type, users, sessions, items, history lengths and items with no events.
+
+    [bold]Example:[/bold] shoplm data stats --store sqlite:///shop.db
+    """
+    from shoplm.aggregates import dataset_stats
+    from shoplm.store import open_store
+
+    db = open_store(store or _settings(ctx).store_url)
+    try:
+        result = dataset_stats(db.events_frame(), db.item_ids(), db.counts())
+    finally:
+        db.close()
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(title="shoplm data stats", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    for name in ("items", "events", "judgments", "users", "sessions"):
+        table.add_row(name, f"{result[name]:,}")
+    for name, count in result["events_by_type"].items():
+        table.add_row(f"  events: {name}", f"{count:,}")
+    hist = result["history_length"]
+    table.add_row("history length min / median / mean / max",
+                  f"{hist['min']} / {hist['median']:g} / {hist['mean']:g} / {hist['max']}")
+    for label, count in hist["buckets"].items():
+        table.add_row(f"  actors with {label} item events", f"{count:,}")
+    table.add_row("items with no events", f"{result['items_without_events']:,} ({result['share_items_without_events']:.1%})")
+    if result["events_for_unknown_items"]:
+        table.add_row("events for items not in the catalog", f"{result['events_for_unknown_items']:,}")
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except ShopLMError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

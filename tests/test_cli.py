@@ -1,0 +1,77 @@
+"""The command line: exit codes, error lines on stderr, JSON for scripts, help with examples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shoplm.cli import app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_ingest_reports_bad_records_on_stderr_and_exits_2(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = run("ingest", "--items", str(FIXTURES / "bad_items.jsonl"), "--events", str(FIXTURES / "bad_events.jsonl"),
+                 "--store", url, "--json")
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.stdout)
+    assert [f["accepted"] for f in report["files"]] == [2, 4]
+    assert all(f["reconciles"] for f in report["files"])
+    error_lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 7 and all(":" in line and "field '" in line for line in error_lines)
+    stats = json.loads(run("data", "stats", "--store", url, "--json").stdout)
+    assert (stats["items"], stats["events"]) == (2, 4)
+
+
+def test_strict_exits_1_and_writes_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    result = run("ingest", "--strict", "--items", str(FIXTURES / "bad_items.jsonl"), "--store", url)
+    assert result.exit_code == 1
+    assert "nothing was written" in result.stderr
+    assert json.loads(run("data", "stats", "--store", url, "--json").stdout)["items"] == 0
+
+
+def test_clean_ingest_exits_0(tmp_path):
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\na,Alpha\n")
+    result = run("ingest", "--items", str(items), "--store", f"sqlite:///{tmp_path / 's.db'}")
+    assert result.exit_code == 0, result.output
+    assert "accepted" in result.stdout
+
+
+def test_store_url_comes_from_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("SHOPLM_STORE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\na,Alpha\n")
+    assert run("ingest", "--items", str(items)).exit_code == 0
+    assert (tmp_path / "env.db").exists()
+
+
+def test_ingest_needs_a_file():
+    result = run("ingest", "--store", "memory://")
+    assert result.exit_code != 0 and "at least one of --items" in result.output
+
+
+@pytest.mark.parametrize("command", [["ingest"], ["data", "convert"], ["data", "stats"]])
+def test_every_command_has_help_with_an_example(command):
+    result = run(*command, "--help")
+    assert result.exit_code == 0 and "Example" in result.stdout
+
+
+def test_errors_are_one_line_without_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "shoplm.cli", "ingest", "--items", str(tmp_path / "none.csv"),
+                             "--store", "memory://"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "no such file" in result.stderr and "Traceback" not in result.stderr
