@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shoplm.config import Settings
+from shoplm.convert import CONVERTERS, FILE_FORMATS
 from shoplm.errors import ShopLMError
 
 app = typer.Typer(
@@ -23,7 +24,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 data_app = typer.Typer(help="Convert public data sets to the shoplm format and inspect a store.", no_args_is_help=True)
+train_app = typer.Typer(help="Train models: search fine-tuning and the recommendation model.", no_args_is_help=True)
+eval_app = typer.Typer(help="Offline evaluation with reports (JSON, Markdown, PNG).", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 
 out = Console()
 err = Console(stderr=True)
@@ -113,10 +118,10 @@ def _print_ingest(report: Any) -> None:
 
 @data_app.command("convert")
 def convert(
-    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="amazon-recbole, homedepot or diginetica.")],
+    fmt: Annotated[str, typer.Argument(metavar="FORMAT", help=f"One of: {', '.join(CONVERTERS)}.")],
     src: Annotated[Path, typer.Argument(help="The source directory (or file) of the data set.")],
     dest: Annotated[Path, typer.Argument(metavar="OUT", help="Directory to write items/events/judgments files to.")],
-    file_format: Annotated[str, typer.Option("--as", help="Output file type: csv, jsonl or parquet.")] = "csv",
+    file_format: Annotated[str, typer.Option("--as", help=f"Output file type: {', '.join(FILE_FORMATS)}.")] = "csv",
     as_json: JsonOpt = False,
 ) -> None:
     """Convert a public data set to shoplm's items/events/judgments files.
@@ -171,6 +176,17 @@ def stats(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = False) 
     if result["events_for_unknown_items"]:
         table.add_row("events for items not in the catalog", f"{result['events_for_unknown_items']:,}")
     out.print(table)
+
+
+def _register_commands() -> None:
+    """Commands of the search and recommendation parts live beside their code."""
+    from shoplm import recommend_commands, search_commands
+
+    search_commands.register(app, train_app, eval_app, out, err)
+    recommend_commands.register(app, train_app, eval_app, out, err)
+
+
+_register_commands()
 
 
 def main() -> None:
