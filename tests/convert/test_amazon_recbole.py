@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.config import Settings
 from shoplm.convert import convert
 from shoplm.convert.amazon_recbole import BASE_TIMESTAMP, STEP_SECONDS, category_paths, category_root
 from shoplm.errors import ConvertError, SourceFileMissing
@@ -159,10 +158,8 @@ def test_the_data_set_name_comes_from_the_one_text_file(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def scientific(tmp_path_factory):
-    src = Settings().data_dir / "amazon-scientific"
-    if not src.is_dir():
-        pytest.skip(f"real data not found at {src.resolve()}; set SHOPLM_DATA_DIR or run from the repo root")
+def scientific(tmp_path_factory, data_dir):
+    src = data_dir / "amazon-scientific"
     return src, convert("amazon-recbole", src, tmp_path_factory.mktemp("scientific"))
 
 

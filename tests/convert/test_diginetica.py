@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.config import Settings
 from shoplm.convert import convert
 from shoplm.errors import ConvertError
 
@@ -61,10 +60,8 @@ def test_wrong_separator_is_reported_as_a_header_problem(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_sample(tmp_path):
-    src = Settings().data_dir / "diginetica-sample"
-    if not src.is_dir():
-        pytest.skip(f"real data not found at {src.resolve()}; set SHOPLM_DATA_DIR or run from the repo root")
+def test_real_sample(tmp_path, data_dir):
+    src = data_dir / "diginetica-sample"
     report = convert("diginetica", src, tmp_path)
     assert (report.counts["events"], report.counts["sessions"]) == (12_391, 2_986)
     events = read_events(report.files["events"])

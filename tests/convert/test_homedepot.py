@@ -10,7 +10,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from shoplm.config import Settings
 from shoplm.convert import CONVERTERS, FILE_FORMATS, convert
 from shoplm.errors import ConvertError, SourceFileMissing, UnknownConverter, UnsupportedFileType, WriteError
 from shoplm.writers import WRITERS, write_records
@@ -126,10 +125,8 @@ def test_a_failed_write_leaves_the_old_file_alone(tmp_path):
 
 
 @pytest.mark.slow
-def test_real_homedepot(tmp_path):
-    src = Settings().data_dir / "homedepot"
-    if not src.is_dir():
-        pytest.skip(f"real data not found at {src.resolve()}; set SHOPLM_DATA_DIR or run from the repo root")
+def test_real_homedepot(tmp_path, data_dir):
+    src = data_dir / "homedepot"
     report = convert("homedepot", src, tmp_path)
     assert (report.counts["items"], report.counts["judgments"]) == (54_667, 59_363)
     relevance = [float(j["relevance"]) for j in read_back(report.files["judgments"])]
