@@ -148,27 +148,29 @@ def _ingest_file(store: Store, kind: str, path: Path, report: FileReport, *, kno
     _flush(store, kind, batch, report, write)
     if advance:
         advance(report.read % 1_000)
-    return {key for key in first_row} if kind == "items" else set()
+    return set(first_row) if kind == "items" else set()
+
+
+# kind -> (the key that must be unique within a file, the field a repeat is reported on)
+_UNIQUE_KEYS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "items": (lambda r: r.item_id, "item_id"),
+    "judgments": (lambda r: (r.query, r.item_id), "query"),
+}
 
 
 def _check_references(kind: str, record: Any, known: set[str] | None, first_row: dict[Any, int],
                       row: int) -> FieldProblem | None:
-    if kind == "items":
-        key = record.item_id
-    elif kind == "judgments":
-        key = (record.query, record.item_id)
-    else:
-        key = None
-    if key is not None:
+    """A repeat of a unique key within the file, or a reference to an unknown item."""
+    if kind in _UNIQUE_KEYS:
+        key_of, field_name = _UNIQUE_KEYS[kind]
+        key = key_of(record)
         if key in first_row:
-            name = "item_id" if kind == "items" else "query"
-            return FieldProblem(name, record.item_id if kind == "items" else record.query,
+            return FieldProblem(field_name, getattr(record, field_name),
                                 f"a unique {'item_id' if kind == 'items' else '(query, item_id)'} "
                                 f"(duplicate of row {first_row[key]})")
         first_row[key] = row
-    item_id = getattr(record, "item_id", None) if kind != "items" else None
-    if known is not None and item_id is not None and item_id not in known:
-        return FieldProblem("item_id", item_id, UNKNOWN_ITEM)
+    if kind != "items" and known is not None and record.item_id is not None and record.item_id not in known:
+        return FieldProblem("item_id", record.item_id, UNKNOWN_ITEM)
     return None
 
 

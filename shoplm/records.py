@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping, NamedTuple
@@ -102,9 +103,12 @@ def _blank(value: Any) -> bool:
     )
 
 
+# Control characters (other than tab/newline/CR) and lone surrogates from undecodable bytes.
+_BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
+
+
 def _bad_chars(text: str) -> bool:
-    """Control characters (other than tab/newline) and lone surrogates from undecodable bytes."""
-    return any((ord(c) < 32 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF for c in text)
+    return _BAD_CHARS.search(text) is not None
 
 
 class _Checker:
