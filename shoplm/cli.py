@@ -112,7 +112,7 @@ def _print_ingest(report: Any) -> None:
     for name in ("file", "kind", "read", "accepted", "rejected", "stored", "duplicates"):
         table.add_column(name, justify="left" if name in ("file", "kind") else "right", overflow="fold")
     for f in report.files:
-        table.add_row(f.path, f.kind, *(f"{getattr(f, n):,}" for n in ("read", "accepted", "rejected", "stored", "duplicates")))
+        table.add_row(Path(f.path).name, f.kind, *(f"{getattr(f, n):,}" for n in ("read", "accepted", "rejected", "stored", "duplicates")))
     out.print(table)
 
 

@@ -59,3 +59,26 @@ class Settings(BaseSettings):
     hnsw_min_items: int = Field(
         50_000, ge=1, description="Catalogs at least this large get an HNSW index; smaller ones exact search."
     )
+
+    # --- recommendation (shoplm train/eval recommend) ---
+    recommend_encoder: str = Field("transformer", description="Sequence encoder of the shoplm model: transformer or gru.")
+    recommend_dim: int = Field(128, ge=8, description="Width of item and sequence vectors.")
+    recommend_layers: int = Field(2, ge=1, description="Transformer blocks (or GRU layers).")
+    recommend_heads: int = Field(2, ge=1, description="Attention heads; must divide recommend_dim.")
+    recommend_dropout: float = Field(0.3, ge=0, lt=1, description="Dropout on inputs and inside blocks.")
+    recommend_max_len: int = Field(50, ge=2, description="Most recent items the model reads, in events.")
+    recommend_use_id: bool = Field(True, description="Add an ID embedding for items seen in training.")
+    recommend_temperature: float = Field(0.07, gt=0, description="Temperature of the cosine logits (scale 1/t).")
+    recommend_epochs: int = Field(60, ge=1, description="Most passes over the training sequences.")
+    recommend_patience: int = Field(6, ge=1, description="Stop after this many epochs without a better validation NDCG@10.")
+    recommend_batch_size: int = Field(128, ge=1, description="Sequences per training step.")
+    recommend_lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    recommend_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+    recommend_label_smoothing: float = Field(0.0, ge=0, lt=1, description="Label smoothing of the full-softmax loss.")
+    recommend_id_dropout: float = Field(0.2, ge=0, le=1, description="Share of items whose ID embedding is hidden per step, so text-only (new) items are ranked well too.")
+    recommend_seed: int = Field(0, description="Seed of initialisation, batching and dropout.")
+    sasrec_dim: int = Field(64, ge=8, description="Width of the SASRec baseline.")
+    sasrec_dropout: float = Field(0.3, ge=0, lt=1, description="Dropout of the SASRec baseline.")
+    text_recency_decay: float = Field(0.7, gt=0, le=1, description="Zero-shot text baseline: weight of the item k steps back is decay**k.")
+    knn_window: int = Field(3, ge=1, description="Item k-NN: items at most this many events apart co-occur.")
+    cold_items_seed: int = Field(0, description="Seed of the --cold-items draw.")

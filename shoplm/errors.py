@@ -50,3 +50,11 @@ class SourceFileMissing(ConvertError):
 
 class WriteError(ShopLMError):
     """A record does not fit the columns it is written under."""
+
+
+class RecommendDataError(ShopLMError):
+    """Items or events given to recommendation training or evaluation cannot be used."""
+
+
+class RecommendModelError(ShopLMError):
+    """A saved recommendation model is missing, damaged, or does not fit the data it is used on."""
