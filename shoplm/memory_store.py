@@ -7,8 +7,15 @@ from typing import Sequence
 
 import polars as pl
 
-from shoplm.records import Event, Item, Judgment
+from shoplm.records import EVENT_FIELDS, Event, Item, Judgment
 from shoplm.store import SCHEMA_VERSION, event_row, events_to_frame
+
+
+def _belongs(row: tuple, user_id: str | None, session_id: str | None) -> bool:
+    """row = (seq, timestamp, user_id, session_id, ...)"""
+    if user_id is not None:
+        return row[2] == user_id
+    return session_id is not None and row[3] == session_id
 
 
 class MemoryStore:
@@ -57,6 +64,19 @@ class MemoryStore:
 
     def judgments(self) -> list[Judgment]:
         return [self._judgments[k] for k in sorted(self._judgments)]
+
+    def actor_events(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
+        rows = [r for r in self._events.values() if _belongs(r, user_id, session_id)]
+        rows.sort(key=lambda r: (r[1], r[0]))  # (timestamp, seq)
+        return [Event(**dict(zip(EVENT_FIELDS, r[1:]))) for r in rows]
+
+    def delete_user(self, user_id: str) -> int:
+        with self._lock:
+            sessions = {r[3] for r in self._events.values() if r[2] == user_id and r[3] is not None}
+            doomed = [k for k, r in self._events.items() if r[2] == user_id or (r[3] is not None and r[3] in sessions)]
+            for key in doomed:
+                del self._events[key]
+        return len(doomed)
 
     def counts(self) -> dict[str, int]:
         return {"items": len(self._items), "events": len(self._events), "judgments": len(self._judgments)}

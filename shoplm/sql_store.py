@@ -185,6 +185,34 @@ class SqlStore:
         with self.engine.connect() as conn:
             return [Judgment(r.query, r.item_id, r.relevance) for r in conn.execute(query)]
 
+    def actor_events(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
+        if user_id is not None:
+            where = events_table.c.user_id == user_id
+        elif session_id is not None:
+            where = events_table.c.session_id == session_id
+        else:
+            return []
+        columns = [events_table.c[name] for name in EVENT_FIELDS]
+        query = sa.select(*columns).where(where).order_by(events_table.c.timestamp, events_table.c.seq)
+        with self.engine.connect() as conn:
+            return [Event(**row._asdict()) for row in conn.execute(query)]
+
+    def delete_user(self, user_id: str) -> int:
+        # Sessions are read first: SQLite may re-evaluate a subquery on the table being deleted from.
+        find_sessions = (
+            sa.select(events_table.c.session_id)
+            .where(events_table.c.user_id == user_id, events_table.c.session_id.is_not(None))
+            .distinct()
+        )
+        with self.engine.begin() as conn:
+            sessions = list(conn.execute(find_sessions).scalars())
+            doomed = events_table.c.user_id == user_id
+            deleted = conn.execute(sa.delete(events_table).where(doomed)).rowcount
+            for start in range(0, len(sessions), 10_000):
+                chunk = sessions[start:start + 10_000]
+                deleted += conn.execute(sa.delete(events_table).where(events_table.c.session_id.in_(chunk))).rowcount
+            return deleted
+
     def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {

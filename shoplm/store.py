@@ -60,6 +60,13 @@ class Store(Protocol):
     def judgments(self) -> list[Judgment]:
         """All judgments, ordered by (query, item_id)."""
 
+    def actor_events(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
+        """The events of one user (all their sessions) or, without a user, of one session;
+        oldest first, ties in insertion order. The real-time path reads histories here."""
+
+    def delete_user(self, user_id: str) -> int:
+        """Erase the user: their events and every event of their sessions; returns how many."""
+
     def counts(self) -> dict[str, int]:
         """{"items": n, "events": n, "judgments": n}."""
 

@@ -104,3 +104,29 @@ def test_password_is_masked_in_errors():
     with pytest.raises(StoreError) as caught:
         open_store("postgresql://bob:hunter2@127.0.0.1:1/nowhere")
     assert "hunter2" not in str(caught.value)
+
+
+def _history():
+    return [
+        Event(5.0, "view", user_id="u", session_id="s1", item_id="a"),
+        Event(1.0, "search", session_id="s1", query="saw"),  # anonymous, then the user logged in
+        Event(2.0, "view", user_id="v", session_id="s2", item_id="b"),
+        Event(3.0, "click", user_id="u", item_id="b"),
+        Event(3.0, "view", session_id="s3", item_id="c"),
+    ]
+
+
+def test_actor_events_by_user_or_session(store):
+    store.add_events(_history())
+    assert [(e.timestamp, e.event_type) for e in store.actor_events(user_id="u")] == [(3.0, "click"), (5.0, "view")]
+    assert [e.query for e in store.actor_events(session_id="s1")] == ["saw", None]
+    assert store.actor_events(user_id="nobody") == [] and store.actor_events() == []
+    assert store.actor_events(user_id="u")[0] == Event(3.0, "click", user_id="u", item_id="b")
+
+
+def test_delete_user_erases_their_events_and_sessions(store):
+    store.add_events(_history())
+    assert store.delete_user("u") == 3
+    assert store.actor_events(user_id="u") == [] and store.actor_events(session_id="s1") == []
+    assert store.counts()["events"] == 2
+    assert store.delete_user("u") == 0
