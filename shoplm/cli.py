@@ -178,6 +178,29 @@ def stats(ctx: typer.Context, store: StoreOpt = None, as_json: JsonOpt = False) 
     out.print(table)
 
 
+@app.command()
+def serve(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Bind address (default: settings.host, 127.0.0.1).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port (default: settings.port, 8000).")] = None,
+) -> None:
+    """Serve the HTTP API and the storefront.
+
+    Keys come from SHOPLM_READ_KEY and SHOPLM_ADMIN_KEY; without an admin key, write routes are refused.
+
+    [bold]Example:[/bold] SHOPLM_ADMIN_KEY=secret shoplm serve --store sqlite:///shop.db --port 8000
+    """
+    import uvicorn
+
+    from shoplm.api import create_app
+
+    settings = _settings(ctx)
+    settings = settings.model_copy(update={k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v})
+    err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}", highlight=False)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+
+
 def _register_commands() -> None:
     """Commands of the search and recommendation parts live beside their code."""
     from shoplm import recommend_commands, search_commands

@@ -32,6 +32,22 @@ class SchemaVersionMismatch(StoreError):
     """The store was created by a different shoplm schema version."""
 
 
+class NotFound(ShopLMError):
+    """An item, user or model the request names does not exist (HTTP 404)."""
+
+
+class InvalidRecords(ShopLMError):
+    """Records in a request broke the data model (HTTP 422); `problems` maps the record's
+    position in the batch to what was wrong with it."""
+
+    def __init__(self, kind: str, problems: dict):
+        self.kind = kind
+        self.problems = problems
+        first = next(iter(problems.items()))
+        super().__init__(f"{len(problems)} invalid record(s) in {kind}; first: {kind}[{first[0]}]: "
+                         + "; ".join(str(p) for p in first[1]))
+
+
 class ValidationFailed(ShopLMError):
     """`--strict` ingestion met bad records, so nothing was written."""
 
@@ -58,3 +74,15 @@ class RecommendDataError(ShopLMError):
 
 class RecommendModelError(ShopLMError):
     """A saved recommendation model is missing, damaged, or does not fit the data it is used on."""
+
+
+class IndexNotBuilt(ShopLMError):
+    """An index directory is missing or incomplete."""
+
+
+class IndexMismatch(ShopLMError):
+    """Vectors, ids or an index directory disagree with what the caller expects."""
+
+
+class NoTrainingData(ShopLMError):
+    """Fine-tuning found no (query, item) positives in the given judgments or events."""

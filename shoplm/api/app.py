@@ -1,0 +1,52 @@
+"""`create_app(settings)`: the FastAPI app over one `Engine`, built at startup, not import."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from shoplm.api.middleware import BodyLimit, Metrics
+from shoplm.api.problems import install_error_handlers
+from shoplm.api.routes import health, router
+from shoplm.config import Settings
+from shoplm.engine import Engine
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The service. Without `engine`, one is opened on `settings.store_url` at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if getattr(app.state, "engine", None) is None:
+            from shoplm.store import open_store
+
+            app.state.engine = Engine(settings, open_store(settings.store_url))
+        yield
+        app.state.engine.store.close()
+
+    app = FastAPI(title="shoplm", version="0.1.0", lifespan=lifespan,
+                  description="Search and recommendations for online shops, built around a language model.")
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(health)
+    if (STATIC / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=STATIC, html=True), name="storefront")
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(_MetricsMiddleware, metrics=app.state.metrics)
+    return app
+
+
+class _MetricsMiddleware:
+    def __init__(self, app, metrics: Metrics):
+        self._wrapped = metrics.middleware(app)
+
+    async def __call__(self, scope, receive, send):
+        await self._wrapped(scope, receive, send)

@@ -1,0 +1,107 @@
+"""Request and response bodies. Families: `...Base` (shared fields), `...Create` (what a
+client sends), `...Public` (what the service returns).
+
+Types are checked here; the data model's rules (non-empty title, price >= 0, finite
+numbers, no control characters, ...) are checked once, by shoplm.records, so the API and
+file ingestion can never disagree on what a valid record is.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shoplm.records import EVENT_TYPES
+
+EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
+
+
+class ItemBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(..., examples=["Cordless drill 18V"])
+    description: str | None = None
+    category: str | None = Field(None, examples=["Tools > Power Tools > Drills"])
+    brand: str | None = None
+    price: float | None = Field(None, ge=0)
+    available: bool = True
+    sponsored_bid: float | None = Field(None, ge=0)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class ItemCreate(ItemBase):
+    item_id: str = Field(..., min_length=1, max_length=256, examples=["drill-1"])
+
+
+class ItemPublic(ItemCreate):
+    pass
+
+
+class ItemBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ItemCreate]
+
+
+class EventCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: float | str | None = Field(
+        None, description="ISO-8601 or Unix seconds; omitted = the time the service receives it.",
+        examples=["2024-05-01T12:00:00Z"],
+    )
+    user_id: str | None = Field(None, max_length=256)
+    session_id: str | None = Field(None, max_length=256)
+    event_type: EventType
+    item_id: str | None = Field(None, max_length=256)
+    query: str | None = None
+    position: int | None = Field(None, ge=0)
+    value: float | None = None
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[EventCreate]
+
+
+class WriteResult(BaseModel):
+    accepted: int
+    stored: int = Field(description="Newly stored; the rest were already there (idempotent re-sends).")
+    duplicates: int
+
+
+class ProfilePublic(BaseModel):
+    user_id: str | None
+    session_id: str | None
+    is_new: bool
+    event_counts: dict[str, int]
+    first_seen: float | None
+    last_seen: float | None
+    top_categories: list[tuple[str, float]]
+    top_brands: list[tuple[str, float]]
+    price_band: dict[str, float] | None
+    recent_items: list[str]
+    recent_queries: list[str]
+    nearest_categories: list[tuple[str, float]]
+
+
+class Erased(BaseModel):
+    user_id: str
+    deleted_events: int
+
+
+class ErrorDetail(BaseModel):
+    loc: list[str | int]
+    msg: str
+
+
+class ErrorInfo(BaseModel):
+    status: int
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
