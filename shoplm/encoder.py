@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -39,10 +39,41 @@ def pick_device(requested: str | None = None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def pick_threads(requested: int | None = None) -> int:
+    """`requested`, else the cores not already busy (cpu count - 1-minute load, at least 1).
+    On a shared 2-core machine two torch threads next to another busy process ran a training
+    step 3.5x slower than one thread (OpenMP threads spin-waiting on each other)."""
+    if requested:
+        return requested
+    return max(1, (os.cpu_count() or 1) - int(os.getloadavg()[0] + 0.5))
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU computes bfloat16 natively (AMX or AVX512-BF16), where autocast is ~2x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def use_bf16(requested: bool | None, device: str) -> bool:
+    """`requested`, else bf16 on CUDA and on CPUs with native bf16; fp32 elsewhere."""
+    if requested is not None:
+        return requested
+    return device.startswith("cuda") or (device == "cpu" and cpu_has_bf16())
+
+
+def autocast(device: str, enabled: bool) -> torch.autocast:
+    """bfloat16 autocast on `device` (weights stay float32, so fine-tuning is safe)."""
+    return torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=enabled)
+
+
 class Encoder:
     """A local sentence-transformers model. `model` is a directory; None means the default."""
 
-    def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 128):
+    def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 64,
+                 bf16: bool | None = None):
         from sentence_transformers import SentenceTransformer
 
         path = Path(model) if model else default_model_dir()
@@ -54,26 +85,41 @@ class Encoder:
             )
         self.path = path
         self.device = pick_device(device)
+        # 64, not 128: on 2 CPU cores larger batches ran slower (cache misses in attention).
         self.batch_size = batch_size
+        self.bf16 = use_bf16(bf16, self.device)
         self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         self.model.eval()
         self.dim = int(self.model.get_embedding_dimension())
-        self.fingerprint = model_fingerprint(path)
+        # bf16 vectors differ from fp32 ones in the 5th decimal; keep them apart in the cache.
+        self.fingerprint = model_fingerprint(path) + ("-bf16" if self.bf16 else "")
 
-    def encode(self, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """float32[n, dim], L2-normalised."""
+    def encode(self, texts: Sequence[str], show_progress: bool = False,
+               progress: Callable[[int], None] | None = None, chunk: int = 2048) -> np.ndarray:
+        """float32[n, dim], L2-normalised. `progress(n_done)` is called after each chunk of texts;
+        texts are sorted by length across chunks too, so every batch has little padding."""
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=show_progress)
-        return vectors.astype(np.float32, copy=False)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # (n,)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), chunk):
+            rows = order[start:start + chunk]
+            with autocast(self.device, self.bf16):
+                vectors = self.model.encode([texts[i] for i in rows], batch_size=self.batch_size,
+                                            convert_to_numpy=True, normalize_embeddings=True,
+                                            show_progress_bar=show_progress)
+            out[rows] = vectors.astype(np.float32, copy=False)
+            if progress:
+                progress(len(rows))
+        return out
 
     @torch.inference_mode()
     def encode_query(self, text: str) -> np.ndarray:
         """float32[dim], L2-normalised: one forward pass, no batching machinery."""
         features = self.model.preprocess([text])
         features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
-        vector = self.model.forward(features)["sentence_embedding"][0]  # (dim,)
+        with autocast(self.device, self.bf16):
+            vector = self.model.forward(features)["sentence_embedding"][0]  # (dim,)
         vector = torch.nn.functional.normalize(vector, dim=0)
         return vector.float().cpu().numpy()
 
@@ -101,25 +147,36 @@ class EmbeddingCache:
         self.dim = dim
         self._rows: dict[bytes, int] = {}
         self._vectors = np.zeros((0, dim), dtype=np.float32)
-        if (self.dir / "vectors.npy").is_file():
-            hashes = np.load(self.dir / "hashes.npy")  # (n, 16) uint8
-            vectors = np.load(self.dir / "vectors.npy")  # (n, dim)
-            # Both files only ever grow by appending; after a crash between the two renames
-            # their common prefix is still consistent.
-            n = min(len(hashes), len(vectors))
-            self._vectors = vectors[:n]
-            self._rows = {h.tobytes(): i for i, h in enumerate(hashes[:n])}
+        self._merge_from_disk()
+
+    def _merge_from_disk(self) -> None:
+        """Adopt every vector on disk that this object does not hold yet (another process may
+        have added some since we loaded)."""
+        if not (self.dir / "vectors.npy").is_file():
+            return
+        hashes = np.load(self.dir / "hashes.npy")  # (n, 16) uint8
+        vectors = np.load(self.dir / "vectors.npy")  # (n, dim)
+        # Both files only ever grow by appending; after a crash between the two renames
+        # their common prefix is still consistent.
+        n = min(len(hashes), len(vectors))
+        new = [i for i, h in enumerate(hashes[:n]) if h.tobytes() not in self._rows]
+        if new:
+            start = len(self._vectors)
+            self._vectors = np.concatenate([self._vectors, vectors[new]])
+            self._rows.update((hashes[i].tobytes(), start + j) for j, i in enumerate(new))
 
     def __len__(self) -> int:
         return len(self._rows)
 
-    def encode(self, encoder: Encoder, texts: Sequence[str], show_progress: bool = False) -> np.ndarray:
-        """float32[n, dim] for `texts`, encoding only the ones not cached yet, then saving."""
+    def encode(self, encoder: Encoder, texts: Sequence[str], show_progress: bool = False,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """float32[n, dim] for `texts`, encoding only the ones not cached yet, then saving.
+        `progress(n)` reports newly encoded texts (cached ones cost nothing)."""
         keys = [text_hash(t) for t in texts]
         missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
         if missing:
             first = {k: t for k, t in zip(keys, texts)}
-            fresh = encoder.encode([first[k] for k in missing], show_progress=show_progress)
+            fresh = encoder.encode([first[k] for k in missing], show_progress=show_progress, progress=progress)
             start = len(self._vectors)
             self._vectors = np.concatenate([self._vectors, fresh])
             self._rows.update((k, start + i) for i, k in enumerate(missing))
@@ -127,11 +184,18 @@ class EmbeddingCache:
         return self._vectors[[self._rows[k] for k in keys]]
 
     def save(self) -> None:
+        """Merge with what is on disk, then write, under an exclusive lock: processes sharing the
+        cache (a training run and an evaluation) never drop each other's vectors."""
+        import fcntl
+
         self.dir.mkdir(parents=True, exist_ok=True)
-        hashes = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
-        _atomic_save(self.dir / "hashes.npy", hashes)
-        _atomic_save(self.dir / "vectors.npy", self._vectors)
-        (self.dir / "params.json").write_text(json.dumps({"dim": self.dim, "count": len(self._rows), "version": 1}))
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self._merge_from_disk()
+            hashes = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
+            _atomic_save(self.dir / "hashes.npy", hashes)
+            _atomic_save(self.dir / "vectors.npy", self._vectors)
+            (self.dir / "params.json").write_text(json.dumps({"dim": self.dim, "count": len(self._rows), "version": 1}))
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:

@@ -1,0 +1,105 @@
+"""The search pipeline `shoplm search` runs: encoder + vector index + BM25, fused.
+
+    build_indexes(store.items(), settings, out_dir)        # shoplm index build
+    pipeline = SearchPipeline.open(out_dir, settings)
+    pipeline.search(["cordless drill"], k=10, filter=ItemFilter(max_price=100))  # -> Hits
+
+`out_dir` holds `vectors/` (FaissIndex), `lexical/` (LexicalIndex) and `params.json`
+(which model encoded the items, so queries are encoded by the same one). Items added later
+with `pipeline.add(items)` are searchable at once, in both indexes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from shoplm.config import Settings
+from shoplm.encoder import EmbeddingCache, Encoder
+from shoplm.errors import IndexMismatch, IndexNotBuilt
+from shoplm.hybrid import Fusion, fuse, rescore
+from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, atomic_write_text, load_index
+from shoplm.lexical import LexicalIndex
+from shoplm.records import Item
+from shoplm.text import item_texts
+
+VERSION = 1
+
+
+def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
+                  progress: Callable[[int], None] | None = None) -> dict:
+    """Encode (through the embedding cache) and index every item; returns params.json's content."""
+    out_dir = Path(out_dir)
+    model = model or settings.encoder_model
+    encoder = Encoder(model, settings.device, bf16=settings.encoder_bf16)
+    texts = item_texts(items, settings.item_text_template)
+    ids = [i.item_id for i in items]
+    vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(
+        encoder, texts, progress=progress)  # (n, dim)
+    index = FaissIndex(encoder.dim, settings.hnsw_min_items)
+    index.add(ids, vectors, [ItemMeta.of(i) for i in items])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index.save(out_dir / "vectors")
+    LexicalIndex(ids, texts).save(out_dir / "lexical")
+    params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
+              "fingerprint": encoder.fingerprint, "template": settings.item_text_template, "count": len(ids),
+              "hnsw": index.is_hnsw}
+    atomic_write_text(out_dir / "params.json", json.dumps(params, indent=2))
+    return params
+
+
+class SearchPipeline:
+    def __init__(self, encoder: Encoder, vectors: FaissIndex, lexical: LexicalIndex, settings: Settings,
+                 template: str, rescorer: Encoder | None = None):
+        self.encoder, self.vectors, self.lexical, self.settings = encoder, vectors, lexical, settings
+        self.template, self.rescorer = template, rescorer
+        self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
+
+    @classmethod
+    def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
+        directory = Path(directory)
+        if not (directory / "params.json").is_file():
+            raise IndexNotBuilt(f"no search index in {directory} (params.json missing); "
+                                f"run `shoplm index build --out {directory}` first")
+        params = json.loads((directory / "params.json").read_text())
+        encoder = Encoder(params["model"], settings.device, bf16=settings.encoder_bf16)
+        if encoder.fingerprint.removesuffix("-bf16") != params["fingerprint"].removesuffix("-bf16"):
+            raise IndexMismatch(f"{directory} was built with another model or precision than {encoder.path} now is; "
+                                "rebuild it with `shoplm index build`")
+        rescorer = Encoder(rescore_model, settings.device, bf16=settings.encoder_bf16) if rescore_model else None
+        return cls(encoder, load_index(directory / "vectors"), LexicalIndex.load(directory / "lexical"), settings,
+                   params["template"], rescorer)
+
+    def add(self, items: Sequence[Item]) -> None:
+        """Add or update items in both indexes; searchable at once, no rebuild."""
+        texts = item_texts(items, self.template)
+        ids = [i.item_id for i in items]
+        self.vectors.add(ids, self.encoder.encode(texts), [ItemMeta.of(i) for i in items])
+        self.lexical.add(ids, texts)
+
+    def remove(self, item_ids: Sequence[str]) -> None:
+        self.vectors.remove(item_ids)
+        self.lexical.remove(item_ids)
+
+    def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None) -> Hits:
+        """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
+        depth = max(k, self.settings.hybrid_depth)
+        q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
+        dense = self.vectors.search(q, depth, filter)
+        mask = None
+        if filter is not None:
+            v = self.vectors
+            allowed = set(v.ids[v.alive & filter.mask(v.category, v.price, v.available)])
+            mask = np.fromiter((i in allowed for i in self.lexical.ids), dtype=bool, count=len(self.lexical))
+        fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
+        if self.rescorer is not None:
+            fused = self._rescore(queries, fused)
+        return Hits(fused.ids[:, :k], fused.scores[:, :k])
+
+    def _rescore(self, queries: Sequence[str], fused: Hits) -> Hits:
+        texts = dict(zip(self.lexical.ids, self.lexical.texts))
+        q = np.stack([self.rescorer.encode_query(text) for text in queries])  # (n, dim)
+        return rescore(fused, q, lambda ids: self.rescorer.encode([texts[i] for i in ids]))

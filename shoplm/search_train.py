@@ -1,0 +1,286 @@
+"""Fine-tuning the encoder for search: in-batch softmax over (query, item) positives.
+
+`train_search` is one readable loop: `lr_at(step)`, `make_batches`, `dev_ndcg`, and
+`for step in range(steps)`. Each batch holds B (query, positive) pairs plus up to B hard
+negatives (judged-irrelevant items, else BM25 results that are not judged relevant),
+never the same query or item text twice, so no in-batch "negative" is a copy of a positive.
+Every `eval_every` steps NDCG@10 on dev queries picks the best weights (early stopping with
+`patience`); the best ones are written as a sentence-transformers directory that
+`Encoder(model=DIR)` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+import torch
+
+from shoplm.encoder import autocast, default_model_dir, pick_device, use_bf16
+from shoplm.errors import NoTrainingData
+from shoplm.lexical import LexicalIndex, replace_dir
+from shoplm.loss import InBatchSoftmaxLoss, LossConfig
+from shoplm.metrics import ranking_metrics
+from shoplm.search_data import Pair
+
+
+@dataclass
+class SearchTrainConfig:
+    batch_size: int = 64  # pairs per batch; each sees 2B - 1 negatives at most
+    epochs: float = 1.0
+    lr: float = 1e-4  # peak; few hundred steps on CPU, so higher than the usual 2e-5
+    warmup: float = 0.1  # share of steps with linear warmup, then linear decay to 0
+    weight_decay: float = 0.01
+    temperature: float = 0.05  # scale 20
+    symmetric: bool = True
+    max_seq_length: int = 64  # tokens; Home Depot titles are <= 56
+    bm25_negative_ranks: tuple[int, int] = (3, 30)  # hard negatives drawn from these BM25 ranks
+    eval_every: int = 100  # steps between dev NDCG@10 checks (~25 s each on 2 CPU cores)
+    patience: int = 3  # checks without improvement before stopping
+    dev_eval_queries: int = 200  # dev queries scored during training (all dev in `shoplm eval search`)
+    dev_pool_depth: int = 20  # BM25 candidates per dev query added to the dev ranking pool
+    max_minutes: float = 15.0
+    seed: int = 13
+    device: str | None = None
+    bf16: bool | None = None
+
+
+class Batch(NamedTuple):
+    queries: list[str]  # (B,)
+    docs: list[str]  # (B + H,): positives of each query, then hard negatives
+    weights: list[float]  # (B,)
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    best_step: int
+    best_dev_ndcg: float
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def lr_at(step: int, steps: int, cfg: SearchTrainConfig) -> float:
+    """Linear warmup over `warmup * steps`, then linear decay to 0."""
+    warm = max(1, int(cfg.warmup * steps))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return cfg.lr * max(0.0, (steps - step) / max(1, steps - warm))
+
+
+def mine_negatives(pairs: Sequence[Pair], qrels: Mapping[str, Mapping[str, float]], lexical: LexicalIndex,
+                   min_relevance: float, ranks: tuple[int, int]) -> dict[str, list[str]]:
+    """query -> hard-negative item ids: judged-irrelevant items first, then BM25 results at
+    `ranks` that are not judged relevant (unjudged BM25 hits are mostly wrong sizes/variants)."""
+    queries = sorted({p.query for p in pairs})
+    hits = lexical.search(queries, ranks[1])
+    out: dict[str, list[str]] = {}
+    for query, row in zip(queries, hits.ids):
+        judged = qrels.get(query, {})
+        irrelevant = [i for i, r in judged.items() if r < min_relevance]
+        lexical_hard = [i for i in row[ranks[0]:] if i and judged.get(i, 0.0) < min_relevance and i not in irrelevant]
+        out[query] = irrelevant + lexical_hard
+    return out
+
+
+def make_batches(pairs: Sequence[Pair], negatives: Mapping[str, list[str]], texts: Mapping[str, str],
+                 batch_size: int, rng: random.Random) -> list[Batch]:
+    """Shuffled batches with no repeated query or item text; a pair that would repeat one
+    waits for the next batch. One hard negative per pair when a non-clashing one exists."""
+    pending = list(pairs)
+    rng.shuffle(pending)
+    batches: list[Batch] = []
+    while pending:
+        queries, docs, weights, negs, seen, later = [], [], [], [], set(), []
+        for pair in pending:
+            doc = texts[pair.item_id]
+            if len(queries) == batch_size or pair.query in seen or doc in seen:
+                later.append(pair)
+                continue
+            queries.append(pair.query)
+            docs.append(doc)
+            weights.append(pair.weight)
+            seen.update((pair.query, doc))
+            options = negatives.get(pair.query, [])
+            for item in rng.sample(options, min(len(options), 3)):
+                if texts[item] not in seen:
+                    negs.append(texts[item])
+                    seen.add(texts[item])
+                    break
+        batches.append(Batch(queries, docs + negs, weights))
+        pending = later
+    return batches
+
+
+@torch.inference_mode()
+def embed(model, texts: Sequence[str], device: str, bf16: bool, batch_size: int = 64) -> torch.Tensor:
+    """float32[n, dim], L2-normalised, in the order given (batches sorted by length inside)."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = torch.zeros(len(texts), model.get_embedding_dimension())
+    for start in range(0, len(texts), batch_size):
+        rows = order[start:start + batch_size]
+        features = {k: v.to(device) for k, v in model.preprocess([texts[i] for i in rows]).items()
+                    if isinstance(v, torch.Tensor)}
+        with autocast(device, bf16):
+            vectors = model(features)["sentence_embedding"]  # (b, dim)
+        out[rows] = torch.nn.functional.normalize(vectors.float(), dim=-1).cpu()
+    return out
+
+
+def dev_ndcg(model, pool_ids: list[str], pool_texts: list[str], queries: list[str],
+             qrels: Mapping[str, Mapping[str, float]], device: str, bf16: bool) -> float:
+    """NDCG@10 of the dev queries ranking a fixed pool (their judged items + BM25 candidates)."""
+    model.eval()
+    items = embed(model, pool_texts, device, bf16)  # (m, dim)
+    q = embed(model, queries, device, bf16)  # (n, dim)
+    top = torch.topk(q @ items.T, k=min(10, len(pool_ids)), dim=1).indices.numpy()  # (n, 10)
+    ranked = [[pool_ids[j] for j in row] for row in top]
+    model.train()
+    return ranking_metrics(ranked, [qrels[x] for x in queries], ks=(10,), mrr_k=10)["ndcg@10"]
+
+
+def dev_pool(dev_queries: list[str], qrels: Mapping[str, Mapping[str, float]], lexical: LexicalIndex,
+             texts: Mapping[str, str], depth: int) -> tuple[list[str], list[str]]:
+    ids = {i for q in dev_queries for i in qrels[q] if i in texts}
+    ids.update(i for row in lexical.search(dev_queries, depth).ids for i in row if i)
+    ids = sorted(ids)
+    return ids, [texts[i] for i in ids]
+
+
+def train_search(
+    texts: Mapping[str, str],
+    train_pairs: Sequence[Pair],
+    dev_qrels: Mapping[str, Mapping[str, float]],
+    negatives: Mapping[str, list[str]],
+    lexical: LexicalIndex,
+    out: Path,
+    cfg: SearchTrainConfig,
+    base_model: Path | None = None,
+    progress: Callable[[int, int, dict], None] | None = None,
+) -> TrainResult:
+    """Fine-tune `base_model` (default: bundled MiniLM) on `train_pairs`; write the best model to `out`.
+    `texts`: item_id -> item text; `dev_qrels`: dev query -> item -> relevance."""
+    from sentence_transformers import SentenceTransformer
+
+    pairs = [p for p in train_pairs if p.item_id in texts]
+    if not pairs:
+        raise NoTrainingData("no training pairs name an item of the catalog; check that --items is the "
+                             "catalog the judgments/events refer to")
+    started = time.monotonic()
+    random.seed(cfg.seed); np.random.seed(cfg.seed); torch.manual_seed(cfg.seed)  # noqa: E702
+    rng = random.Random(cfg.seed)
+    device = pick_device(cfg.device)
+    bf16 = use_bf16(cfg.bf16, device)
+    model = SentenceTransformer(str(base_model or default_model_dir()), device=device, local_files_only=True)
+    saved_max_len = model.max_seq_length
+    model.max_seq_length = cfg.max_seq_length
+    loss_fn = InBatchSoftmaxLoss(model, LossConfig(cfg.temperature, cfg.symmetric))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    dev_queries = sorted(dev_qrels)
+    dev_queries = rng.sample(dev_queries, min(cfg.dev_eval_queries, len(dev_queries)))
+    pool_ids, pool_texts = dev_pool(dev_queries, dev_qrels, lexical, texts, cfg.dev_pool_depth)
+    batches = make_batches(pairs, negatives, texts, cfg.batch_size, rng)
+    steps = max(1, math.ceil(cfg.epochs * len(batches)))
+
+    def check(step: int) -> float:
+        return dev_ndcg(model, pool_ids, pool_texts, dev_queries, dev_qrels, device, bf16) if dev_queries else 0.0
+
+    best = TrainResult(steps=0, best_step=0, best_dev_ndcg=check(0))
+    best.history.append({"step": 0, "dev_ndcg@10": best.best_dev_ndcg})
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.train()
+    since_best, losses = 0, []
+    for step in range(steps):
+        if step and step % len(batches) == 0:
+            batches = make_batches(pairs, negatives, texts, cfg.batch_size, rng)
+        batch = batches[step % len(batches)]
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, steps, cfg)
+        q = {k: v.to(device) for k, v in model.preprocess(batch.queries).items() if isinstance(v, torch.Tensor)}
+        d = {k: v.to(device) for k, v in model.preprocess(batch.docs).items() if isinstance(v, torch.Tensor)}
+        with autocast(device, bf16):
+            loss = loss_fn(q, d, torch.tensor(batch.weights, device=device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss.detach()))  # one sync per step, for the progress bar
+        out_of_time = time.monotonic() - started > cfg.max_minutes * 60
+        best.steps = step + 1
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == steps or out_of_time:
+            score = check(step + 1)
+            best.history.append({"step": step + 1, "dev_ndcg@10": score, "loss": float(np.mean(losses[-cfg.eval_every:]))})
+            if score > best.best_dev_ndcg:
+                best.best_dev_ndcg, best.best_step, since_best = score, step + 1, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+        if progress:
+            progress(step + 1, steps, {"loss": losses[-1], "dev_ndcg@10": best.history[-1]["dev_ndcg@10"]})
+        if out_of_time or since_best >= cfg.patience:
+            break
+    model.load_state_dict(best_state)
+    model.max_seq_length = saved_max_len  # read whole item texts at inference; titles fit either way
+    best.seconds = time.monotonic() - started
+    _save(model, out, {"config": asdict(cfg), "pairs": len(pairs), **asdict(best)})
+    return best
+
+
+def _save(model, out: Path, summary: dict) -> None:
+    """A sentence-transformers directory plus `shoplm_train.json`, swapped in whole."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        model.save(str(tmp))
+        (tmp / "shoplm_train.json").write_text(json.dumps(summary, indent=2, default=str))
+        replace_dir(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
+                 cfg: SearchTrainConfig, base_model: Path | None = None,
+                 progress: Callable[[int, int, dict], None] | None = None,
+                 stage: Callable[[str], None] = lambda text: None) -> TrainResult:
+    """Files -> pairs, split, BM25 negatives -> `train_search`. Judged queries are split by query;
+    event pairs train only on their train-split queries too, and dev falls back to event pairs
+    (weight as relevance) when there are no judgments."""
+    from shoplm.search_data import (pairs_from_events, pairs_from_judgments, qrels_by_query, read_events,
+                                    read_items, read_judgments, split_queries)
+    from shoplm.text import item_texts
+
+    stage("read items")
+    items = read_items(items_path)
+    texts = dict(zip((i.item_id for i in items), item_texts(items, settings.item_text_template)))
+    pairs = pairs_from_judgments(read_judgments(judgments_path), settings.search_positive_min_relevance) if judgments_path else []
+    qrels = qrels_by_query(read_judgments(judgments_path)) if judgments_path else {}
+    if events_path:
+        stage("read events")
+        event_pairs = pairs_from_events(read_events(events_path), settings.search_event_window_s, settings.event_weights)
+        pairs += event_pairs
+        if not judgments_path:
+            qrels = {}
+            for p in event_pairs:
+                qrels.setdefault(p.query, {})[p.item_id] = p.weight
+    # The split seed comes from settings, never from cfg.seed: `eval search` must see the same dev queries.
+    split = split_queries(qrels, settings.search_dev_fraction, settings.search_split_seed)
+    dev = set(split.dev)
+    train_pairs = [p for p in pairs if p.query not in dev]
+    stage("BM25 + hard negatives")
+    lexical = LexicalIndex(list(texts), list(texts.values()))
+    negatives = mine_negatives(train_pairs, qrels, lexical, settings.search_positive_min_relevance,
+                               cfg.bm25_negative_ranks)
+    stage("fine-tune")
+    return train_search(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical, out, cfg,
+                        base_model or settings.encoder_model, progress)

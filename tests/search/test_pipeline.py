@@ -1,0 +1,68 @@
+"""The search pipeline over the bundled MiniLM: a new item is found at once, a removed one is gone,
+filters hold, and `shoplm index build` + `shoplm search` work end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from shoplm.index import ItemFilter
+from shoplm.records import Item
+from shoplm.search import SearchPipeline, build_indexes
+
+NEW = Item(item_id="new1", title="Ryobi 40V cordless leaf blower with battery", category="Outdoor > Blowers",
+           brand="Ryobi", price=149.0)
+
+
+@pytest.fixture
+def pipeline(items, settings, tmp_path):
+    build_indexes(items, settings, tmp_path / "index")
+    return SearchPipeline.open(tmp_path / "index", settings)
+
+
+def test_add_then_find_by_title_without_rebuild(pipeline):
+    assert "new1" not in pipeline.search(["ryobi cordless leaf blower"], k=5).ids[0]
+    pipeline.add([NEW])
+    assert pipeline.search(["ryobi cordless leaf blower"], k=5).ids[0][0] == "new1"
+
+
+def test_remove_then_no_longer_found(pipeline):
+    pipeline.add([NEW])
+    pipeline.remove(["new1"])
+    assert "new1" not in pipeline.search(["ryobi cordless leaf blower"], k=14).ids[0]
+
+
+def test_known_answers(pipeline):
+    top = pipeline.search(["angle bracket", "deck stain", "claw hammer"], k=1).ids[:, 0]
+    assert list(top) == ["b1", "p2", "h1"]
+
+
+def test_filter_category_and_price_gets_k_matching(pipeline, items):
+    flt = ItemFilter(category="Tools > Power Tools", min_price=50, max_price=130)
+    matching = {i.item_id for i in items if i.category.startswith("Tools > Power Tools") and 50 <= i.price <= 130}
+    assert len(matching) == 4
+    hits = pipeline.search(["paint"], k=4, filter=flt)  # a query that matches none of them lexically
+    assert set(hits.ids[0]) == matching
+    hits = pipeline.search(["drill"], k=3, filter=flt)
+    assert len(set(hits.ids[0])) == 3 and set(hits.ids[0]) <= matching
+
+
+def test_cli_index_build_and_search(catalog_files, settings, tmp_path, monkeypatch):
+    from shoplm.cli import app
+
+    items_path, _ = catalog_files
+    store = f"sqlite:///{tmp_path / 'shop.db'}"
+    monkeypatch.setenv("SHOPLM_EMBEDDING_CACHE_DIR", str(tmp_path / "cache"))
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "--items", str(items_path), "--store", store]).exit_code == 0
+    built = runner.invoke(app, ["index", "build", "--store", store, "--out", str(tmp_path / "idx")])
+    assert built.exit_code == 0, built.output
+    found = runner.invoke(app, ["search", "cordless drill", "--k", "3", "--index", str(tmp_path / "idx"), "--store", store,
+                                "--filter", "category=Tools", "--filter", "price=..100", "--json"])
+    assert found.exit_code == 0, found.output
+    rows = json.loads(found.stdout[found.stdout.index("["):])
+    assert len(rows) == 3 and all(r["price"] <= 100 and r["category"].startswith("Tools") for r in rows)
+    bad = runner.invoke(app, ["search", "x", "--index", str(tmp_path / "idx"), "--filter", "price=cheap"])
+    assert bad.exit_code != 0 and "price=LOW..HIGH" in bad.output

@@ -1,0 +1,78 @@
+"""Batches without duplicate texts, the LR schedule, and a tiny fine-tuning run that writes a
+directory the encoder loads."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import numpy as np
+from typer.testing import CliRunner
+
+from shoplm.encoder import Encoder
+from shoplm.search_data import Pair
+from shoplm.search_train import SearchTrainConfig, lr_at, make_batches
+
+
+def test_batches_never_repeat_a_text():
+    texts = {"a": "drill", "b": "saw", "c": "drill", "d": "hammer", "e": "paint"}  # a and c share a title
+    pairs = [Pair("q1", "a", 1), Pair("q1", "b", 1), Pair("q2", "c", 1), Pair("q3", "d", 1), Pair("q4", "e", 1)]
+    negatives = {"q1": ["d"], "q2": ["e"], "q3": ["a"], "q4": ["b"]}
+    batches = make_batches(pairs, negatives, texts, batch_size=3, rng=random.Random(0))
+    assert sum(len(b.queries) for b in batches) == len(pairs)  # every pair trained on once
+    for batch in batches:
+        assert len(set(batch.queries)) == len(batch.queries)
+        assert len(set(batch.docs)) == len(batch.docs)
+        assert not set(batch.queries) & set(batch.docs)
+
+
+def test_lr_warmup_then_decay():
+    cfg = SearchTrainConfig(lr=1.0, warmup=0.1)
+    lrs = [lr_at(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == 0.1 and lrs[9] == 1.0 and lrs[99] < 0.02
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+
+
+def test_tiny_training_run_writes_a_loadable_model(catalog_files, tmp_path, monkeypatch):
+    from shoplm.cli import app
+
+    items_path, judgments_path = catalog_files
+    for name, value in {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.5",
+                        "ENCODER_BF16": "false", "TORCH_THREADS": "1"}.items():
+        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path),
+                                      "--out", str(out), "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "shoplm_train.json").read_text())
+    assert summary["steps"] >= 1 and summary["pairs"] > 0 and summary["config"]["seed"] == 1
+    encoder = Encoder(out, bf16=False)
+    vectors = encoder.encode(["cordless drill", "deck stain"])
+    assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # the temp dir was swapped in
+
+
+def test_training_from_events_only(catalog_files, tmp_path, monkeypatch):
+    """A search followed by a click/cart/purchase in the same session is a positive; no judgments needed."""
+    import csv
+
+    from shoplm.cli import app
+    from tests.search.conftest import JUDGMENTS
+
+    items_path, _ = catalog_files
+    events_path = tmp_path / "events.csv"
+    with open(events_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "session_id", "event_type", "item_id", "query"])
+        for n, (query, item, relevance) in enumerate(j for j in JUDGMENTS if j[2] >= 1):
+            writer.writerow([1_700_000_000 + 100 * n, f"s{n}", "search", "", query])
+            writer.writerow([1_700_000_000 + 100 * n + 5, f"s{n}", "purchase" if relevance == 2 else "click", item, ""])
+    for name, value in {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.3",
+                        "ENCODER_BF16": "false", "TORCH_THREADS": "1"}.items():
+        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--events", str(events_path),
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "shoplm_train.json").read_text())
+    assert summary["pairs"] > 0 and Encoder(out, bf16=False).dim == 384
