@@ -1,31 +1,116 @@
 """The engine: the one Python API the HTTP service and the CLI share.
 
-It owns the store and an in-memory copy of the catalog (the hot read path never goes to
-the database for an item). Every write goes to the store first, in one transaction, and
-only then into memory, so an acknowledged write is durable and the very next request
-sees it (read-your-writes, no batching window).
+It owns the store, an in-memory copy of the catalog (the hot read path never goes to the
+database for an item), the search pipeline (encoder, FAISS, BM25) and the behaviour side
+(shoplm/personalize.py). Every write goes to the store first, in one transaction, and
+only then into memory and the indexes, so an acknowledged write is durable and the very
+next request sees it (read-your-writes, no batching window).
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
+import numpy as np
+
+from shoplm.aggregates import item_popularity
 from shoplm.config import Settings
 from shoplm.errors import InvalidRecords, NotFound
+from shoplm.personalize import Blend, UserModelScorer, history_bucket, popularity_prior, text_scores, zscore
 from shoplm.profile import Profile, build_profile
 from shoplm.records import Event, FieldProblem, Item
 from shoplm.store import Store
 
+if TYPE_CHECKING:
+    from shoplm.index import ItemFilter
+    from shoplm.search import SearchPipeline
+
 UNKNOWN_ITEM = "an item_id in the catalog (unknown item: create it with POST /v1/items first)"
 
 
+class Rec(NamedTuple):
+    item_id: str
+    score: float
+    reason: str
+
+
+class ModelState(NamedTuple):
+    """What a reload swaps, as one reference: a request reads it once and keeps its version."""
+
+    scorer: UserModelScorer | None
+    blend: Blend
+    rows: np.ndarray  # int64[n_model_items]: row of each model item in the vector index, -1 if gone
+
+
 class Engine:
-    def __init__(self, settings: Settings, store: Store):
+    def __init__(self, settings: Settings, store: Store, search: "SearchPipeline | None" = None,
+                 scorer: UserModelScorer | None = None):
         self.settings = settings
         self.store = store
-        self._lock = threading.RLock()  # guards the in-memory catalog against concurrent writers
+        self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
         self.items: dict[str, Item] = {item.item_id: item for item in store.items()}
+        self.search_pipeline = search
+        self.popularity = np.zeros(0)  # (rows,) time-decayed, in the vector index's row order
+        self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
+        if search is not None:
+            self._sync_rows()
+            self._init_popularity()
+
+    @classmethod
+    def open(cls, settings: Settings, store: Store) -> "Engine":
+        """The serving engine: indexes built from the store's catalog (embeddings come from the
+        cache, so a restart encodes nothing new) and the trained model if one is configured."""
+        from shoplm.search import SearchPipeline, build_indexes
+
+        items = store.items()
+        if not items:
+            raise NotFound(f"the store {settings.store_url} has no items; ingest a catalog first "
+                           "(shoplm ingest --items FILE)")
+        build_indexes(items, settings, settings.search_index_dir)
+        search = SearchPipeline.open(settings.search_index_dir, settings)
+        scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None
+        return cls(settings, store, search, scorer)
+
+    # --- row space -------------------------------------------------------------------------
+    @property
+    def _index(self):
+        return self.search_pipeline.vectors
+
+    def _row(self, item_id: str) -> int | None:
+        return self._index._row.get(item_id)
+
+    def _sync_rows(self) -> None:
+        """Grow row-space arrays after items were added to the vector index."""
+        n = len(self._index.ids)
+        self.popularity = np.concatenate([self.popularity, np.zeros(n - len(self.popularity))])
+        self.model = self._model_state(self.model.scorer, self.model.blend)
+
+    def _model_state(self, scorer: UserModelScorer | None, blend: Blend) -> ModelState:
+        if scorer is None:
+            return ModelState(None, blend, np.zeros(0, dtype=np.int64))
+        rows = np.asarray([-1 if self._row(i) is None else self._row(i) for i in scorer.item_ids], dtype=np.int64)
+        return ModelState(scorer, blend, rows)
+
+    def reload_model(self, directory) -> None:
+        """Swap in a newly trained model directory atomically: the new state is built aside
+        and replaces the old one in a single assignment; requests in flight keep the old."""
+        scorer = UserModelScorer(directory, self.settings.device)
+        with self._lock:
+            self.model = self._model_state(scorer, Blend.load(directory))
+
+    def _init_popularity(self) -> None:
+        pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
+                              self.settings.popularity_half_life_days)
+        for item_id, value in pop.iter_rows():
+            row = self._row(item_id)
+            if row is not None:
+                self.popularity[row] = value
+
+    def _servable(self) -> np.ndarray:
+        """bool[rows]: live and available — a removed or unavailable item is never returned."""
+        return self._index.alive & self._index.available
 
     # --- catalog -------------------------------------------------------------------------
     def get_item(self, item_id: str) -> Item:
@@ -35,9 +120,16 @@ class Engine:
         return item
 
     def upsert_items(self, items: Sequence[Item]) -> int:
+        """Store, then encode and index: searchable, recommendable and similar-able at once."""
         with self._lock:
             written = self.store.upsert_items(items)
             self.items.update((item.item_id, item) for item in items)
+            if self.search_pipeline is not None:
+                kept = {i: self.popularity[self._row(i)] for i in (it.item_id for it in items) if self._row(i) is not None}
+                self.search_pipeline.add(items)
+                self._sync_rows()
+                for item_id, value in kept.items():
+                    self.popularity[self._row(item_id)] = value
         return written
 
     def delete_item(self, item_id: str) -> None:
@@ -45,6 +137,8 @@ class Engine:
             if not self.store.delete_items([item_id]):
                 raise NotFound(f"no item with item_id {item_id!r}")
             self.items.pop(item_id, None)
+            if self.search_pipeline is not None:
+                self.search_pipeline.remove([item_id])
 
     # --- behaviour -----------------------------------------------------------------------
     def add_events(self, events: Sequence[Event]) -> int:
@@ -56,16 +150,210 @@ class Engine:
         }
         if problems:
             raise InvalidRecords("events", problems)
-        return self.store.add_events(events)
+        stored = self.store.add_events(events)
+        if self.search_pipeline is not None and stored:
+            with self._lock:
+                for event in events:
+                    row = self._row(event.item_id) if event.item_id else None
+                    if row is not None:
+                        self.popularity[row] += self.settings.event_weights.get(event.event_type, 0.0)
+        return stored
 
     def history(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
         """The actor's events, oldest first, straight from the store (so always current)."""
         return self.store.actor_events(user_id=user_id, session_id=session_id)
 
+    def _item_history(self, events: Sequence[Event]) -> list[tuple[str, float]]:
+        """(item_id, event weight) of the events that name a catalog item, oldest first."""
+        weights = self.settings.event_weights
+        return [(e.item_id, weights.get(e.event_type, 1.0)) for e in events if e.item_id in self.items]
+
+    def behaviour_scores(self, history: Sequence[tuple[str, float]]) -> np.ndarray:
+        """z-scored P(item | history) over rows: the trained model where it knows the item,
+        the zero-shot text score elsewhere (new items); -inf for rows that cannot be scored."""
+        state = self.model
+        rows = [r for r in (self._row(i) for i, _ in history) if r is not None]
+        vectors = self._index.vectors
+        text = zscore(text_scores(rows, vectors), self._index.alive)
+        if state.scorer is None:
+            return text
+        model = state.scorer.scores(history, state.rows, len(vectors))
+        known = np.isfinite(model)
+        if not known.any():
+            return text
+        out = text.copy()
+        out[known] = zscore(model, known & self._index.alive)[known]
+        return out
+
+    # --- answers ---------------------------------------------------------------------------
+    def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
+               filter: "ItemFilter | None" = None, k: int = 10) -> list[Rec]:
+        """Hybrid retrieval, re-ranked by the actor's behaviour so far: P(y | x, z). With no
+        history it is exactly the query-only ranking."""
+        self._require_search()
+        from shoplm.index import ItemFilter
+
+        # An unavailable item is never returned, whatever the caller's filter says.
+        filter = replace(filter, available_only=True) if filter is not None else ItemFilter(available_only=True)
+        depth = max(k, self.settings.hybrid_depth)
+        hits = self.search_pipeline.search([query], depth, filter)
+        ids = [i for i in hits.ids[0] if i]
+        if not ids:
+            return []
+        base = np.asarray(hits.scores[0][: len(ids)], dtype=np.float64)
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        weight = self.model.blend.search_personal.get(history_bucket(len(history)), 0.0)
+        scores = zscore(base) if len(ids) > 1 else base
+        if history and weight > 0:
+            behaviour = self.behaviour_scores(history)
+            rows = np.asarray([self._row(i) for i in ids])
+            personal = behaviour[rows]
+            scores = scores + weight * np.where(np.isfinite(personal), personal, 0.0)
+        order = np.argsort(-scores, kind="stable")[:k]
+        reason = "matches your query and your history" if history and weight > 0 else "matches your query"
+        return [Rec(ids[i], float(scores[i]), reason) for i in order]
+
+    def recommend(self, user_id: str | None = None, session_id: str | None = None, item_id: str | None = None,
+                  filter: "ItemFilter | None" = None, k: int = 10, exclude_seen: bool = False) -> list[Rec]:
+        """Next items for the actor, optionally in the context of an item page or a category
+        (`filter.category`). Already-purchased items and the latest item (the context item, or
+        the one just seen) are always left out; `exclude_seen` leaves out every item the actor
+        interacted with."""
+        self._require_search()
+        events = self.history(user_id, session_id) if (user_id or session_id) else []
+        history = self._item_history(events)
+        if item_id is not None:
+            self.get_item(item_id)
+            history = history + [(item_id, 1.0)]
+        bucket = history_bucket(len(history))
+        prior = zscore(popularity_prior(self.popularity), self._index.alive)
+        if history:
+            scores = self.behaviour_scores(history) + self.model.blend.popularity.get(bucket, 0.0) * prior
+        else:
+            scores = prior
+        mask = self._servable() & np.isfinite(scores)
+        if filter is not None:
+            mask &= filter.mask(self._index.category, self._index.price, self._index.available)
+        seen = {e.item_id for e in events if e.item_id and (exclude_seen or e.event_type == "purchase")}
+        if history:
+            seen.add(history[-1][0])  # the page in front of the visitor, or the item they just saw
+        for seen_id in seen:
+            row = self._row(seen_id)
+            if row is not None:
+                mask[row] = False
+        return self._pick(scores, mask, k, history)
+
+    def similar(self, item_id: str, k: int = 10) -> list[Rec]:
+        """Items whose text is closest to the item's, the item itself left out."""
+        self._require_search()
+        item = self.get_item(item_id)
+        vector = self._index.vectors[self._row(item_id)]
+        scores = self._index.vectors @ vector  # (rows,)
+        mask = self._servable()
+        mask[self._row(item_id)] = False
+        picked = self._pick(scores, mask, k, [])
+        return [Rec(r.item_id, r.score, f"similar to {item.title}") for r in picked]
+
+    def _pick(self, scores: np.ndarray, mask: np.ndarray, k: int, history: Sequence[tuple[str, float]]) -> list[Rec]:
+        """Top-k rows under `mask`, no duplicates, at most `max_per_category` per leaf category."""
+        candidates = np.flatnonzero(mask)
+        if not len(candidates):
+            return []
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        limit = self.settings.max_per_category or None
+        per_category: dict[str, int] = {}
+        picked: list[Rec] = []
+        for row in order:
+            item = self.items.get(self._index.ids[row])
+            if item is None:
+                continue
+            leaf = item.category or ""
+            if limit is not None and per_category.get(leaf, 0) >= limit:
+                continue
+            per_category[leaf] = per_category.get(leaf, 0) + 1
+            picked.append(Rec(item.item_id, float(scores[row]), self._reason(row, history)))
+            if len(picked) == k:
+                break
+        return picked
+
+    def _reason(self, row: int, history: Sequence[tuple[str, float]]) -> str:
+        if not history:
+            item = self.items.get(self._index.ids[row])
+            top = item.category_path[0] if item is not None and item.category_path else None
+            return f"popular in {top}" if top else "popular right now"
+        rows = [r for r in (self._row(i) for i, _ in history[-10:]) if r is not None]
+        if not rows:
+            return "based on your activity"
+        closest = rows[int(np.argmax(self._index.vectors[rows] @ self._index.vectors[row]))]
+        return f"because you viewed {self.items[self._index.ids[closest]].title}"
+
+    def rank_ads(self, user_id: str | None = None, session_id: str | None = None, query: str | None = None,
+                 item_id: str | None = None, k: int = 3) -> list[tuple[str, float, float, float]]:
+        """(item_id, score, relevance, bid) of sponsored items, best first: score = relevance x bid,
+        where relevance is the cosine of the ad's text to the query, the context item or the
+        actor's recent items. An ad under `ad_relevance_floor` is never shown, whatever its bid."""
+        self._require_search()
+        if query:
+            target = self.search_pipeline.encoder.encode_query(query)
+        elif item_id:
+            self.get_item(item_id)
+            target = self._index.vectors[self._row(item_id)]
+        else:
+            history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+            rows = [r for r in (self._row(i) for i, _ in history) if r is not None]
+            if not rows:
+                return []
+            profile = np.asarray([0.7 ** (len(rows) - 1 - j) for j in range(len(rows))]) @ self._index.vectors[rows]
+            target = profile / max(np.linalg.norm(profile), 1e-12)
+        ads = []
+        servable = self._servable()
+        for ad_id, item in self.items.items():
+            if not item.sponsored_bid or ad_id == item_id:
+                continue
+            row = self._row(ad_id)
+            if row is None or not servable[row]:
+                continue
+            relevance = float(self._index.vectors[row] @ target)
+            if relevance >= self.settings.ad_relevance_floor:
+                ads.append((ad_id, relevance * item.sponsored_bid, relevance, item.sponsored_bid))
+        ads.sort(key=lambda a: (-a[1], a[0]))
+        return ads[:k]
+
+    def _require_search(self) -> None:
+        if self.search_pipeline is None:
+            raise NotFound("this engine has no search index; open it with Engine.open(settings, store)")
+
     # --- users ---------------------------------------------------------------------------
     def profile(self, user_id: str | None = None, session_id: str | None = None) -> Profile:
         events = self.history(user_id=user_id, session_id=session_id)
-        return build_profile(events, self.items, self.settings.event_weights, user_id=user_id, session_id=session_id)
+        profile = build_profile(events, self.items, self.settings.event_weights, user_id=user_id,
+                                session_id=session_id)
+        if self.search_pipeline is not None and not profile.is_new:
+            profile.nearest_categories = self._nearest_categories(self._item_history(events))
+        return profile
+
+    def _nearest_categories(self, history: Sequence[tuple[str, float]], top: int = 3) -> list[tuple[str, float]]:
+        """The category names whose text embedding is closest to the actor's vector."""
+        rows = [r for r in (self._row(i) for i, _ in history) if r is not None]
+        if not rows:
+            return []
+        names, vectors = self._category_vectors()
+        if not names:
+            return []
+        pairs = [(self._row(i), w) for i, w in history if self._row(i) is not None]
+        rows = [r for r, _ in pairs]
+        profile = np.asarray([w for _, w in pairs]) @ self._index.vectors[rows]  # (dim,)
+        profile = profile / max(np.linalg.norm(profile), 1e-12)
+        sims = vectors @ profile
+        best = np.argsort(-sims)[:top]
+        return [(names[i], round(float(sims[i]), 4)) for i in best]
+
+    def _category_vectors(self) -> tuple[list[str], np.ndarray]:
+        names = sorted({i.category for i in self.items.values() if i.category})
+        if getattr(self, "_categories", (None,))[0] != names:
+            vectors = self.search_pipeline.encoder.encode([n.replace(" > ", ", ") for n in names]) if names else None
+            self._categories = (names, vectors)
+        return self._categories
 
     def delete_user(self, user_id: str) -> int:
         """Erase every event of the user and of their sessions; returns how many."""

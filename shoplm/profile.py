@@ -2,8 +2,9 @@
 
 Weights are event-type weights (`Settings.event_weights`: a purchase says more than a
 view), so "top categories" means where the user spent their strongest signals, not just
-where they clicked most. Every category level counts: a purchase in
-`Tools > Sanding > Rolls` adds to `Tools`, `Tools > Sanding` and the leaf.
+where they clicked most. Categories are the items' full paths (`Tools > Sanding > Rolls`):
+the path says the hierarchy, and a shared root such as "Industrial & Scientific" would
+otherwise top every profile while saying nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from shoplm.records import CATEGORY_SEPARATOR, EVENT_TYPES, Event, Item
+from shoplm.records import EVENT_TYPES, Event, Item
 
 
 @dataclass
@@ -58,9 +59,8 @@ def build_profile(
         if item is None:
             continue
         weight = weights.get(event.event_type, 1.0)
-        path = item.category_path
-        for depth in range(1, len(path) + 1):
-            categories[CATEGORY_SEPARATOR.join(path[:depth])] += weight
+        if item.category:
+            categories[item.category] += weight
         if item.brand:
             brands[item.brand] += weight
         if item.price is not None:
@@ -68,7 +68,7 @@ def build_profile(
     return Profile(
         user_id, session_id, is_new=False, event_counts=counts,
         first_seen=events[0].timestamp, last_seen=events[-1].timestamp,
-        top_categories=_shares(categories, top, leaves_first=True),
+        top_categories=_shares(categories, top),
         top_brands=_shares(brands, top),
         price_band=_price_band(prices),
         recent_items=list(dict.fromkeys(e.item_id for e in reversed(events) if e.item_id))[:10],
@@ -76,12 +76,11 @@ def build_profile(
     )
 
 
-def _shares(weights: Counter[str], top: int, leaves_first: bool = False) -> list[tuple[str, float]]:
-    total = sum(w for name, w in weights.items() if CATEGORY_SEPARATOR not in name) if leaves_first else sum(weights.values())
+def _shares(weights: Counter[str], top: int) -> list[tuple[str, float]]:
+    total = sum(weights.values())
     if total <= 0:
         return []
-    # Deeper paths first among equal weights: "Tools > Sanding" tells more than "Tools".
-    ranked = sorted(weights.items(), key=lambda kv: (-kv[1], -kv[0].count(">"), kv[0]))
+    ranked = sorted(weights.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(name, round(w / total, 4)) for name, w in ranked[:top]]
 
 

@@ -25,7 +25,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         if getattr(app.state, "engine", None) is None:
             from shoplm.store import open_store
 
-            app.state.engine = Engine(settings, open_store(settings.store_url))
+            app.state.engine = Engine.open(settings, open_store(settings.store_url))
         yield
         app.state.engine.store.close()
 

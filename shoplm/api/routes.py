@@ -5,15 +5,20 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
 from shoplm.api.problems import Unprocessable, error_response
 from shoplm.api.schemas import (
-    Erased, ErrorBody, EventBatch, ItemBase, ItemBatch, ItemPublic, ProfilePublic, WriteResult,
+    Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
+    ProfilePublic, Reloaded, ReloadRequest, WriteResult,
 )
-from shoplm.errors import InvalidRecords
+from shoplm.engine import Engine, Rec
+from shoplm.errors import InvalidRecords, NotFound
+from shoplm.index import ItemFilter
 from shoplm.records import Event, Item, parse_event, parse_item
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -58,6 +63,76 @@ def _public(item: Item) -> ItemPublic:
     return ItemPublic(item_id=item.item_id, title=item.title, description=item.description,
                       category=item.category, brand=item.brand, price=item.price, available=item.available,
                       sponsored_bid=item.sponsored_bid, attributes=item.attributes)
+
+
+def _filter(category: str | None, min_price: float | None, max_price: float | None,
+            available_only: bool) -> ItemFilter | None:
+    if category is None and min_price is None and max_price is None and not available_only:
+        return None
+    return ItemFilter(category=category, min_price=min_price, max_price=max_price, available_only=available_only)
+
+
+def _hits(engine: Engine, recs: list[Rec]) -> HitList:
+    hits = []
+    for rec in recs:
+        item = engine.items.get(rec.item_id)
+        if item is not None:  # deleted between ranking and answering
+            hits.append(Hit(item_id=item.item_id, title=item.title, category=item.category, brand=item.brand,
+                            price=item.price, score=rec.score, reason=rec.reason))
+    return HitList(items=hits)
+
+
+Text = Annotated[str | None, Query(max_length=256)]
+K = Annotated[int, Query(ge=1, le=100)]
+Price = Annotated[float | None, Query(ge=0, allow_inf_nan=False)]
+
+
+@router.get("/search", dependencies=[ReadAccess], response_model=HitList, tags=["search"])
+def search(engine: EngineDep, q: Annotated[str, Query(min_length=1, max_length=1_000)], user_id: Text = None,
+           session_id: Text = None, category: Text = None, min_price: Price = None, max_price: Price = None,
+           available_only: bool = False, k: K = 10) -> HitList:
+    """Hybrid (BM25 + language-model) search, personalised by the visitor's history when given."""
+    flt = _filter(category, min_price, max_price, available_only)
+    return _hits(engine, engine.search(q, user_id=user_id, session_id=session_id, filter=flt, k=k))
+
+
+@router.get("/recommend", dependencies=[ReadAccess], response_model=HitList, tags=["recommend"])
+def recommend(engine: EngineDep, user_id: Text = None, session_id: Text = None, item_id: Text = None,
+              category: Text = None, min_price: Price = None, max_price: Price = None, available_only: bool = False,
+              exclude_seen: bool = False, k: K = 10) -> HitList:
+    """Next items for a user or session, optionally on an item page (item_id) or in a category.
+    A visitor with no history gets popular items (of the category, or like the page's item)."""
+    flt = _filter(category, min_price, max_price, available_only)
+    recs = engine.recommend(user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k,
+                            exclude_seen=exclude_seen)
+    return _hits(engine, recs)
+
+
+@router.get("/items/{item_id}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
+def similar(item_id: str, engine: EngineDep, k: K = 10) -> HitList:
+    return _hits(engine, engine.similar(item_id, k=k))
+
+
+@router.post("/ads/rank", dependencies=[ReadAccess], response_model=AdList, tags=["ads"])
+def rank_ads(body: AdRequest, engine: EngineDep) -> AdList:
+    """Sponsored items ordered by relevance x bid; an irrelevant ad never wins on bid alone."""
+    ranked = engine.rank_ads(user_id=body.user_id, session_id=body.session_id, query=body.query,
+                             item_id=body.item_id, k=body.k)
+    return AdList(ads=[Ad(item_id=i, title=engine.items[i].title, score=s, relevance=r, bid=b)
+                       for i, s, r, b in ranked if i in engine.items])
+
+
+@router.post("/admin/reload", dependencies=[AdminAccess], response_model=Reloaded, tags=["admin"])
+def reload_model(body: ReloadRequest, engine: EngineDep) -> Reloaded:
+    """Swap in a newly trained recommendation model; requests in flight finish on the old one."""
+    from pathlib import Path
+
+    directory = Path(body.recommend_model)
+    if not (directory / "params.json").is_file():
+        raise NotFound(f"no trained model in {body.recommend_model} (params.json missing); "
+                       "train one with `shoplm train recommend --out DIR`")
+    engine.reload_model(directory)
+    return Reloaded(recommend_model=str(directory))
 
 
 @router.post("/items", dependencies=[AdminAccess], response_model=WriteResult, tags=["items"])

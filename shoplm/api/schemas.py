@@ -105,3 +105,49 @@ class ErrorInfo(BaseModel):
 
 class ErrorBody(BaseModel):
     error: ErrorInfo
+
+
+class Hit(BaseModel):
+    item_id: str
+    title: str
+    category: str | None
+    brand: str | None
+    price: float | None
+    score: float
+    reason: str
+
+
+class HitList(BaseModel):
+    items: list[Hit]
+
+
+class AdRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, max_length=256)
+    session_id: str | None = Field(None, max_length=256)
+    query: str | None = Field(None, max_length=1_000)
+    item_id: str | None = Field(None, max_length=256, description="The page's item, when there is no query.")
+    k: int = Field(3, ge=1, le=50)
+
+
+class Ad(BaseModel):
+    item_id: str
+    title: str
+    score: float = Field(description="relevance x bid")
+    relevance: float
+    bid: float
+
+
+class AdList(BaseModel):
+    ads: list[Ad]
+
+
+class ReloadRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    recommend_model: str = Field(..., description="A directory written by `shoplm train recommend`.")
+
+
+class Reloaded(BaseModel):
+    recommend_model: str
