@@ -68,6 +68,7 @@ async function search(q) {
   const found = await api(`/v1/search?q=${encodeURIComponent(q)}&session_id=${session}&k=12`);
   renderList($("results"), found.items, (hit, position) => openItem(hit.item_id, { query: q, position }),
              "No results.");
+  $("results").dataset.query = q;
   refreshSidebar();
 }
 
@@ -139,6 +140,7 @@ async function home() {
   $("content-title").textContent = "Popular right now";
   const recs = await api(`/v1/recommend?session_id=${session}&k=12`);
   renderList($("results"), recs.items, (hit, position) => openItem(hit.item_id, { position }), "The catalog is empty.");
+  $("results").dataset.query = "";
   await refreshSidebar();
 }
 
