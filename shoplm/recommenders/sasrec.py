@@ -1,0 +1,26 @@
+"""SASRec (Kang & McAuley, ICDM 2018) with ID embeddings only, trained with full softmax
+cross-entropy over all items instead of sampled BCE: the variant Klenitskiy & Vasilev
+(RecSys 2023) show to beat BERT4Rec. It is `shoplm.usermodel.UserModel` with the text
+adaptor, the text path and the history bias switched off, so the two differ only in what
+the shoplm model adds. An item with no training events has an untrained ID vector, so
+SASRec cannot recommend new items: the cold-items slice shows this.
+"""
+
+from __future__ import annotations
+
+from shoplm.config import Settings
+from shoplm.recommend_train import TrainConfig, TrainedUserModel, train_config
+from shoplm.usermodel import UserModelConfig
+
+
+def sasrec(settings: Settings, device: str | None = None) -> TrainedUserModel:
+    def model_config(n_items: int, text_dim: int) -> UserModelConfig:
+        return UserModelConfig(
+            n_items=n_items, text_dim=text_dim, use_text=False, use_id=True, encoder="transformer",
+            dim=settings.sasrec_dim, n_layers=2, n_heads=2, max_len=settings.recommend_max_len,
+            dropout=settings.sasrec_dropout, temperature=settings.sasrec_temperature,
+            text_path=False, history_bias=False, cooc_path=False,
+        )
+
+    config: TrainConfig = train_config(settings, id_dropout=0.0)
+    return TrainedUserModel("sasrec", model_config, config, device=device)

@@ -1,0 +1,283 @@
+"""The shoplm recommendation model: P(next item | behaviour sequence) over text-based items.
+
+Items are represented from their language-model text embedding through a learned
+adaptor (parametric whitening + mixture of experts, as in UniSRec, Hou et al., KDD 2022),
+plus an ID embedding for items seen in training that is dropped (zero) for unseen ones,
+so new items are recommendable from their text alone. A small causal Transformer (or a
+GRU, as in GRU4Rec, Hidasi et al., ICLR 2016) reads the sequence of item vectors; every
+position predicts the next item with a full softmax over the catalog (full cross-entropy,
+which Klenitskiy & Vasilev, RecSys 2023, show to be what makes SASRec strong).
+
+Scores for the next item j after a history h_1..h_t:
+
+    s_j = cos(state_t, v_j) / temperature            # sequence model over adapted items (t learned)
+        + alpha * sum_k a_k cos(e_{h_{t-k}}, e_j)    # direct text path: the last K items' text
+        + gamma * sum_k c_k C(h_{t-k}, j)             # co-occurrence path (as item k-NN)
+        + beta * [j in history] + bias_j * seen_j     # repeat propensity, popularity
+        + bias_new * (1 - seen_j)                     # one offset for items new to training
+
+The direct text path keeps what the zero-shot text baseline gets right (on Amazon, the
+next purchase is often from the same product line as the last), and the co-occurrence path
+what item k-NN gets right on sparse data (C = cosine-normalised co-occurrence counts of
+the training sequences, `shoplm.recommenders.item_knn.co_occurrence`); the sequence model
+learns what both miss, and the learned weights blend the three. C is a fixed feature, so
+in training it is cross-fitted (`recommend_train`): a position's C comes from the other
+half of the actors, never from the actor's own events, or the model would learn to trust
+a feature that contains its training targets.
+
+`UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SIM_CACHE_ITEMS = 10_000
+
+
+@dataclass
+class UserModelConfig:
+    n_items: int
+    text_dim: int = 384  # all-MiniLM-L6-v2
+    use_text: bool = True  # False: an ID-only SASRec / GRU4Rec
+    use_id: bool = True  # ID embeddings for items seen in training
+    encoder: str = "transformer"  # or "gru"
+    dim: int = 128
+    n_layers: int = 2
+    n_heads: int = 2
+    n_experts: int = 8  # UniSRec's MoE adaptor; 8 experts is its default
+    max_len: int = 50  # the published Amazon histories are cut at 50 items
+    dropout: float = 0.3
+    temperature: float = 0.07  # initial; learned. 0.07 (scale ~14) is UniSRec's fixed value
+    text_path: bool = True  # direct last-K-items text similarity
+    text_lags: int = 3  # K
+    history_bias: bool = True
+    cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
+    cooc_window: int = 3  # items at most this many events apart co-occur
+
+
+class TextAdaptor(nn.Module):
+    """Whitening + mixture of experts: (n, text_dim) -> (n, dim).
+
+    The catalog's text vectors are PCA-whitened once (`whiten`, a fixed projection onto
+    the top `dim` components scaled to unit variance: the isotropy fix of Su et al., 2021,
+    which UniSRec learns as "parametric whitening"). Each of K experts then maps the
+    whitened vector with a learned (dim, dim) matrix plus bias, started at the identity;
+    a softmax gate over the raw text mixes them. Doing the whitening once keeps the learned
+    part small, so the whole catalog can be re-encoded at every step on a CPU."""
+
+    def __init__(self, dim: int, n_experts: int, text_dim: int):
+        super().__init__()
+        self.proj = nn.Parameter(torch.eye(dim).repeat(n_experts, 1, 1)
+                                 + 0.01 * torch.randn(n_experts, dim, dim))  # (K, dim, dim)
+        self.bias = nn.Parameter(torch.zeros(n_experts, dim))  # (K, dim)
+        self.gate = nn.Linear(text_dim, n_experts, bias=False)
+        nn.init.zeros_(self.gate.weight)
+
+    def forward(self, whitened: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """whitened: (n, dim), text: (n, text_dim) -> (n, dim)."""
+        experts = torch.einsum("nd,kde->nke", whitened, self.proj) + self.bias  # (n, K, dim)
+        gate = torch.softmax(self.gate(text), dim=-1)  # (n, K)
+        return (gate[:, :, None] * experts).sum(dim=1)  # (n, dim)
+
+
+def whitening(text: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n, text_dim) -> (n, dim): centred, projected on the top principal components, each
+    scaled to variance 1/dim (so a whitened vector has norm ~1). Components beyond
+    text_dim (dim > text_dim) are zero."""
+    centred = text - text.mean(dim=0)  # (n, text_dim)
+    eigvals, eigvecs = torch.linalg.eigh(torch.cov(centred.T))  # ascending
+    top = min(dim, text.shape[1], max(len(text) - 1, 1))
+    w = eigvecs[:, -top:].flip(-1) / eigvals[-top:].flip(-1).clamp_min(1e-6).sqrt()  # (text_dim, top)
+    return F.pad(centred @ w / dim ** 0.5, (0, dim - top))  # (n, dim)
+
+
+class UserModel(nn.Module):
+    def __init__(self, cfg: UserModelConfig, item_text: torch.Tensor | None = None,
+                 seen: torch.Tensor | None = None):
+        """item_text: float32 (n_items, text_dim), L2-normalised; seen: bool (n_items,), the
+        items with training events (only they get an ID embedding and a popularity bias)."""
+        super().__init__()
+        self.cfg = cfg
+        n, d = cfg.n_items, cfg.dim
+        self.pad = n  # index of the padding item
+        text = torch.zeros(n + 1, cfg.text_dim) if item_text is None else F.pad(item_text.float(), (0, 0, 0, 1))
+        self.register_buffer("item_text", text)  # (n + 1, text_dim); the pad row is zero
+        seen_f = torch.zeros(n + 1) if seen is None else F.pad(seen.float(), (0, 1))
+        self.register_buffer("seen", seen_f)  # (n + 1,) 1.0 for items seen in training
+        whitened = whitening(text[:-1], d) if cfg.use_text and item_text is not None else torch.zeros(n, d)
+        self.register_buffer("item_whitened", F.pad(whitened, (0, 0, 0, 1)))  # (n + 1, dim)
+        self.adaptor = TextAdaptor(d, cfg.n_experts, cfg.text_dim) if cfg.use_text else None
+        self._text_sim: torch.Tensor | None = None  # (n, n) cache, see text_similarity()
+        for name in ("cooc_indptr", "cooc_indices"):
+            self.register_buffer(name, torch.zeros(n + 1 if name == "cooc_indptr" else 0, dtype=torch.int64))
+        self.register_buffer("cooc_values", torch.zeros(0))  # C as CSR arrays, see set_cooccurrence()
+        self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
+        self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
+        if self.item_id is not None:
+            nn.init.normal_(self.item_id.weight, std=0.02)
+        self.item_bias = nn.Parameter(torch.zeros(n + 1))  # (n + 1,) popularity, seen items only
+        self.new_item_bias = nn.Parameter(torch.tensor(0.0))  # for items without ID evidence
+        self.position = nn.Embedding(cfg.max_len, d)
+        self.input_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        if cfg.encoder == "gru":
+            self.gru = nn.GRU(d, d, num_layers=cfg.n_layers, batch_first=True,
+                              dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+        else:
+            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True,
+                                               norm_first=True, activation="gelu")
+            self.transformer = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.output_norm = nn.LayerNorm(d)
+        self.text_lags = nn.Parameter(torch.zeros(cfg.text_lags))  # softmax -> a_k, the last item first
+        # A learned logit scale started at 1/temperature: a high temperature lets training start
+        # from the text path (close to the zero-shot baseline) and grow the sequence part.
+        self.seq_scale = nn.Parameter(torch.tensor(-float(np.log(cfg.temperature))))  # log(1/t)
+        self.text_scale = nn.Parameter(torch.tensor(10.0))  # alpha: a zero-shot-like start
+        self.history_scale = nn.Parameter(torch.tensor(0.0))  # beta
+        self.cooc_lags = nn.Parameter(torch.zeros(cfg.text_lags))  # softmax -> c_k
+        self.cooc_scale = nn.Parameter(torch.tensor(10.0))  # gamma
+
+    # --- item side ---
+    def item_vectors(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(n + 1, dim): adapted text + ID embedding for seen items; `id_keep` (n + 1,) float
+        zeroes the ID of some items during training (ID dropout) so that the model also learns
+        to rank items on text alone, as it must for new ones."""
+        vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
+        if self.item_id is not None:
+            keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
+            vectors = vectors + self.item_id.weight * keep[:, None]
+        return vectors
+
+    # --- sequence side ---
+    def states(self, history: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """history: (B, L) item indices, left-padded with `pad`; -> (B, L, dim) states, state t
+        having read items 0..t."""
+        B, L = history.shape
+        is_real = history != self.pad  # (B, L)
+        # Positions count from each window's first real item, so a prefix of k items sits at
+        # 0..k-1 in training (every position predicts) and at serving time alike.
+        position = (torch.arange(L, device=history.device) - (~is_real).sum(1, keepdim=True)).clamp_min(0)  # (B, L)
+        x = (vectors[history] + self.position(position)) * is_real.unsqueeze(-1)  # (B, L, dim)
+        x = self.dropout(self.input_norm(x))
+        if self.cfg.encoder == "gru":
+            h, _ = self.gru(x)  # (B, L, dim); left padding only delays the start
+        else:
+            is_pad = ~is_real  # (B, L)
+            blocked = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), 1)  # (L, L) future
+            mask = blocked[None] | is_pad[:, None, :]  # (B, L, L)
+            mask = mask & ~torch.eye(L, dtype=torch.bool, device=x.device)  # a pad row still sees itself
+            mask = mask.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, L, L)
+            h = self.transformer(x, mask=mask)  # (B, L, dim)
+        return self.output_norm(h)
+
+    def logits(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+               id_keep: torch.Tensor | None = None, cooc: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of every item at the positions (rows, cols) of `history` (B, L): (P, n_items).
+        `cooc` (n + 1, n) replaces the model's own co-occurrence matrix (cross-fitting)."""
+        vectors = self.item_vectors(id_keep)  # (n + 1, dim)
+        state = self.states(history, vectors)[rows, cols]  # (P, dim)
+        items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
+        out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
+        keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
+        # New items (and, in training, items whose ID is hidden) share one learned offset in
+        # place of ID, popularity and co-occurrence evidence, which calibrates them against
+        # items that have it; ID dropout hides a uniform share of items, as a cold start does.
+        out = out + (self.item_bias * keep + self.new_item_bias * (1 - keep))[:-1]
+        if self.cfg.use_text and self.cfg.text_path:
+            out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
+        if self.cfg.cooc_path:
+            matrix = self.cooccurrence() if cooc is None else cooc
+            lags, weights = self._lags(history, rows, cols, self.cooc_lags)  # (P, K) each
+            cooc_scores = torch.einsum("pk,pkn->pn", weights, matrix[lags])  # (P, n)
+            if id_keep is not None:  # an item whose ID is hidden is treated as new: no co-occurrence either
+                cooc_scores = cooc_scores * id_keep[:-1]
+            out = out + self.cooc_scale * cooc_scores
+        if self.cfg.history_bias:
+            out = out + self.history_scale * self._in_history(history, rows, cols)
+        return out
+
+    def _recent_text_scores(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(P, n): sum_k a_k cos(e_{t-k}, e_j) over the last K items before each position."""
+        lags, weights = self._lags(history, rows, cols, self.text_lags)  # (P, K) each
+        similarity = self.text_similarity()
+        if similarity is not None:  # gather K rows per position instead of a (P, text_dim, n) matmul
+            return torch.einsum("pk,pkn->pn", weights, similarity[lags])  # (P, n)
+        recent = (weights[:, :, None] * self.item_text[lags]).sum(dim=1)  # (P, text_dim)
+        return recent @ self.item_text[:-1].T  # (P, n)
+
+    def _lags(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+              logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last K items at each position (P, K), the newest first, and their softmax weights
+        (P, K), zero for padding."""
+        K = len(logits)
+        padded = F.pad(history, (K - 1, 0), value=self.pad)  # (B, L + K - 1)
+        lags = torch.stack([padded[rows, cols + K - 1 - k] for k in range(K)], dim=1)  # (P, K)
+        return lags, torch.softmax(logits, dim=0) * (lags != self.pad)
+
+    def set_cooccurrence(self, matrix) -> None:
+        """Stores C (a scipy CSR (n, n) matrix) as three plain arrays in the state dict."""
+        self.cooc_indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(self.item_text.device)
+        self.cooc_indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(self.item_text.device)
+        self.cooc_values = torch.from_numpy(matrix.data.astype(np.float32)).to(self.item_text.device)
+        self._cooc = None
+
+    def cooccurrence(self) -> torch.Tensor:
+        """(n + 1, n) dense C, the pad row zero; built once from the CSR arrays."""
+        if self._cooc is None or self._cooc.device != self.cooc_values.device:
+            n = self.cfg.n_items
+            rows = torch.repeat_interleave(torch.arange(n, device=self.cooc_values.device),
+                                           self.cooc_indptr.diff())  # (nnz,)
+            dense = torch.zeros(n + 1, n, device=self.cooc_values.device)  # the pad row stays zero
+            dense[rows, self.cooc_indices] = self.cooc_values
+            self._cooc = dense
+        return self._cooc
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The CSR arrays' lengths depend on the data: take them from the checkpoint.
+        for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        self._cooc = self._text_sim = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def text_similarity(self) -> torch.Tensor | None:
+        """(n + 1, n) cosine between items' texts (the pad row zero), computed once, for
+        catalogs up to SIM_CACHE_ITEMS items (4 bytes * n^2: 400 MB at 10,000)."""
+        if self.cfg.n_items > SIM_CACHE_ITEMS:
+            return None
+        if self._text_sim is None or self._text_sim.device != self.item_text.device:
+            self._text_sim = self.item_text @ self.item_text[:-1].T  # (n + 1, n)
+        return self._text_sim
+
+    def _in_history(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(P, n_items) 1.0 where the item occurs in history[row, :col + 1]."""
+        P, L = len(rows), history.shape[1]
+        upto = torch.arange(L, device=history.device)[None, :] <= cols[:, None]  # (P, L)
+        items = torch.where(upto, history[rows], self.pad)  # (P, L)
+        mask = torch.zeros(P, self.cfg.n_items + 1, device=history.device)
+        mask.scatter_(1, items, 1.0)
+        return mask[:, :-1]
+
+    @torch.no_grad()
+    def scores(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded histories -> (B, n_items) next-item scores after the last position."""
+        B, L = history.shape
+        rows = torch.arange(B, device=history.device)
+        return self.logits(history, rows, torch.full_like(rows, L - 1))
+
+
+def pad_left(histories: list[np.ndarray], max_len: int, pad: int) -> torch.Tensor:
+    """int64 (B, L): the last `max_len` items of each history, right-aligned; L = the longest kept."""
+    L = max(1, min(max_len, max((len(h) for h in histories), default=1)))
+    out = np.full((len(histories), L), pad, dtype=np.int64)
+    for i, h in enumerate(histories):
+        tail = h[-L:]
+        if len(tail):
+            out[i, L - len(tail):] = tail
+    return torch.from_numpy(out)

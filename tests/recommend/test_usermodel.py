@@ -1,0 +1,96 @@
+"""The shoplm model (and SASRec, the same module with text off): learns a deterministic
+pattern in a few steps, saves and loads without pickle, treats unseen items by text only."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from shoplm.recommend_train import TrainConfig, TrainedUserModel, fit_user_model, load_model, save_model
+from shoplm.recommenders import FitData
+from shoplm.recommenders.item_knn import co_occurrence
+from shoplm.sequences import Cases, Histories, Sequences
+from shoplm.usermodel import UserModel, UserModelConfig, pad_left
+
+N = 12
+
+
+def cycles(n_users=24, length=8, seed=0):
+    """Each user walks i, i+1, i+2, ... (mod N) from a random start: the next item is always +1."""
+    rng = np.random.default_rng(seed)
+    starts = rng.integers(0, N, n_users)
+    items = [(s + np.arange(length)) % N for s in starts]
+    return Sequences([f"u{i}" for i in range(n_users)], [i.astype(np.int64) for i in items],
+                     [np.ones(length, np.float32) for _ in items], [np.arange(length, dtype=np.float64) for _ in items])
+
+
+def text_vectors(seed=1):
+    vectors = np.random.default_rng(seed).normal(size=(N, 16)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def cases_of(train: Sequences) -> Cases:
+    return Cases(train.actors, Histories([s[:-1] for s in train.items], [w[:-1] for w in train.weights]),
+                 np.array([s[-1] for s in train.items]))
+
+
+def small(encoder="transformer", **kw):
+    return lambda n, d: UserModelConfig(n_items=n, text_dim=d, dim=32, n_layers=1, n_heads=2, n_experts=2,
+                                        max_len=10, dropout=0.0, encoder=encoder, **kw)
+
+
+@pytest.mark.parametrize("name,make", [
+    ("shoplm", small()),
+    ("shoplm-gru", small("gru")),
+    ("sasrec", small(use_text=False, text_path=False, history_bias=False, cooc_path=False)),
+])
+def test_learns_a_deterministic_pattern(name, make):
+    train = cycles()
+    rec = TrainedUserModel(name, make, TrainConfig(epochs=40, patience=40, batch_size=8, lr=1e-2, id_dropout=0.0))
+    rec.fit(FitData(train, cases_of(train), text_vectors()))
+    scores = rec.score(Histories([np.array([3, 4, 5]), np.array([10, 11])], [np.ones(3), np.ones(2)]))
+    assert scores.shape == (2, N)
+    assert scores.argmax(axis=1).tolist() == [6, 0], name
+    assert rec.log[-1]["valid_ndcg@10"] > 0.9
+
+
+def test_save_load_round_trip(tmp_path):
+    torch.manual_seed(0)
+    seen = torch.ones(N, dtype=torch.bool)
+    model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), seen)
+    model.set_cooccurrence(co_occurrence(cycles(), N, window=2))  # CSR arrays of data-dependent length
+    history = pad_left([np.array([1, 2, 3]), np.array([5])], 10, model.pad)
+    before = model.eval().scores(history)
+    save_model(model, [f"i{i}" for i in range(N)], tmp_path / "m", {"cold_items": 0.0})
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["item_ids.npy", "model.safetensors", "params.json"]
+    loaded, item_ids, params = load_model(tmp_path / "m", "cpu")
+    assert item_ids[0] == "i0" and params["cold_items"] == 0.0
+    assert torch.allclose(loaded.scores(history), before)
+    # no pickle anywhere: the id array loads with allow_pickle=False
+    np.load(tmp_path / "m" / "item_ids.npy", allow_pickle=False)
+
+
+def test_unseen_items_get_no_id_embedding():
+    seen = torch.ones(N, dtype=torch.bool)
+    seen[7] = False
+    model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), seen)
+    with torch.no_grad():
+        model.item_id.weight.fill_(1.0)
+        model.item_bias.fill_(5.0)
+        vectors = model.item_vectors()
+        text_only = model.adaptor(model.item_whitened, model.item_text)
+    assert torch.allclose(vectors[7], text_only[7])
+    assert not torch.allclose(vectors[6], text_only[6])
+
+
+def test_cooccurrence_is_cross_fitted():
+    """A training position never sees co-occurrence counted from its own actor's events."""
+    from shoplm.recommend_train import cross_fitted_cooccurrence
+
+    train = Sequences(["a", "b"], [np.array([0, 1]), np.array([2, 3])], [np.ones(2, np.float32)] * 2,
+                      [np.arange(2.0)] * 2)
+    model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), torch.ones(N, dtype=torch.bool))
+    fold0, fold1 = cross_fitted_cooccurrence(model, train, np.array([0, 1]), "cpu")
+    assert fold0[0, 1] == 0 and fold0[2, 3] > 0  # actor a (fold 0) sees only b's pairs
+    assert fold1[2, 3] == 0 and fold1[0, 1] > 0
