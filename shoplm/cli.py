@@ -201,6 +201,40 @@ def serve(
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
 
 
+@eval_app.command("personalized-search")
+def eval_personalized_search(
+    ctx: typer.Context,
+    items: Annotated[Path, typer.Option(help="Catalog file in the shoplm format.")],
+    events: Annotated[Path, typer.Option(help="Behaviour log in the shoplm format.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the metrics as JSON.")],
+    model: Annotated[Optional[Path], typer.Option(help="A `shoplm train recommend` directory; default: the zero-shot text profile.")] = None,
+    write_blend: Annotated[bool, typer.Option(help="Store the tuned beta in the model directory's blend.json (the engine's search personalisation weight).")] = False,
+) -> None:
+    """Personalised vs query-only search, Ai et al. (SIGIR 2017) protocol: the query is the
+    held-out item's category text, all items are ranked with and without the user's history.
+
+    [bold]Example:[/bold] shoplm eval personalized-search --items data/items.csv --events data/events.csv --json out.json
+    """
+    from shoplm.personalize import Blend, HISTORY_BUCKETS
+    from shoplm.personalized_search_eval import evaluate_personalized_search
+
+    with err.status("evaluating personalised search") as status:
+        result = evaluate_personalized_search(items, events, _settings(ctx), model, progress=status.update)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    if write_blend and model is not None:
+        blend = Blend.load(model)
+        blend.search_personal = {b: (0.0 if b == "0" else result["beta"]) for b in HISTORY_BUCKETS}
+        blend.tuned_on = f"validation targets of {events}"
+        blend.save(model)
+    table = Table(title=f"personalised search ({result['n_cases']:,} test cases, beta={result['beta']})")
+    for name in ("system", "ndcg@10", "recall@10", "mrr"):
+        table.add_column(name, justify="left" if name == "system" else "right")
+    for name, metrics in result["models"].items():
+        table.add_row(name, *(f"{metrics[m]:.4f}" for m in ("ndcg@10", "recall@10", "mrr")))
+    out.print(table)
+
+
 def _register_commands() -> None:
     """Commands of the search and recommendation parts live beside their code."""
     from shoplm import recommend_commands, search_commands
