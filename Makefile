@@ -16,11 +16,17 @@ DEMO_STORE ?= sqlite:///$(DEMO_DIR)/shop.db
 # Bring your own data: `make demo ITEMS=my/items.csv EVENTS=my/events.csv`.
 ITEMS ?= $(DEMO_DIR)/scientific/items.csv
 EVENTS ?= $(DEMO_DIR)/scientific/events.csv
+# The demo's fast training setting: minutes of training at most (the best epoch is kept).
+DEMO_TRAIN_MINUTES ?= 3
+DEMO_MODEL := $(DEMO_DIR)/models/recommend
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 .PHONY: install demo test clean help
 
 help:
-	@echo "make demo   install, convert + ingest Amazon Scientific into $(DEMO_STORE), print stats"
+	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=) into $(DEMO_STORE);"
+	@echo "            train (or reuse) the recommendation model; evaluate; serve http://$(HOST):$(PORT)"
 	@echo "make test   install if needed and run the whole test suite"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
 
@@ -38,6 +44,14 @@ $(DEMO_DIR)/scientific/events.csv: | $(STAMP)
 demo: $(STAMP) $(if $(filter $(DEMO_DIR)/scientific/%,$(EVENTS)),$(DEMO_DIR)/scientific/events.csv)
 	$(SHOPLM) ingest --items $(ITEMS) --events $(EVENTS) --store $(DEMO_STORE)
 	$(SHOPLM) data stats --store $(DEMO_STORE)
+	test -f $(DEMO_MODEL)/params.json || SHOPLM_RECOMMEND_MAX_MINUTES=$(DEMO_TRAIN_MINUTES) \
+	    $(SHOPLM) train recommend --items $(ITEMS) --events $(EVENTS) --out $(DEMO_MODEL)
+	test -f $(DEMO_DIR)/eval/report.md || $(SHOPLM) eval recommend --items $(ITEMS) --events $(EVENTS) \
+	    --model $(DEMO_MODEL) --json $(DEMO_DIR)/eval/recommend.json --report $(DEMO_DIR)/eval
+	@sed -n '1,40p' $(DEMO_DIR)/eval/report.md
+	@echo "storefront: http://$(HOST):$(PORT)   (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
+	SHOPLM_RECOMMEND_MODEL=$(DEMO_MODEL) SHOPLM_SEARCH_INDEX_DIR=$(DEMO_DIR)/index \
+	    $(SHOPLM) serve --store $(DEMO_STORE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -125,3 +125,45 @@ def tune_weight(grid: Sequence[float], evaluate) -> tuple[float, float]:
         if metric > best_m + 1e-12:
             best_w, best_m = w, metric
     return best_w, best_m
+
+
+POPULARITY_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
+
+
+def _row_zscore(scores: np.ndarray) -> np.ndarray:
+    """Per row (B, n): (s - mean) / std, as the engine z-scores one visitor's scores."""
+    mean = scores.mean(axis=1, keepdims=True)
+    std = scores.std(axis=1, keepdims=True)
+    return (scores - mean) / np.where(std > 1e-12, std, 1.0)
+
+
+def tune_recommend_blend(score, train, valid, popularity: np.ndarray, blend: Blend | None = None,
+                         min_cases: int = 50, batch: int = 512) -> Blend:
+    """Pick, per history-length bucket, the popularity weight w that maximises validation
+    NDCG@10 of z(model) + w * z(log(1 + popularity)) — the mix the engine serves.
+
+    score: Histories -> float32 (B, n_items) (a trained recommender's `score`); valid: Cases
+    (never the test targets); popularity: float (n_items,) from training events only.
+    Buckets with fewer than `min_cases` validation cases keep their current weight."""
+    from shoplm.metrics import single_target_metrics, target_ranks
+
+    blend = blend or Blend()
+    prior = zscore(popularity_prior(popularity))[None, :]  # (1, n)
+    buckets = np.asarray([history_bucket(len(h)) for h in valid.histories.items])
+    tuned = []
+    for bucket in HISTORY_BUCKETS[1:]:
+        cases = np.flatnonzero(buckets == bucket)
+        if len(cases) < min_cases:
+            continue
+        subset = valid.subset(buckets == bucket)
+        behaviour = np.concatenate([_row_zscore(score(subset.histories.slice(s, s + batch)))
+                                    for s in range(0, len(subset), batch)])  # (m, n)
+
+        def ndcg(w: float) -> float:
+            ranks = target_ranks(behaviour + w * prior, subset.targets)
+            return float(single_target_metrics(ranks)["ndcg@10"].mean())
+
+        blend.popularity[bucket], _ = tune_weight(POPULARITY_GRID, ndcg)
+        tuned.append(f"{bucket} ({len(cases)} cases)")
+    blend.tuned_on = "validation targets, buckets " + ", ".join(tuned) if tuned else blend.tuned_on
+    return blend

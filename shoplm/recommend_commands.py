@@ -93,6 +93,13 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
             "train_seconds": round(time.perf_counter() - started, 1),
         })
         (Path(out_dir) / "train_log.json").write_text(json.dumps(model.log, indent=2))
+        from shoplm.personalize import tune_recommend_blend
+        from shoplm.recommenders.popularity import Popularity
+
+        popularity = Popularity(settings.popularity_half_life_days)
+        popularity.fit(FitData(split.train, split.valid, vectors))
+        blend = tune_recommend_blend(model.score, split.train, split.valid, popularity.popularity)
+        blend.save(out_dir)  # the engine's cold-start mix, by history length
         out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(model.log)} epochs); best epoch "
                   f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")
 

@@ -34,6 +34,8 @@ def test_engine_serves_the_trained_model_and_new_items(trained, small_settings, 
     ingest(store, items=items, events=events)
     engine = Engine.open(settings, store)
     assert engine.model.scorer is not None and (engine.model.rows >= 0).all()
+    blend = json.loads((model / "blend.json").read_text())  # written by train recommend
+    assert engine.model.blend.popularity == blend["popularity"]
     recs = engine.recommend(session_id="new-visitor", item_id="L0S1", k=5)
     assert len(recs) == 5 and "L0S1" not in [r.item_id for r in recs]
     engine.upsert_items([Item("NEW1", "Bosch drill bit 20 mm", category="Tools > Drilling > Drill Bits", brand="Bosch")])
@@ -55,3 +57,26 @@ def test_personalized_search_beats_query_only_on_the_shop(trained, small_setting
     assert report["models"]["personalized"]["ndcg@10"] >= report["models"]["query_only"]["ndcg@10"]
     blend = json.loads((model / "blend.json").read_text())
     assert blend["search_personal"]["0"] == 0.0 and blend["search_personal"]["1"] == report["beta"]
+
+
+def test_blend_tuning_picks_popularity_when_it_helps_and_not_when_it_hurts():
+    import numpy as np
+
+    from shoplm.personalize import tune_recommend_blend
+    from shoplm.sequences import Cases, Histories
+
+    rng = np.random.default_rng(0)
+    n, m = 40, 120
+    targets = rng.integers(0, 10, m)  # targets are always among the 10 most popular items
+    popularity = np.r_[np.full(10, 100.0), np.ones(n - 10)]
+    cases = Cases([f"a{i}" for i in range(m)], Histories([np.array([1, 2])] * m, [np.ones(2, np.float32)] * m), targets)
+    noisy = lambda h: rng.normal(size=(len(h), n)).astype(np.float32)  # a model that knows nothing
+    helped = tune_recommend_blend(noisy, None, cases, popularity, min_cases=50)
+    assert helped.popularity["2-3"] > 0 and helped.tuned_on.startswith("validation targets")
+
+    def oracle(h):  # knows the target exactly; popularity can only blur it
+        out = np.zeros((len(h), n), dtype=np.float32)
+        out[np.arange(len(h)), targets[: len(h)]] = 10.0
+        return out
+
+    assert tune_recommend_blend(oracle, None, cases, popularity, min_cases=50, batch=m).popularity["2-3"] == 0.0
