@@ -80,3 +80,30 @@ def test_blend_tuning_picks_popularity_when_it_helps_and_not_when_it_hurts():
         return out
 
     assert tune_recommend_blend(oracle, None, cases, popularity, min_cases=50, batch=m).popularity["2-3"] == 0.0
+
+
+def test_reload_under_load_fails_no_request(trained, small_settings, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+    from pydantic import SecretStr
+
+    from shoplm.api import create_app
+
+    items, events, model = trained
+    settings = small_settings.model_copy(update={"recommend_model": model, "search_index_dir": tmp_path / "index",
+                                                 "admin_key": SecretStr("admin")})
+    store = open_store(f"sqlite:///{tmp_path / 'shop.db'}")
+    ingest(store, items=items, events=events)
+    with TestClient(create_app(settings, Engine.open(settings, store))) as client:
+        def ask(i: int) -> int:
+            return client.get("/v1/recommend", params={"user_id": f"u{1 + i % 40}", "k": 5}).status_code
+
+        def reload(_: int) -> int:
+            return client.post("/v1/admin/reload", json={"recommend_model": str(model)},
+                               headers={"X-API-Key": "admin"}).status_code
+
+        calls = [reload if i % 20 == 10 else ask for i in range(126)]  # a reload among every 20 requests
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = list(pool.map(lambda i: calls[i](i), range(len(calls))))
+    assert statuses == [200] * 126
