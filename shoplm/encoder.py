@@ -15,13 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from shoplm.atomic import save_array, write_text
 from shoplm.errors import ModelNotFound
 
 
@@ -193,20 +193,6 @@ class EmbeddingCache:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
             self._merge_from_disk()
             hashes = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
-            _atomic_save(self.dir / "hashes.npy", hashes)
-            _atomic_save(self.dir / "vectors.npy", self._vectors)
-            (self.dir / "params.json").write_text(json.dumps({"dim": self.dim, "count": len(self._rows), "version": 1}))
-
-
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    """Write to a temp file, fsync, rename: a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+            save_array(self.dir / "hashes.npy", hashes)
+            save_array(self.dir / "vectors.npy", self._vectors)
+            write_text(self.dir / "params.json", json.dumps({"dim": self.dim, "count": len(self._rows), "version": 1}))

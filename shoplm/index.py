@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
+from shoplm.atomic import save_array as atomic_save  # noqa: F401 - also used by search.py
+from shoplm.atomic import write_text as atomic_write_text  # noqa: F401
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.records import CATEGORY_SEPARATOR, Item
 
@@ -275,30 +276,3 @@ def load_index(directory: Path) -> MemoryIndex:
         index.faiss.hnsw.efSearch = index.ef_search
     index.add(ids, arrays["vectors"], metas)
     return index
-
-
-def atomic_save(path: Path, array: np.ndarray) -> None:
-    """np.save through a temp file + fsync + os.replace: a crash leaves the old file or the new one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, array, allow_pickle=False)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
