@@ -75,6 +75,9 @@ class Encoder:
     def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 64,
                  bf16: bool | None = None):
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in service logs
 
         path = Path(model) if model else default_model_dir()
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():

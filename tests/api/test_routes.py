@@ -24,8 +24,11 @@ def test_health_and_readiness_need_no_key(client):
 
 
 @pytest.mark.parametrize("method, path", [
-    ("get", "/v1/items/drill-1"), ("get", "/v1/users/u1/profile"), ("post", "/v1/events"),
+    ("get", "/v1/items/drill-1"), ("get", "/v1/users/u1/profile"), ("get", "/v1/sessions/s1/profile"),
+    ("post", "/v1/events"), ("get", "/v1/search?q=drill"), ("get", "/v1/recommend"),
+    ("get", "/v1/items/drill-1/similar"), ("post", "/v1/ads/rank"),
     ("post", "/v1/items"), ("put", "/v1/items/x"), ("delete", "/v1/items/x"), ("delete", "/v1/users/u1"),
+    ("post", "/v1/admin/reload"),
 ])
 def test_no_key_or_a_wrong_key_is_401(client, method, path):
     error(getattr(client, method)(path), 401)
@@ -33,7 +36,7 @@ def test_no_key_or_a_wrong_key_is_401(client, method, path):
 
 
 @pytest.mark.parametrize("method, path", [("post", "/v1/items"), ("put", "/v1/items/x"), ("delete", "/v1/items/x"),
-                                          ("delete", "/v1/users/u1")])
+                                          ("delete", "/v1/users/u1"), ("post", "/v1/admin/reload")])
 def test_read_key_on_admin_route_is_403(client, method, path):
     message = error(getattr(client, method)(path, headers=R), 403)["message"]
     assert READ not in message
@@ -147,3 +150,13 @@ def test_admin_routes_refuse_when_no_admin_key_is_configured(store_url):
     with TestClient(create_app(settings, Engine(settings, open_store(store_url)))) as open_client:
         error(open_client.post("/v1/items", json={"items": []}, headers={"X-API-Key": "anything"}), 403)
         assert open_client.get("/v1/users/u/profile").status_code == 200  # reads are open without a read key
+
+
+def test_reload_of_a_missing_model_is_404_and_bad_body_422(client):
+    error(client.post("/v1/admin/reload", json={"recommend_model": "/nowhere"}, headers=A), 404)
+    error(client.post("/v1/admin/reload", json={}, headers=A), 422)
+
+
+def test_ads_body_is_validated(client):
+    error(client.post("/v1/ads/rank", json={"k": 0}, headers=R), 422)
+    error(client.post("/v1/ads/rank", json={"query": "x", "bid": 9}, headers=R), 422)
