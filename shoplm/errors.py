@@ -49,7 +49,8 @@ class InvalidRecords(ShopLMError):
 
 
 class ValidationFailed(ShopLMError):
-    """`--strict` ingestion met bad records, so nothing was written."""
+    """Input records broke the data model and the command cannot go on without them
+    (e.g. training data for search); the message lists examples with file and row."""
 
 
 class ConvertError(ShopLMError):
