@@ -65,11 +65,11 @@ class Engine:
         from shoplm.search import SearchPipeline, build_indexes
 
         items = store.items()
-        if not items:
-            raise NotFound(f"the store {settings.store_url} has no items; ingest a catalog first "
-                           "(shoplm ingest --items FILE)")
-        build_indexes(items, settings, settings.search_index_dir)
-        search = SearchPipeline.open(settings.search_index_dir, settings)
+        if items:
+            build_indexes(items, settings, settings.search_index_dir)
+            search = SearchPipeline.open(settings.search_index_dir, settings)
+        else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
+            search = SearchPipeline.empty(settings)
         scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None
         return cls(settings, store, search, scorer)
 

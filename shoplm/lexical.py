@@ -77,6 +77,8 @@ class LexicalIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """float32[n_items]: the BM25 score of every item for one query (0 = no term matches)."""
+        if not self.ids:  # bm25s cannot index an empty corpus; a new shop starts empty
+            return np.zeros(0, dtype=np.float32)
         retriever = self._built()
         tokens = [t for t in self.tokenize([query])[0] if t in retriever.vocab_dict]
         if not tokens or not self.ids:

@@ -73,6 +73,13 @@ class SearchPipeline:
         return cls(encoder, load_index(directory / "vectors"), LexicalIndex.load(directory / "lexical"), settings,
                    params["template"], rescorer)
 
+    @classmethod
+    def empty(cls, settings: Settings) -> "SearchPipeline":
+        """No items yet: everything added later is searchable at once."""
+        encoder = Encoder(settings.encoder_model, settings.device, bf16=settings.encoder_bf16)
+        return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
+                   settings.item_text_template)
+
     def add(self, items: Sequence[Item]) -> None:
         """Add or update items in both indexes; searchable at once, no rebuild."""
         texts = item_texts(items, self.template)

@@ -139,3 +139,15 @@ def test_profile_nearest_categories(shop):
     profile = shop.get("/v1/users/p/profile", headers=R).json()
     assert profile["top_categories"] == [["Adhesives > Instant Glue", 1.0]]
     assert profile["nearest_categories"][0][0].startswith("Adhesives")
+
+
+def test_a_new_shop_starts_empty_and_serves_items_as_they_arrive(tmp_path):
+    settings = Settings(read_key=READ, admin_key=ADMIN, search_index_dir=tmp_path / "index",
+                        embedding_cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, Engine.open(settings, open_store("memory://")))) as client:
+        assert ids(client.get("/v1/search", params={"q": "drill"}, headers=R)) == []
+        assert ids(client.get("/v1/recommend", params={"session_id": "s"}, headers=R)) == []
+        client.post("/v1/items", json={"items": [{"item_id": "d", "title": "Cordless drill"},
+                                                 {"item_id": "g", "title": "Wood glue"}]}, headers=A)
+        assert ids(client.get("/v1/search", params={"q": "drill", "k": 1}, headers=R)) == ["d"]
+        assert ids(client.get("/v1/items/d/similar", headers=R)) == ["g"]
