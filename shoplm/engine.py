@@ -51,6 +51,8 @@ class Engine:
         self.store = store
         self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
         self.items: dict[str, Item] = {item.item_id: item for item in store.items()}
+        self._catalog_version = 0  # bumped by every catalog write; keys derived caches
+        self._categories: tuple | None = None  # (catalog version, names, vectors)
         self.search_pipeline = search
         self.popularity = np.zeros(0)  # (rows,) time-decayed, in the vector index's row order
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
@@ -124,6 +126,7 @@ class Engine:
         with self._lock:
             written = self.store.upsert_items(items)
             self.items.update((item.item_id, item) for item in items)
+            self._catalog_version += 1
             if self.search_pipeline is not None:
                 kept = {i: self.popularity[self._row(i)] for i in (it.item_id for it in items) if self._row(i) is not None}
                 self.search_pipeline.add(items)
@@ -137,6 +140,7 @@ class Engine:
             if not self.store.delete_items([item_id]):
                 raise NotFound(f"no item with item_id {item_id!r}")
             self.items.pop(item_id, None)
+            self._catalog_version += 1
             if self.search_pipeline is not None:
                 self.search_pipeline.remove([item_id])
 
@@ -349,11 +353,13 @@ class Engine:
         return [(names[i], round(float(sims[i]), 4)) for i in best]
 
     def _category_vectors(self) -> tuple[list[str], np.ndarray]:
-        names = sorted({i.category for i in self.items.values() if i.category})
-        if getattr(self, "_categories", (None,))[0] != names:
+        """Category names and their embeddings, recomputed only after the catalog changed."""
+        cached = self._categories
+        if cached is None or cached[0] != self._catalog_version:
+            names = sorted({i.category for i in self.items.values() if i.category})
             vectors = self.search_pipeline.encoder.encode([n.replace(" > ", ", ") for n in names]) if names else None
-            self._categories = (names, vectors)
-        return self._categories
+            cached = self._categories = (self._catalog_version, names, vectors)
+        return cached[1], cached[2]
 
     def delete_user(self, user_id: str) -> int:
         """Erase every event of the user and of their sessions; returns how many."""

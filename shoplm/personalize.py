@@ -137,7 +137,7 @@ def _row_zscore(scores: np.ndarray) -> np.ndarray:
     return (scores - mean) / np.where(std > 1e-12, std, 1.0)
 
 
-def tune_recommend_blend(score, train, valid, popularity: np.ndarray, blend: Blend | None = None,
+def tune_recommend_blend(score, valid, popularity: np.ndarray, blend: Blend | None = None,
                          min_cases: int = 50, batch: int = 512) -> Blend:
     """Pick, per history-length bucket, the popularity weight w that maximises validation
     NDCG@10 of z(model) + w * z(log(1 + popularity)) — the mix the engine serves.

@@ -98,7 +98,7 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
 
         popularity = Popularity(settings.popularity_half_life_days)
         popularity.fit(FitData(split.train, split.valid, vectors))
-        blend = tune_recommend_blend(model.score, split.train, split.valid, popularity.popularity)
+        blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)
         blend.save(out_dir)  # the engine's cold-start mix, by history length
         out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(model.log)} epochs); best epoch "
                   f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")

@@ -71,7 +71,7 @@ def test_blend_tuning_picks_popularity_when_it_helps_and_not_when_it_hurts():
     popularity = np.r_[np.full(10, 100.0), np.ones(n - 10)]
     cases = Cases([f"a{i}" for i in range(m)], Histories([np.array([1, 2])] * m, [np.ones(2, np.float32)] * m), targets)
     noisy = lambda h: rng.normal(size=(len(h), n)).astype(np.float32)  # a model that knows nothing
-    helped = tune_recommend_blend(noisy, None, cases, popularity, min_cases=50)
+    helped = tune_recommend_blend(noisy, cases, popularity, min_cases=50)
     assert helped.popularity["2-3"] > 0 and helped.tuned_on.startswith("validation targets")
 
     def oracle(h):  # knows the target exactly; popularity can only blur it
@@ -79,7 +79,7 @@ def test_blend_tuning_picks_popularity_when_it_helps_and_not_when_it_hurts():
         out[np.arange(len(h)), targets[: len(h)]] = 10.0
         return out
 
-    assert tune_recommend_blend(oracle, None, cases, popularity, min_cases=50, batch=m).popularity["2-3"] == 0.0
+    assert tune_recommend_blend(oracle, cases, popularity, min_cases=50, batch=m).popularity["2-3"] == 0.0
 
 
 def test_reload_under_load_fails_no_request(trained, small_settings, tmp_path):
