@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from shoplm.atomic import save_array, write_text
+from shoplm.atomic import recover_dir, save_array, write_text
 from shoplm.errors import ModelNotFound
 
 
@@ -79,7 +79,7 @@ class Encoder:
 
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in service logs
 
-        path = Path(model) if model else default_model_dir()
+        path = recover_dir(Path(model)) if model else default_model_dir()  # a fine-tuned one is swapped in whole
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise ModelNotFound(
                 f"{path} is not a sentence-transformers model directory (no modules.json or config.json); "

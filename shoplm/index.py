@@ -25,8 +25,7 @@ from typing import NamedTuple, Protocol, Sequence
 
 import numpy as np
 
-from shoplm.atomic import save_array as atomic_save  # noqa: F401 - also used by search.py
-from shoplm.atomic import write_text as atomic_write_text  # noqa: F401
+from shoplm.atomic import recover_dir, save_array, staged_dir
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.records import CATEGORY_SEPARATOR, Item
 
@@ -165,17 +164,17 @@ class MemoryIndex:
         return top_k(scores, self.ids[rows], k)
 
     def save(self, directory: Path) -> None:
-        """Live rows only, so a saved index never carries tombstones."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        """Live rows only, so a saved index never carries tombstones; written whole and swapped
+        in (`shoplm.atomic.staged_dir`), so a crash leaves the old index or the new one."""
         live = self.alive
         arrays = {"ids": self.ids[live].astype(str), "vectors": self.vectors[live],
                   "category": self.category[live].astype(str), "price": self.price[live],
                   "available": self.available[live], **self._extra_arrays()}
-        for name, array in arrays.items():
-            atomic_save(directory / f"{name}.npy", array)
         params = {"version": VERSION, "kind": self.kind, "dim": self.dim, "count": int(live.sum()), **self._params()}
-        atomic_write_text(directory / "params.json", json.dumps(params, indent=2))
+        with staged_dir(directory) as tmp:
+            for name, array in arrays.items():
+                save_array(tmp / f"{name}.npy", array)
+            (tmp / "params.json").write_text(json.dumps(params, indent=2))
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
         return {}
@@ -252,7 +251,7 @@ class FaissIndex(MemoryIndex):
 
 def load_index(directory: Path) -> MemoryIndex:
     """A `MemoryIndex` or `FaissIndex` from what `save` wrote."""
-    directory = Path(directory)
+    directory = recover_dir(directory)
     if not (directory / "params.json").is_file():
         raise IndexNotBuilt(f"no vector index in {directory} (params.json missing); run `shoplm index build` first")
     params = json.loads((directory / "params.json").read_text())

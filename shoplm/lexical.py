@@ -12,15 +12,13 @@ item is therefore searchable at once, without a separate build step.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import bm25s
 import numpy as np
 
+from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.index import Hits, top_k
 
@@ -102,25 +100,17 @@ class LexicalIndex:
     def save(self, directory: Path) -> None:
         """`directory/{ids.json,texts.json,params.json}` plus bm25s's own .npy arrays; written to a
         temp directory first and swapped in, so a crash leaves the old index or the new one."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}."))
-        try:
+        with staged_dir(directory) as tmp:
             self._built().save(str(tmp / "bm25s"), show_progress=False)
             (tmp / "ids.json").write_text(json.dumps(self.ids))
             (tmp / "texts.json").write_text(json.dumps(self.texts))
             params = {"version": VERSION, "kind": "bm25s", "k1": self.k1, "b": self.b, "stem": self.stem,
                       "count": len(self.ids)}
             (tmp / "params.json").write_text(json.dumps(params, indent=2))
-            _fsync_tree(tmp)
-            replace_dir(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, directory: Path) -> "LexicalIndex":
-        directory = Path(directory)
+        directory = recover_dir(directory)
         if not (directory / "params.json").is_file():
             raise IndexNotBuilt(f"no lexical index in {directory} (params.json missing); run `shoplm index build` first")
         params = json.loads((directory / "params.json").read_text())
@@ -128,20 +118,3 @@ class LexicalIndex:
                     k1=params["k1"], b=params["b"], stem=params["stem"])
         index._retriever = bm25s.BM25.load(str(directory / "bm25s"), show_progress=False)
         return index
-
-
-def _fsync_tree(directory: Path) -> None:
-    for path in directory.rglob("*"):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def replace_dir(new: Path, target: Path) -> None:
-    """Replace directory `target` by `new`: rename the old one aside, rename the new in, delete the old."""
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    shutil.rmtree(old, ignore_errors=True)

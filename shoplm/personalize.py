@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from shoplm.atomic import write_text
+
 HISTORY_BUCKETS = ("0", "1", "2-3", "4-7", "8+")
 
 
@@ -54,8 +56,11 @@ class Blend:
             return cls()
         return cls(**json.loads(path.read_text()))
 
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
     def save(self, directory: Path) -> None:
-        (Path(directory) / "blend.json").write_text(json.dumps(asdict(self), indent=2))
+        write_text(Path(directory) / "blend.json", self.to_json())
 
 
 def zscore(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:

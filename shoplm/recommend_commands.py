@@ -85,21 +85,19 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
                 progress=lambda epoch, total, row: status("train shoplm", epoch, total))
             model.fit(FitData(split.train, split.valid, vectors))
         best = max(model.log, key=lambda row: row["valid_ndcg@10"]) if model.log else {}
+        from shoplm.personalize import tune_recommend_blend
+        from shoplm.recommenders.popularity import Popularity
+
+        popularity = Popularity(settings.popularity_half_life_days)
+        popularity.fit(FitData(split.train, split.valid, vectors))
+        blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)  # the engine's cold-start mix
         rt.save_model(model.model, item_ids, out_dir, {
             "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
             "event_weights": settings.event_weights, "train": rt.asdict(model.train_cfg),
             "training_fingerprint": training_fingerprint(item_ids, split),
             "best_epoch": best.get("epoch"), "valid_ndcg@10": best.get("valid_ndcg@10"),
             "train_seconds": round(time.perf_counter() - started, 1),
-        })
-        (Path(out_dir) / "train_log.json").write_text(json.dumps(model.log, indent=2))
-        from shoplm.personalize import tune_recommend_blend
-        from shoplm.recommenders.popularity import Popularity
-
-        popularity = Popularity(settings.popularity_half_life_days)
-        popularity.fit(FitData(split.train, split.valid, vectors))
-        blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)
-        blend.save(out_dir)  # the engine's cold-start mix, by history length
+        }, files={"train_log.json": json.dumps(model.log, indent=2), "blend.json": blend.to_json()})
         out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(model.log)} epochs); best epoch "
                   f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
 from shoplm.encoder import pick_device
 from shoplm.errors import RecommendModelError
@@ -228,24 +229,28 @@ class TrainedUserModel:
         return model_scores(self.model, histories, self.train_cfg.eval_batch, self.device)
 
 
-def save_model(model: UserModel, item_ids: list[str], out: Path, extra: dict) -> None:
-    """`out/model.safetensors` (weights and buffers), `out/item_ids.npy`, `out/params.json`."""
+def save_model(model: UserModel, item_ids: list[str], out: Path, extra: dict,
+               files: dict[str, str] | None = None) -> None:
+    """`out/model.safetensors` (weights and buffers), `out/item_ids.npy`, `out/params.json`
+    and any extra text `files` (name -> content), written aside and swapped in whole, so a
+    crash or a reload during the save sees the previous model or this one, never a mix."""
     from safetensors.torch import save_file
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
-    np.save(out / "item_ids.npy", np.array(item_ids, dtype=str))
     params = {"version": FORMAT_VERSION, "model": asdict(model.cfg), **extra}
-    (out / "params.json").write_text(json.dumps(params, indent=2))
+    with staged_dir(out) as tmp:
+        save_file(state, str(tmp / "model.safetensors"))
+        np.save(tmp / "item_ids.npy", np.array(item_ids, dtype=str), allow_pickle=False)
+        (tmp / "params.json").write_text(json.dumps(params, indent=2))
+        for name, text in (files or {}).items():
+            (tmp / name).write_text(text)
 
 
 def load_model(directory: Path, device: str | None = None) -> tuple[UserModel, list[str], dict]:
     """(model, item_ids, params) saved by `save_model`."""
     from safetensors.torch import load_file
 
-    directory = Path(directory)
+    directory = recover_dir(directory)
     files = [directory / name for name in ("model.safetensors", "item_ids.npy", "params.json")]
     missing = [f.name for f in files if not f.is_file()]
     if missing:

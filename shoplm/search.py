@@ -17,11 +17,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
 from shoplm.encoder import EmbeddingCache, Encoder
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.hybrid import Fusion, fuse, rescore
-from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, atomic_write_text, load_index
+from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
 from shoplm.lexical import LexicalIndex
 from shoplm.records import Item
 from shoplm.text import item_texts
@@ -41,13 +42,13 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
         encoder, texts, progress=progress)  # (n, dim)
     index = FaissIndex(encoder.dim, settings.hnsw_min_items)
     index.add(ids, vectors, [ItemMeta.of(i) for i in items])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index.save(out_dir / "vectors")
-    LexicalIndex(ids, texts).save(out_dir / "lexical")
     params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
               "fingerprint": encoder.fingerprint, "template": settings.item_text_template, "count": len(ids),
               "hnsw": index.is_hnsw}
-    atomic_write_text(out_dir / "params.json", json.dumps(params, indent=2))
+    with staged_dir(out_dir) as tmp:  # vectors, lexical and params swap in together
+        index.save(tmp / "vectors")
+        LexicalIndex(ids, texts).save(tmp / "lexical")
+        (tmp / "params.json").write_text(json.dumps(params, indent=2))
     return params
 
 
@@ -60,7 +61,7 @@ class SearchPipeline:
 
     @classmethod
     def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
-        directory = Path(directory)
+        directory = recover_dir(directory)
         if not (directory / "params.json").is_file():
             raise IndexNotBuilt(f"no search index in {directory} (params.json missing); "
                                 f"run `shoplm index build --out {directory}` first")

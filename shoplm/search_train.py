@@ -14,8 +14,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +24,8 @@ import torch
 
 from shoplm.encoder import autocast, default_model_dir, pick_device, use_bf16
 from shoplm.errors import NoTrainingData
-from shoplm.lexical import LexicalIndex, replace_dir
+from shoplm.atomic import staged_dir
+from shoplm.lexical import LexicalIndex
 from shoplm.loss import InBatchSoftmaxLoss, LossConfig
 from shoplm.metrics import ranking_metrics
 from shoplm.search_data import Pair
@@ -237,16 +236,9 @@ def train_search(
 
 def _save(model, out: Path, summary: dict) -> None:
     """A sentence-transformers directory plus `shoplm_train.json`, swapped in whole."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with staged_dir(out) as tmp:
         model.save(str(tmp))
         (tmp / "shoplm_train.json").write_text(json.dumps(summary, indent=2, default=str))
-        replace_dir(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
