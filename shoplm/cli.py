@@ -198,7 +198,7 @@ def serve(
     settings = _settings(ctx)
     settings = settings.model_copy(update={k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v})
     err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}", highlight=False)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 
 @eval_app.command("personalized-search")

@@ -115,6 +115,19 @@ class Settings(BaseSettings):
         "refused: writes never go unauthenticated."
     )
     max_body_bytes: int = Field(1_000_000, ge=1_024, description="Larger request bodies get 413.")
+    rate_limit_per_second: float = Field(
+        200.0, ge=0, description="Requests per second allowed per API key (per client address for requests "
+        "without a valid key), per service process; over it: 429 with Retry-After. 0 = no limit."
+    )
+    rate_limit_burst: int = Field(400, ge=1, description="Requests a key may send at once before the rate applies.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API from another site "
+        '(e.g. ["https://shop.example"]); empty = CORS closed, only same-origin pages can call it.'
+    )
+    models_dir: Path = Field(
+        Path("var/models"), description="POST /v1/admin/reload only loads model directories inside this one."
+    )
+    log_level: str = Field("info", description="Service log level (uvicorn): debug, info, warning, error.")
     max_events_per_request: int = Field(1_000, ge=1, description="Larger event batches get 422.")
     max_items_per_request: int = Field(1_000, ge=1, description="Larger item batches get 422.")
     torch_threads: int | None = Field(

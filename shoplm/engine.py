@@ -362,8 +362,18 @@ class Engine:
         return cached[1], cached[2]
 
     def delete_user(self, user_id: str) -> int:
-        """Erase every event of the user and of their sessions; returns how many."""
-        return self.store.delete_user(user_id)
+        """Erase every event of the user and of their sessions, and everything this process
+        derived from them; returns how many events. Histories and profiles are read from
+        the store on each request, so the one derived cache is the popularity vector: it is
+        recomputed from the remaining events, so no later answer depends on the user.
+        (A trained model learned from its training events; retraining purges them, see
+        docs/operations.md.)"""
+        deleted = self.store.delete_user(user_id)
+        if deleted and self.search_pipeline is not None:
+            with self._lock:
+                self.popularity = np.zeros(len(self._index.ids))
+                self._init_popularity()
+        return deleted
 
     # --- health --------------------------------------------------------------------------
     def ready(self) -> bool:

@@ -6,9 +6,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from shoplm.api.middleware import BodyLimit, Metrics
+from shoplm.api.middleware import BodyLimit, Metrics, RateLimit
 from shoplm.api.problems import install_error_handlers
 from shoplm.api.routes import health, router
 from shoplm.config import Settings
@@ -39,7 +40,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health)
     if (STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="storefront")
+    # Added innermost first: metrics see every answer (429s and 413s included), CORS headers
+    # go on refusals too (a browser can read the 429), the size limit applies last.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RateLimit, settings=settings)
+    if settings.cors_origins:  # closed by default: no CORS headers, so other sites' pages cannot read answers
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["X-API-Key", "Authorization", "Content-Type"])
     app.add_middleware(_MetricsMiddleware, metrics=app.state.metrics)
     return app
 

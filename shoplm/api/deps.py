@@ -8,7 +8,7 @@ echoed. The admin key also works wherever the read key does.
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Mapping
 
 from fastapi import Depends, Request
 
@@ -25,27 +25,40 @@ def get_engine(request: Request) -> Engine:
 EngineDep = Annotated[Engine, Depends(get_engine)]
 
 
-def _presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: `X-API-Key`, else `Authorization: Bearer ...`."""
+    key = headers.get("x-api-key")
     if key is None:
-        auth = request.headers.get("authorization", "")
+        auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             key = auth[7:].strip()
     return key or None
 
 
-def _matches(presented: str, expected) -> bool:
+def matches(presented: str, expected) -> bool:
+    """Constant-time comparison with a configured SecretStr key (None never matches)."""
     return expected is not None and hmac.compare_digest(presented.encode(), expected.get_secret_value().encode())
+
+
+def key_role(settings, presented: str | None) -> str | None:
+    """'admin', 'read', or None for a missing or invalid key."""
+    if presented is None:
+        return None
+    if matches(presented, settings.admin_key):
+        return "admin"
+    if matches(presented, settings.read_key):
+        return "read"
+    return None
 
 
 def require_read(request: Request) -> None:
     settings = request.app.state.settings
     if settings.read_key is None:
         return
-    presented = _presented_key(request)
+    presented = presented_key(request.headers)
     if presented is None:
         raise Unauthorized("this route needs an API key: send it in the X-API-Key header")
-    if not (_matches(presented, settings.read_key) or _matches(presented, settings.admin_key)):
+    if key_role(settings, presented) is None:
         raise Unauthorized("the API key is not valid: check the X-API-Key header")
 
 
@@ -53,12 +66,13 @@ def require_admin(request: Request) -> None:
     settings = request.app.state.settings
     if settings.admin_key is None:
         raise Forbidden("admin routes are disabled: start the service with SHOPLM_ADMIN_KEY set")
-    presented = _presented_key(request)
+    presented = presented_key(request.headers)
     if presented is None:
         raise Unauthorized("this route needs the admin API key in the X-API-Key header")
-    if _matches(presented, settings.admin_key):
+    role = key_role(settings, presented)
+    if role == "admin":
         return
-    if _matches(presented, settings.read_key):
+    if role == "read":
         raise Forbidden("this route needs the admin key; the read key only allows queries and events")
     raise Unauthorized("the API key is not valid: check the X-API-Key header")
 

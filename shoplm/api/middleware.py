@@ -1,8 +1,10 @@
-"""ASGI middleware: request-size limit and Prometheus metrics."""
+"""ASGI middleware: request-size limit, per-key rate limit and Prometheus metrics."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections import OrderedDict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -85,3 +87,56 @@ class Metrics:
                 self.latency.labels(route).observe(time.perf_counter() - start)
 
         return wrapped
+
+
+class RateLimit:
+    """Per-key token buckets: each key may send `burst` requests at once and `rate` per
+    second after that; over it, 429 with `Retry-After`. Requests without a valid key share
+    a bucket per client address, so guessing keys earns no fresh buckets (and the table
+    of buckets stays bounded). Health and metrics routes are exempt: load balancers and
+    Prometheus poll them. Limits are per process; see docs/operations.md for replicas.
+
+    Written by hand: slowapi and friends key on the client address or need Redis; this
+    is the few lines a per-key bucket takes."""
+
+    EXEMPT = ("/healthz", "/readyz", "/metrics")
+    MAX_BUCKETS = 10_000
+
+    def __init__(self, app: Any, settings: Any):
+        self.app = app
+        self.settings = settings
+        self.rate, self.burst = float(settings.rate_limit_per_second), float(settings.rate_limit_burst)
+        self.buckets: OrderedDict[str, list[float]] = OrderedDict()  # who -> [tokens, last refill]
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.rate <= 0 or scope.get("path", "") in self.EXEMPT:
+            return await self.app(scope, receive, send)
+        wait = self._take(self._who(scope))
+        if wait > 0:
+            retry = str(max(1, math.ceil(wait)))
+            response = error_response(429, f"too many requests for this API key; retry in {retry} s "
+                                           f"(limit {self.rate:g}/s, burst {self.burst:g})", headers={"Retry-After": retry})
+            return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _who(self, scope: dict) -> str:
+        from shoplm.api.deps import key_role, presented_key
+
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        role = key_role(self.settings, presented_key(headers))
+        if role is not None:
+            return f"key:{role}"
+        client = scope.get("client") or ("unknown", 0)
+        return f"addr:{client[0]}"
+
+    def _take(self, who: str) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until one is available.
+        Runs on the event loop thread only, so needs no lock."""
+        now = time.monotonic()
+        tokens, last = self.buckets.pop(who, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        allowed = tokens >= 1.0
+        self.buckets[who] = [tokens - 1.0 if allowed else tokens, now]
+        if len(self.buckets) > self.MAX_BUCKETS:
+            self.buckets.popitem(last=False)  # least recently seen
+        return 0.0 if allowed else (1.0 - tokens) / self.rate

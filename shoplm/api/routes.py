@@ -123,11 +123,15 @@ def rank_ads(body: AdRequest, engine: EngineDep) -> AdList:
 
 
 @router.post("/admin/reload", dependencies=[AdminAccess], response_model=Reloaded, tags=["admin"])
-def reload_model(body: ReloadRequest, engine: EngineDep) -> Reloaded:
-    """Swap in a newly trained recommendation model; requests in flight finish on the old one."""
-    from pathlib import Path
-
-    directory = Path(body.recommend_model)
+def reload_model(body: ReloadRequest, engine: EngineDep, request: Request) -> Reloaded:
+    """Swap in a newly trained recommendation model; requests in flight finish on the old one.
+    The directory is named relative to the service's models_dir (an absolute path must lie
+    inside it too): the API never reads files elsewhere."""
+    root = request.app.state.settings.models_dir.resolve()
+    directory = (root / body.recommend_model).resolve()
+    if not directory.is_relative_to(root):
+        raise Unprocessable(f"recommend_model {body.recommend_model!r} is outside the models directory {root}; "
+                            "put the model there (SHOPLM_MODELS_DIR) and name it relative to it")
     if not (directory / "params.json").is_file():
         raise NotFound(f"no trained model in {body.recommend_model} (params.json missing); "
                        "train one with `shoplm train recommend --out DIR`")

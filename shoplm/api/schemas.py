@@ -146,7 +146,9 @@ class AdList(BaseModel):
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recommend_model: str = Field(..., description="A directory written by `shoplm train recommend`.")
+    recommend_model: str = Field(..., min_length=1, max_length=1_000,
+                                 description="A directory written by `shoplm train recommend`, relative to the "
+                                 "service's models_dir (SHOPLM_MODELS_DIR).", examples=["scientific"])
 
 
 class Reloaded(BaseModel):

@@ -153,8 +153,14 @@ def test_admin_routes_refuse_when_no_admin_key_is_configured(store_url):
 
 
 def test_reload_of_a_missing_model_is_404_and_bad_body_422(client):
-    error(client.post("/v1/admin/reload", json={"recommend_model": "/nowhere"}, headers=A), 404)
+    error(client.post("/v1/admin/reload", json={"recommend_model": "no-such-model"}, headers=A), 404)
     error(client.post("/v1/admin/reload", json={}, headers=A), 422)
+
+
+@pytest.mark.parametrize("outside", ["/etc", "../../etc", "..", "a/../../b", "/tmp/../etc/passwd"])
+def test_reload_never_reads_outside_the_models_dir(client, outside):
+    response = error(client.post("/v1/admin/reload", json={"recommend_model": outside}, headers=A), 422)
+    assert "outside the models directory" in response["message"]
 
 
 def test_ads_body_is_validated(client):

@@ -3,17 +3,13 @@ see the recommendations change. Runs `shoplm serve` as a real process on loopbac
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.service import ServiceProcess, run_cli
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = Path(os.environ.get("SHOPLM_SCREENSHOT_DIR", "var/screenshots"))
@@ -32,12 +28,6 @@ ITEMS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     work = tmp_path_factory.mktemp("storefront")
@@ -51,29 +41,9 @@ def server(tmp_path_factory):
         rows += [f"{1700000000 + u * 100 + j},u{u},purchase,{item}" for j, item in enumerate(pair)]
     events.write_text("\n".join(rows) + "\n")
     store = f"sqlite:///{work / 'shop.db'}"
-    env = {**os.environ, "SHOPLM_EMBEDDING_CACHE_DIR": str(work / "cache"), "SHOPLM_SEARCH_INDEX_DIR": str(work / "index")}
-    subprocess.run([sys.executable, "-m", "shoplm.cli", "ingest", "--items", str(items), "--events", str(events),
-                    "--store", store], check=True, env=env, capture_output=True)
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, "-m", "shoplm.cli", "serve", "--store", store, "--port", str(port)],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/readyz", timeout=1) as response:
-                if json.load(response)["status"] == "ready":
-                    break
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(process.stdout.read().decode())
-            time.sleep(0.25)
-    else:
-        process.kill()
-        raise RuntimeError("shoplm serve did not become ready in 120 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    run_cli("ingest", "--items", str(items), "--events", str(events), "--store", store)
+    with ServiceProcess(store, work) as service:
+        yield service.url
 
 
 @pytest.fixture

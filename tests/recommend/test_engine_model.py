@@ -92,7 +92,7 @@ def test_reload_under_load_fails_no_request(trained, small_settings, tmp_path):
 
     items, events, model = trained
     settings = small_settings.model_copy(update={"recommend_model": model, "search_index_dir": tmp_path / "index",
-                                                 "admin_key": SecretStr("admin")})
+                                                 "admin_key": SecretStr("admin"), "models_dir": model.parent})
     store = open_store(f"sqlite:///{tmp_path / 'shop.db'}")
     ingest(store, items=items, events=events)
     with TestClient(create_app(settings, Engine.open(settings, store))) as client:
@@ -100,7 +100,7 @@ def test_reload_under_load_fails_no_request(trained, small_settings, tmp_path):
             return client.get("/v1/recommend", params={"user_id": f"u{1 + i % 40}", "k": 5}).status_code
 
         def reload(_: int) -> int:
-            return client.post("/v1/admin/reload", json={"recommend_model": str(model)},
+            return client.post("/v1/admin/reload", json={"recommend_model": model.name},
                                headers={"X-API-Key": "admin"}).status_code
 
         calls = [reload if i % 20 == 10 else ask for i in range(126)]  # a reload among every 20 requests
