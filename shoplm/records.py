@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 EVENT_TYPES: tuple[str, ...] = ("search", "view", "click", "add_to_cart", "purchase")
 ITEM_FIELDS: tuple[str, ...] = (
@@ -140,7 +140,13 @@ class _Checker:
         return None
 
     def ident(self, name: str, *, required: bool) -> str | None:
-        return self.text(name, required=required, limit=MAX_ID_CHARS)
+        value = self.text(name, required=required, limit=MAX_ID_CHARS)
+        if value is not None and any(part in (".", "..") for part in value.split("/")):
+            # URLs cannot carry a "." or ".." path segment (clients and proxies remove them),
+            # so such an id could be stored but never fetched, and it reads like path traversal.
+            self.fail(name, "an id without '.' or '..' path segments")
+            return None
+        return value
 
     def number(self, name: str, *, minimum: float | None = None) -> float | None:
         value = self.raw.get(name)
@@ -240,7 +246,11 @@ def parse_item(raw: Mapping[str, Any]) -> Item | list[FieldProblem]:
         if not isinstance(name, str) or not name.strip() or _bad_chars(name):
             c.problems.append(FieldProblem(str(name), value, "a column name of printable text"))
             continue
-        attributes[name] = _attribute_value(value)
+        value, valid = _attribute_value(value)
+        if not valid:
+            c.problems.append(FieldProblem(name, value, ATTRIBUTE_EXPECTED))
+            continue
+        attributes[name] = value
     if c.problems:
         return c.problems
     return Item(item_id=item_id, title=title, attributes=attributes, **values)  # type: ignore[arg-type]
@@ -254,14 +264,38 @@ def _normalise_category(category: str | None) -> str | None:
     return CATEGORY_SEPARATOR.join(parts) or None
 
 
-def _attribute_value(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)):
-        return value
-    try:
-        json.dumps(value, allow_nan=False)
-        return value
-    except (TypeError, ValueError):
-        return str(value)
+ATTRIBUTE_EXPECTED = "a finite number, a boolean, or text without control characters (or a JSON list/object of those)"
+
+
+def _attribute_value(value: Any) -> tuple[Any, bool]:
+    """(value to store, valid). Strings, finite numbers, booleans, and lists/objects of them
+    are kept; anything else that is not JSON (a date from Parquet) becomes its text."""
+    if isinstance(value, (dict, list, tuple)):
+        try:
+            text = json.dumps(value, allow_nan=False)
+            return value, len(text) <= MAX_TEXT_CHARS and all(_attribute_value(v)[1] for v in _leaves(value))
+        except (TypeError, ValueError, RecursionError):  # not JSON, non-finite, or nested beyond reason
+            return value, False
+    if isinstance(value, float):
+        return value, math.isfinite(value)
+    if not isinstance(value, (str, int, bool)):
+        value = str(value)
+    if isinstance(value, str):
+        return value, not _bad_chars(value) and len(value) <= MAX_TEXT_CHARS
+    return value, True
+
+
+def _leaves(value: Any) -> Iterator[Any]:
+    """Every key and scalar inside nested lists and dicts."""
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield key
+            yield from _leaves(inner)
+    elif isinstance(value, (list, tuple)):
+        for inner in value:
+            yield from _leaves(inner)
+    else:
+        yield value
 
 
 def parse_event(raw: Mapping[str, Any]) -> Event | list[FieldProblem]:

@@ -196,6 +196,8 @@ class SqlStore:
             where = events_table.c.session_id == session_id
         else:
             return []
+        if "\x00" in (user_id or "") + (session_id or ""):
+            return []  # no stored id holds a NUL (validation refuses them), and PostgreSQL cannot compare one
         columns = [events_table.c[name] for name in EVENT_FIELDS]
         query = sa.select(*columns).where(where).order_by(events_table.c.timestamp, events_table.c.seq)
         with self.engine.connect() as conn:

@@ -101,3 +101,25 @@ def test_judgments():
     assert fields(parse_judgment({"query": "saw", "item_id": "5"})) == ["relevance"]
     assert fields(parse_judgment({"query": "", "item_id": "5", "relevance": -1})) == ["query", "relevance"]
     assert not math.isnan(parse_judgment({"query": "q", "item_id": "5", "relevance": 0}).relevance)
+
+
+@pytest.mark.parametrize("bad", ["nul\x00inside", "\ud800", float("inf"), ["ok", "x\x00"], {"k\x00": 1},
+                                 {"nested": [float("-inf")]}])
+def test_attribute_values_that_no_store_can_hold_are_rejected(bad):
+    problems = parse_item({"item_id": "i", "title": "t", "colour": bad})
+    assert isinstance(problems, list) and problems[0].field == "colour"
+
+
+def test_attribute_values_of_json_kinds_are_kept():
+    item = parse_item({"item_id": "i", "title": "t", "sizes": ["S", "M"], "dims": {"w": 1.5}, "eco": True, "n": 3})
+    assert item.attributes == {"sizes": ["S", "M"], "dims": {"w": 1.5}, "eco": True, "n": 3}
+
+
+@pytest.mark.parametrize("ident", ["..", ".", "../x", "a/../b", "a/./b", "x/.."])
+def test_ids_with_dot_path_segments_are_rejected(ident):
+    problems = parse_item({"item_id": ident, "title": "t"})
+    assert isinstance(problems, list) and problems[0].field == "item_id"
+
+
+def test_ids_with_slashes_and_dots_inside_names_are_kept():
+    assert parse_item({"item_id": "AB/12.5", "title": "t"}).item_id == "AB/12.5"

@@ -8,12 +8,13 @@ from typing import Any
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 
 from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
 from shoplm.api.problems import Unprocessable, error_response
 from shoplm.api.schemas import (
-    Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
+    PRINTABLE, Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
     ProfilePublic, Reloaded, ReloadRequest, WriteResult,
 )
 from shoplm.engine import Engine, Rec
@@ -82,13 +83,14 @@ def _hits(engine: Engine, recs: list[Rec]) -> HitList:
     return HitList(items=hits)
 
 
-Text = Annotated[str | None, Query(max_length=256)]
+Text = Annotated[str | None, Query(max_length=256, pattern=PRINTABLE)]
+Id = Annotated[str, PathParam(min_length=1, max_length=256, pattern=PRINTABLE)]
 K = Annotated[int, Query(ge=1, le=100)]
 Price = Annotated[float | None, Query(ge=0, allow_inf_nan=False)]
 
 
 @router.get("/search", dependencies=[ReadAccess], response_model=HitList, tags=["search"])
-def search(engine: EngineDep, q: Annotated[str, Query(min_length=1, max_length=1_000)], user_id: Text = None,
+def search(engine: EngineDep, q: Annotated[str, Query(min_length=1, max_length=1_000, pattern=PRINTABLE)], user_id: Text = None,
            session_id: Text = None, category: Text = None, min_price: Price = None, max_price: Price = None,
            available_only: bool = False, k: K = 10) -> HitList:
     """Hybrid (BM25 + language-model) search, personalised by the visitor's history when given."""
@@ -108,8 +110,8 @@ def recommend(engine: EngineDep, user_id: Text = None, session_id: Text = None, 
     return _hits(engine, recs)
 
 
-@router.get("/items/{item_id}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
-def similar(item_id: str, engine: EngineDep, k: K = 10) -> HitList:
+@router.get("/items/{item_id:path}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
+def similar(item_id: Id, engine: EngineDep, k: K = 10) -> HitList:
     return _hits(engine, engine.similar(item_id, k=k))
 
 
@@ -155,21 +157,21 @@ def upsert_items(batch: ItemBatch, engine: EngineDep, request: Request) -> Write
     return WriteResult(accepted=len(items), stored=written, duplicates=0)
 
 
-@router.get("/items/{item_id}", dependencies=[ReadAccess], response_model=ItemPublic, tags=["items"])
-def get_item(item_id: str, engine: EngineDep) -> ItemPublic:
+@router.get("/items/{item_id:path}", dependencies=[ReadAccess], response_model=ItemPublic, tags=["items"])
+def get_item(item_id: Id, engine: EngineDep) -> ItemPublic:
     return _public(engine.get_item(item_id))
 
 
-@router.put("/items/{item_id}", dependencies=[AdminAccess], response_model=ItemPublic, tags=["items"])
-def put_item(item_id: str, body: ItemBase, engine: EngineDep) -> ItemPublic:
+@router.put("/items/{item_id:path}", dependencies=[AdminAccess], response_model=ItemPublic, tags=["items"])
+def put_item(item_id: Id, body: ItemBase, engine: EngineDep) -> ItemPublic:
     """Create or replace one item."""
     (item,) = _to_items([{**body.model_dump(), "item_id": item_id}], kind="item")
     engine.upsert_items([item])
     return _public(item)
 
 
-@router.delete("/items/{item_id}", dependencies=[AdminAccess], status_code=204, tags=["items"])
-def delete_item(item_id: str, engine: EngineDep) -> Response:
+@router.delete("/items/{item_id:path}", dependencies=[AdminAccess], status_code=204, tags=["items"])
+def delete_item(item_id: Id, engine: EngineDep) -> Response:
     engine.delete_item(item_id)
     return Response(status_code=204)
 
@@ -187,19 +189,19 @@ def post_events(batch: EventBatch, engine: EngineDep, request: Request) -> Write
     return WriteResult(accepted=len(events), stored=stored, duplicates=len(events) - stored)
 
 
-@router.get("/users/{user_id}/profile", dependencies=[ReadAccess], response_model=ProfilePublic, tags=["users"])
-def user_profile(user_id: str, engine: EngineDep) -> ProfilePublic:
+@router.get("/users/{user_id:path}/profile", dependencies=[ReadAccess], response_model=ProfilePublic, tags=["users"])
+def user_profile(user_id: Id, engine: EngineDep) -> ProfilePublic:
     return ProfilePublic(**engine.profile(user_id=user_id).to_dict())
 
 
-@router.get("/sessions/{session_id}/profile", dependencies=[ReadAccess], response_model=ProfilePublic,
+@router.get("/sessions/{session_id:path}/profile", dependencies=[ReadAccess], response_model=ProfilePublic,
             tags=["users"])
-def session_profile(session_id: str, engine: EngineDep) -> ProfilePublic:
+def session_profile(session_id: Id, engine: EngineDep) -> ProfilePublic:
     return ProfilePublic(**engine.profile(session_id=session_id).to_dict())
 
 
-@router.delete("/users/{user_id}", dependencies=[AdminAccess], response_model=Erased, tags=["users"])
-def erase_user(user_id: str, engine: EngineDep) -> Erased:
+@router.delete("/users/{user_id:path}", dependencies=[AdminAccess], response_model=Erased, tags=["users"])
+def erase_user(user_id: Id, engine: EngineDep) -> Erased:
     """Erase every trace of the user: their events and the events of their sessions."""
     return Erased(user_id=user_id, deleted_events=engine.delete_user(user_id))
 

@@ -17,6 +17,9 @@ from shoplm.records import EVENT_TYPES
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 
 
+# No control characters, as in files (PostgreSQL cannot even compare a NUL).
+PRINTABLE = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+
 class ItemBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -124,10 +127,11 @@ class HitList(BaseModel):
 class AdRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(None, max_length=256)
-    session_id: str | None = Field(None, max_length=256)
-    query: str | None = Field(None, max_length=1_000)
-    item_id: str | None = Field(None, max_length=256, description="The page's item, when there is no query.")
+    user_id: str | None = Field(None, max_length=256, pattern=PRINTABLE)
+    session_id: str | None = Field(None, max_length=256, pattern=PRINTABLE)
+    query: str | None = Field(None, max_length=1_000, pattern=PRINTABLE)
+    item_id: str | None = Field(None, max_length=256, pattern=PRINTABLE,
+                                description="The page's item, when there is no query.")
     k: int = Field(3, ge=1, le=50)
 
 
@@ -146,7 +150,7 @@ class AdList(BaseModel):
 class ReloadRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    recommend_model: str = Field(..., min_length=1, max_length=1_000,
+    recommend_model: str = Field(..., min_length=1, max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]+$",
                                  description="A directory written by `shoplm train recommend`, relative to the "
                                  "service's models_dir (SHOPLM_MODELS_DIR).", examples=["scientific"])
 

@@ -27,7 +27,8 @@ def _app():
     # the engine is passed in, so nothing waits on a lifespan that the ASGI transport skips.
     work = Path(tempfile.mkdtemp(prefix="shoplm-schemathesis-"))
     config = Settings(read_key=READ, admin_key=ADMIN, search_index_dir=work / "index",
-                      embedding_cache_dir=work / "cache", max_body_bytes=50_000)
+                      embedding_cache_dir=work / "cache", max_body_bytes=50_000,
+                      rate_limit_per_second=0, models_dir=work / "models")  # no 429s: every example reaches a route
     store = open_store(f"sqlite:///{work / 'shop.db'}")
     store.upsert_items(CATALOG)
     return create_app(config, Engine.open(config, store))

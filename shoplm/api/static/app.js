@@ -1,8 +1,13 @@
 // The shoplm storefront: plain JavaScript over the public API, no build step.
 "use strict";
 
-const params = new URLSearchParams(location.search);
-if (params.get("key")) localStorage.setItem("shoplm.key", params.get("key"));
+// The key comes in the URL fragment (/#key=...): a fragment is never sent to the server, so
+// the key cannot end up in access logs. It is then removed from the address bar.
+const fragment = new URLSearchParams(location.hash.slice(1));
+if (fragment.get("key")) {
+  localStorage.setItem("shoplm.key", fragment.get("key"));
+  history.replaceState(null, "", location.pathname + location.search);
+}
 const KEY = localStorage.getItem("shoplm.key");
 
 function newVisitor() {
