@@ -79,11 +79,11 @@ def _admin_routes() -> list[APIRoute]:
 def test_every_admin_route_refuses_the_read_key():
     with _client() as client:
         routes = _admin_routes()
-        assert {r.path for r in routes} >= {"/v1/items", "/v1/items/{item_id}", "/v1/users/{user_id}",
+        assert {r.path for r in routes} >= {"/v1/items", "/v1/items/{item_id:path}", "/v1/users/{user_id:path}",
                                             "/v1/admin/reload"}
         for route in routes:
             for method in route.methods:
-                path = route.path.replace("{item_id}", "x").replace("{user_id}", "u")
+                path = route.path.replace("{item_id:path}", "x").replace("{user_id:path}", "u")
                 response = client.request(method, path, headers=R, json={})
                 assert response.status_code == 403, (method, path, response.text)
 

@@ -179,6 +179,9 @@ def test_hostile_items_and_queries(api, items, query):
     if status == 200:
         for payload in items:
             (expected,) = _to_items([ItemCreate.model_validate(payload).model_dump()])  # what the API stored
+            assert store.items([expected.item_id]) == [expected]
+            if "%" in expected.item_id:
+                continue  # Starlette's TestClient decodes percent-escapes twice (uvicorn once): no URL check
             got = client.get(f"/v1/items/{_q(expected.item_id)}", headers=R)
             assert got.status_code == 200, got.text
             assert (got.json()["item_id"], got.json()["title"]) == (expected.item_id, expected.title)
