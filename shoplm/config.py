@@ -8,6 +8,7 @@ itself or builds settings at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -133,6 +134,11 @@ class Settings(BaseSettings):
     torch_threads: int | None = Field(
         None, ge=1, description="CPU threads for torch; None = the cores not busy at start (cpu count - load)."
     )
+    encoder_backend: Literal["torch", "onnx-int8"] = Field(
+        "torch", description="How the encoder runs: 'torch' (sentence-transformers), or 'onnx-int8' (the same model "
+        "exported to ONNX and quantised to int8, run by ONNX Runtime: several times faster on a CPU, vectors at "
+        "cosine ~0.99 to the fp32 ones; see bench/RESULTS.md for its speed and search quality).")
+    onnx_cache_dir: Path = Field(Path("var/cache/onnx"), description="Where the int8 ONNX export of each model is kept.")
     encoder_bf16: bool | None = Field(
         None,
         description="Encode (and fine-tune) under bfloat16 autocast; None = when the CPU has native bf16 "

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from shoplm.atomic import recover_dir, save_array, write_text
-from shoplm.errors import ModelNotFound
+from shoplm.errors import ConfigError, ModelNotFound
 
 
 def default_model_dir() -> Path:
@@ -73,7 +73,7 @@ class Encoder:
     """A local sentence-transformers model. `model` is a directory; None means the default."""
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 64,
-                 bf16: bool | None = None):
+                 bf16: bool | None = None, backend: str = "torch", onnx_cache_dir: Path = Path("var/cache/onnx")):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -94,8 +94,27 @@ class Encoder:
         self.model = SentenceTransformer(str(path), device=self.device, local_files_only=True)
         self.model.eval()
         self.dim = int(self.model.get_embedding_dimension())
-        # bf16 vectors differ from fp32 ones in the 5th decimal; keep them apart in the cache.
-        self.fingerprint = model_fingerprint(path) + ("-bf16" if self.bf16 else "")
+        # bf16 vectors differ from fp32 ones in the 5th decimal, int8 ones in the 3rd: keep them
+        # apart in the cache.
+        base = model_fingerprint(path)
+        self.backend = backend
+        self.runner = None  # the int8 ONNX path (shoplm.fast_encoder), when selected
+        if backend == "onnx-int8":
+            from shoplm.fast_encoder import OnnxRunner, quantized_model
+
+            self.runner = OnnxRunner(self.model, quantized_model(self.model, base, onnx_cache_dir))
+            self.bf16 = False
+            self.fingerprint = base + "-onnx-int8"
+        elif backend == "torch":
+            self.fingerprint = base + ("-bf16" if self.bf16 else "")
+        else:
+            raise ConfigError(f"encoder backend {backend!r}: expected 'torch' or 'onnx-int8' (SHOPLM_ENCODER_BACKEND)")
+
+    @classmethod
+    def from_settings(cls, settings, model: str | Path | None = None) -> "Encoder":
+        """The encoder the settings describe; `model` overrides settings.encoder_model."""
+        return cls(model if model is not None else settings.encoder_model, settings.device,
+                   bf16=settings.encoder_bf16, backend=settings.encoder_backend, onnx_cache_dir=settings.onnx_cache_dir)
 
     def encode(self, texts: Sequence[str], show_progress: bool = False,
                progress: Callable[[int], None] | None = None, chunk: int = 2048) -> np.ndarray:
@@ -107,6 +126,13 @@ class Encoder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), chunk):
             rows = order[start:start + chunk]
+            if self.runner is not None:
+                batch = [texts[i] for i in rows]
+                out[rows] = np.concatenate([self.runner(batch[b:b + self.batch_size])
+                                            for b in range(0, len(batch), self.batch_size)])
+                if progress:
+                    progress(len(rows))
+                continue
             with autocast(self.device, self.bf16):
                 vectors = self.model.encode([texts[i] for i in rows], batch_size=self.batch_size,
                                             convert_to_numpy=True, normalize_embeddings=True,
@@ -119,6 +145,8 @@ class Encoder:
     @torch.inference_mode()
     def encode_query(self, text: str) -> np.ndarray:
         """float32[dim], L2-normalised: one forward pass, no batching machinery."""
+        if self.runner is not None:
+            return self.runner([text])[0]
         features = self.model.preprocess([text])
         features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
         with autocast(self.device, self.bf16):

@@ -101,7 +101,7 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
     item_ids = catalog.item_ids
     split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights))
     say("encoding the catalog")
-    encoder = Encoder(settings.encoder_model, settings.device)
+    encoder = Encoder.from_settings(settings)
     texts = item_texts(catalog.items, settings.item_text_template)
     vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(encoder, texts)
     lexical = LexicalIndex(item_ids, texts)

@@ -58,7 +58,7 @@ def item_vectors(settings: Settings, texts: list[str], status: Status | None = N
 
     if status:
         status("encode item texts", 0, 1)
-    encoder = Encoder(settings.encoder_model, settings.device)
+    encoder = Encoder.from_settings(settings)
     cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
     vectors = cache.encode(encoder, texts)
     if status:

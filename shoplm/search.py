@@ -35,7 +35,7 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     """Encode (through the embedding cache) and index every item; returns params.json's content."""
     out_dir = Path(out_dir)
     model = model or settings.encoder_model
-    encoder = Encoder(model, settings.device, bf16=settings.encoder_bf16)
+    encoder = Encoder.from_settings(settings, model)
     texts = item_texts(items, settings.item_text_template)
     ids = [i.item_id for i in items]
     vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(
@@ -66,18 +66,18 @@ class SearchPipeline:
             raise IndexNotBuilt(f"no search index in {directory} (params.json missing); "
                                 f"run `shoplm index build --out {directory}` first")
         params = json.loads((directory / "params.json").read_text())
-        encoder = Encoder(params["model"], settings.device, bf16=settings.encoder_bf16)
+        encoder = Encoder.from_settings(settings, params["model"])
         if encoder.fingerprint.removesuffix("-bf16") != params["fingerprint"].removesuffix("-bf16"):
             raise IndexMismatch(f"{directory} was built with another model or precision than {encoder.path} now is; "
                                 "rebuild it with `shoplm index build`")
-        rescorer = Encoder(rescore_model, settings.device, bf16=settings.encoder_bf16) if rescore_model else None
+        rescorer = Encoder.from_settings(settings, rescore_model) if rescore_model else None
         return cls(encoder, load_index(directory / "vectors"), LexicalIndex.load(directory / "lexical"), settings,
                    params["template"], rescorer)
 
     @classmethod
     def empty(cls, settings: Settings) -> "SearchPipeline":
         """No items yet: everything added later is searchable at once."""
-        encoder = Encoder(settings.encoder_model, settings.device, bf16=settings.encoder_bf16)
+        encoder = Encoder.from_settings(settings)
         return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
                    settings.item_text_template)
 

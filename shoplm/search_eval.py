@@ -92,7 +92,7 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
         if suffix and model is None:
             continue
         t = time.monotonic()
-        encoder = Encoder(model_dir, settings.device, bf16=settings.encoder_bf16)
+        encoder = Encoder.from_settings(settings, model_dir)
         cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
         stage = f"encode items{suffix or ' (base)'}"
         done = [0]

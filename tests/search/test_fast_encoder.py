@@ -1,0 +1,56 @@
+"""The int8 ONNX encoder backend gives (nearly) the torch encoder's vectors, ranks like it,
+is built once per model and cached, and is refused for what it cannot do."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shoplm.config import Settings
+from shoplm.encoder import Encoder
+from shoplm.errors import ConfigError
+
+TEXTS = ["Cordless drill 18V with two batteries", "Hammer drill 750W corded", "Drill bit set for wood and metal",
+         "Hand saw for wood, 500 mm", "Circular saw 1200W", "Wood glue, waterproof, 250 ml", "Super glue gel 20 g",
+         "Duct tape silver 50 m", "Sandpaper assortment 120-240 grit", "Random orbit sander 300W",
+         "LED work light with magnetic base", "Extension cord 10 m, 3 sockets", "Safety goggles, anti-fog",
+         "A long description: " + "this product is sturdy and reliable for everyday work in the workshop. " * 8]
+
+
+@pytest.fixture(scope="module")
+def encoders(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("onnx")
+    return Encoder(), Encoder(backend="onnx-int8", onnx_cache_dir=cache), cache
+
+
+def test_int8_vectors_are_close_to_the_torch_ones(encoders):
+    base, fast, _ = encoders
+    cosine = (base.encode(TEXTS) * fast.encode(TEXTS)).sum(axis=1)  # both L2-normalised
+    assert cosine.min() >= 0.97 and cosine.mean() >= 0.985, cosine
+    assert fast.fingerprint != base.fingerprint  # never mixed in one embedding cache
+
+
+def test_int8_ranks_like_torch(encoders):
+    base, fast, _ = encoders
+    for query in ("drill for metal", "glue", "saw for cutting wood", "protect my eyes"):
+        top_base = np.argsort(-(base.encode(TEXTS) @ base.encode_query(query)))[:3]
+        top_fast = np.argsort(-(fast.encode(TEXTS) @ fast.encode_query(query)))[:3]
+        assert top_base[0] == top_fast[0] and len(set(top_base) & set(top_fast)) >= 2, query
+
+
+def test_query_path_equals_batch_path(encoders):
+    _, fast, _ = encoders
+    np.testing.assert_allclose(fast.encode_query(TEXTS[0]), fast.encode([TEXTS[0]])[0], atol=1e-5)
+
+
+def test_the_export_is_cached(encoders):
+    _, fast, cache = encoders
+    (onnx_file,) = cache.glob("*/model-int8.onnx")
+    stamp = onnx_file.stat().st_mtime_ns
+    again = Encoder.from_settings(Settings(encoder_backend="onnx-int8", onnx_cache_dir=cache))
+    assert again.fingerprint == fast.fingerprint and onnx_file.stat().st_mtime_ns == stamp
+
+
+def test_an_unknown_backend_is_refused():
+    with pytest.raises(ConfigError, match="onnx-int8"):
+        Encoder(backend="tensorrt")
