@@ -107,6 +107,9 @@ def _blank(value: Any) -> bool:
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # "." or ".." as a whole path segment
+
+
 def _bad_chars(text: str) -> bool:
     return _BAD_CHARS.search(text) is not None
 
@@ -141,7 +144,7 @@ class _Checker:
 
     def ident(self, name: str, *, required: bool) -> str | None:
         value = self.text(name, required=required, limit=MAX_ID_CHARS)
-        if value is not None and any(part in (".", "..") for part in value.split("/")):
+        if value is not None and "." in value and _DOT_SEGMENT.search(value):
             # URLs cannot carry a "." or ".." path segment (clients and proxies remove them),
             # so such an id could be stored but never fetched, and it reads like path traversal.
             self.fail(name, "an id without '.' or '..' path segments")
