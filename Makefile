@@ -22,12 +22,13 @@ DEMO_MODEL := $(DEMO_DIR)/models/recommend
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test clean help
+.PHONY: install demo test bench clean help
 
 help:
 	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=) into $(DEMO_STORE);"
 	@echo "            train (or reuse) the recommendation model; evaluate; serve http://$(HOST):$(PORT)"
 	@echo "make test   install if needed and run the whole test suite"
+	@echo "make bench  encoder, ANN and ingest benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
 
 $(STAMP): pyproject.toml
@@ -50,11 +51,15 @@ demo: $(STAMP) $(if $(filter $(DEMO_DIR)/scientific/%,$(EVENTS)),$(DEMO_DIR)/sci
 	    --model $(DEMO_MODEL) --json $(DEMO_DIR)/eval/recommend.json --report $(DEMO_DIR)/eval
 	@sed -n '1,40p' $(DEMO_DIR)/eval/report.md
 	@echo "storefront: http://$(HOST):$(PORT)   (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
-	SHOPLM_RECOMMEND_MODEL=$(DEMO_MODEL) SHOPLM_SEARCH_INDEX_DIR=$(DEMO_DIR)/index \
+	SHOPLM_RECOMMEND_MODEL=$(DEMO_MODEL) SHOPLM_MODELS_DIR=$(DEMO_DIR)/models SHOPLM_SEARCH_INDEX_DIR=$(DEMO_DIR)/index \
 	    $(SHOPLM) serve --store $(DEMO_STORE) --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Timings, not tests: run on a quiet machine. Results: bench/RESULTS.md and bench/results.json.
+bench: $(STAMP)
+	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(DEMO_DIR)
