@@ -237,10 +237,11 @@ def eval_personalized_search(
 
 def _register_commands() -> None:
     """Commands of the search and recommendation parts live beside their code."""
-    from shoplm import recommend_commands, search_commands
+    from shoplm import jobs_commands, recommend_commands, search_commands
 
     search_commands.register(app, train_app, eval_app, out, err)
     recommend_commands.register(app, train_app, eval_app, out, err)
+    jobs_commands.register(app, out, err)
 
 
 _register_commands()
