@@ -11,6 +11,8 @@ Sections:
   (from `shoplm eval search`, whose embedding cache makes a re-run cheap).
 - ann: the real Home Depot vectors and synthetic ones at 100k and 1M (same dimension):
   build seconds, p50/p99 ms for one query and Recall@10 against exact search.
+- service: p50/p99 and errors of /v1/search and /v1/recommend at 1, 8 and 32 concurrent
+  clients against `shoplm serve` on the Amazon Scientific data, from this process.
 - ingest: events/s from a file into SQLite and PostgreSQL, and through POST /v1/events in
   batches of 500 against a running `shoplm serve`.
 """
@@ -270,6 +272,68 @@ def _ingest_http(work: Path, items, n_events: int) -> dict:
     return {"events": n_events, "seconds": round(seconds, 2), "events_per_s": round(n_events / seconds)}
 
 
+# --- service ------------------------------------------------------------------------------
+
+def bench_service(settings: Settings, clients: list[int], seconds: float, model: Path | None) -> dict:
+    """p50/p99 and errors of /v1/search and /v1/recommend against `shoplm serve` on the Amazon
+    Scientific data, from this process (a separate load process) over loopback."""
+    import threading
+
+    import httpx
+    import polars as pl
+
+    from tests.service import ServiceProcess, run_cli
+
+    data = ROOT / "var" / "data" / "scientific"
+    if not (data / "events.csv").is_file():
+        run_cli("data", "convert", "amazon-recbole", str(settings.data_dir / "amazon-scientific"), str(data))
+    work = ROOT / "var" / "bench-service"
+    work.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{work / 'shop.db'}"
+    run_cli("ingest", "--items", str(data / "items.csv"), "--events", str(data / "events.csv"), "--store", store)
+    events = pl.read_csv(data / "events.csv")
+    users = events["user_id"].unique().sort().head(2000).to_list()
+    items = pl.read_csv(data / "items.csv")
+    queries = [str(t).split(",")[0][:60] for t in items["title"].head(500).to_list()]
+    env = {"SHOPLM_READ_KEY": "bench", "SHOPLM_RATE_LIMIT_PER_SECOND": "0", "SHOPLM_LOG_LEVEL": "warning",
+           "SHOPLM_EMBEDDING_CACHE_DIR": str(settings.embedding_cache_dir.resolve()),
+           "SHOPLM_ENCODER_BACKEND": settings.encoder_backend}
+    if model is not None:
+        env["SHOPLM_RECOMMEND_MODEL"] = str(model.resolve())
+    rows = {}
+    with ServiceProcess(store, work, env=env) as service:
+        for route in ("search", "recommend"):
+            for n in clients:
+                latencies, errors, lock = [], [0], threading.Lock()
+                stop_at = time.monotonic() + seconds
+
+                def client(c: int) -> None:
+                    rng = np.random.default_rng(c)
+                    with httpx.Client(base_url=service.url, timeout=30, headers={"X-API-Key": "bench"}) as http:
+                        while time.monotonic() < stop_at:
+                            params = ({"q": queries[rng.integers(len(queries))]} if route == "search"
+                                      else {"user_id": users[rng.integers(len(users))]})
+                            started = time.perf_counter()
+                            try:
+                                ok = http.get(f"/v1/{route}", params=params).status_code == 200
+                            except httpx.HTTPError:
+                                ok = False
+                            with lock:
+                                latencies.append(time.perf_counter() - started)
+                                errors[0] += not ok
+
+                threads = [threading.Thread(target=client, args=(c,)) for c in range(n)]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join()
+                rows[f"/v1/{route} x{n}"] = {"clients": n, "requests": len(latencies), "errors": errors[0],
+                                             "requests_per_s": round(len(latencies) / seconds, 1),
+                                             **percentiles(latencies)}
+    return {"seconds_per_cell": seconds, "model": str(model) if model else None,
+            "encoder_backend": settings.encoder_backend, "rows": rows}
+
+
 # --- report -------------------------------------------------------------------------------
 
 def write_results(results: dict) -> None:
@@ -301,6 +365,15 @@ def write_results(results: dict) -> None:
             lines.append(f"| {name} | {r['build_s']} | {r['recall@10']} | {r['hnsw']['p50_ms']} | {r['hnsw']['p99_ms']} | "
                          f"{r['exact']['p50_ms']} | {r['exact']['p99_ms']} | {r['speedup_p50']}x |")
         lines.append("")
+    if "service" in results:
+        v = results["service"]
+        lines += ["## Service", "", f"`shoplm serve` on Amazon Scientific (SQLite; encoder backend "
+                  f"{v['encoder_backend']}; recommendation model: {v['model'] or 'none (zero-shot text + popularity)'}); "
+                  f"load from a separate process over loopback, {v['seconds_per_cell']:.0f} s per cell.", "",
+                  "| route x clients | requests | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+        for name, r in v["rows"].items():
+            lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+        lines.append("")
     if "ingest" in results:
         lines += ["## Ingest", "", "| path | events | seconds | events/s |", "|---|---|---|---|"]
         for name, r in results["ingest"]["rows"].items():
@@ -311,13 +384,16 @@ def write_results(results: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,ingest", help="comma-separated sections")
+    parser.add_argument("--only", default="encoder,ann,service,ingest", help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ann-sizes", default="100000,1000000")
     parser.add_argument("--ann-queries", type=int, default=500)
     parser.add_argument("--ingest-events", type=int, default=300_000)
+    parser.add_argument("--service-clients", default="1,8,32")
+    parser.add_argument("--service-seconds", type=float, default=20.0)
+    parser.add_argument("--service-model", type=Path, default=None, help="a `shoplm train recommend` directory")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     settings = Settings()
@@ -330,6 +406,10 @@ def main() -> None:
     if "ann" in sections:
         print("ann ...", flush=True)
         results["ann"] = bench_ann(settings, [int(s) for s in args.ann_sizes.split(",") if s], args.ann_queries)
+    if "service" in sections:
+        print("service ...", flush=True)
+        results["service"] = bench_service(settings, [int(c) for c in args.service_clients.split(",")],
+                                           args.service_seconds, args.service_model)
     if "ingest" in sections:
         print("ingest ...", flush=True)
         results["ingest"] = bench_ingest(settings, args.ingest_events, args.pg_url or None)
