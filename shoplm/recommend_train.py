@@ -67,6 +67,7 @@ def model_config(settings: Settings, n_items: int, text_dim: int) -> UserModelCo
         n_heads=settings.recommend_heads, n_experts=settings.recommend_experts, max_len=settings.recommend_max_len, dropout=settings.recommend_dropout,
         temperature=settings.recommend_temperature, text_lags=settings.recommend_text_lags,
         cooc_path=settings.recommend_cooc_path and n_items <= SIM_CACHE_ITEMS, cooc_window=settings.knn_window,
+        new_item_neighbours=settings.recommend_new_item_neighbours,
     )
 
 
@@ -131,7 +132,9 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
     mean_weight = float(np.concatenate(weights).mean())
     lengths = np.array([len(w) for w in windows])
     folds = np.random.default_rng(cfg.seed + 1).integers(0, 2, len(train))  # (n_actors,) for cross-fitting
-    cooc = cross_fitted_cooccurrence(model, train, folds, device)
+    # per fold (C, C'): ID-hidden items borrow their text neighbours' co-occurrence, as new ones do
+    cooc = [c if c is None else (c, model.spread_to_new_items(c))
+            for c in cross_fitted_cooccurrence(model, train, folds, device)]
     unseen = model.seen[:-1] == 0  # (n,)
     # fused: one kernel for all parameters; the per-tensor loop cost ~15% of a CPU epoch.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -175,7 +178,51 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if model.cfg.use_text and cfg.id_dropout > 0:
+        shift = calibrate_new_items(model, valid, cfg, device)
+        if log:
+            log[-1]["new_item_shift"] = shift
     return log
+
+
+def calibrate_new_items(model: UserModel, valid: Cases, cfg: TrainConfig, device: str,
+                        shifts: np.ndarray = np.arange(-10, 31) / 10) -> float:
+    """Re-fits the one offset that new items get (`new_item_bias`) where the answer is known:
+    on validation, with a random `id_dropout` share of the training items made pseudo-new
+    (ID, popularity and co-occurrence hidden, as for a new item) and the items truly without
+    training events left out (with --cold-items their validation cases are dropped).
+    The offset learned in training is off for scoring: there, label smoothing and dropout
+    are on and the cross-fitted co-occurrence reads half the actors, so warm items carry less
+    evidence than at scoring time, and new items ranked too low (with 10% cold items on
+    Amazon Scientific, a +0.3 shift took cold-target test NDCG@10 from 0.019 to 0.026, overall
+    0.0788 -> 0.0792). Adds the shift in `shifts` that maximises NDCG@10 over all the
+    validation cases, new and warm targets alike (no test data); returns it."""
+    seen = model.seen[:-1] > 0  # (n,)
+    cases = valid.subset(seen.cpu().numpy()[valid.targets])
+    if len(cases) == 0:
+        return 0.0
+    pseudo = np.random.default_rng(cfg.seed + 2).random(model.cfg.n_items) < cfg.id_dropout  # (n,)
+    pseudo &= seen.cpu().numpy()
+    id_keep = torch.ones(model.cfg.n_items + 1, device=device)
+    id_keep[:-1][torch.from_numpy(pseudo).to(device)] = 0.0
+    new = torch.from_numpy(pseudo).to(device).float()  # (n,)
+    ndcg = np.zeros(len(shifts))
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(cases), cfg.eval_batch):
+            history = pad_left(cases.histories.items[start:start + cfg.eval_batch], model.cfg.max_len,
+                               model.pad).to(device)  # (b, L)
+            rows = torch.arange(len(history), device=device)
+            scores = model.logits(history, rows, torch.full_like(rows, history.shape[1] - 1), id_keep)  # (b, n)
+            scores = scores.masked_fill(~seen, -torch.inf)
+            targets = cases.targets[start:start + cfg.eval_batch]
+            for i, shift in enumerate(shifts):
+                shifted = (scores + float(shift) * new).float().cpu().numpy()
+                ndcg[i] += single_target_metrics(target_ranks(shifted, targets))["ndcg@10"].sum()
+    best = float(shifts[int(np.argmax(ndcg))])
+    with torch.no_grad():
+        model.new_item_bias += best
+    return best
 
 
 def model_scores(model: UserModel, histories: Histories, batch: int, device: str) -> np.ndarray:

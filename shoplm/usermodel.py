@@ -15,6 +15,7 @@ Scores for the next item j after a history h_1..h_t:
         + gamma * sum_k c_k C(h_{t-k}, j)             # co-occurrence path (as item k-NN)
         + beta * [j in history] + bias_j * seen_j     # repeat propensity, popularity
         + bias_new * (1 - seen_j)                     # one offset for items new to training
+        + gamma * sum_k c_k C'(h_{t-k}, j) * (1 - seen_j)  # a new item borrows its text neighbours' C
 
 The direct text path keeps what the zero-shot text baseline gets right (on Amazon, the
 next purchase is often from the same product line as the last), and the co-occurrence path
@@ -23,7 +24,9 @@ the training sequences, `shoplm.recommenders.item_knn.co_occurrence`); the seque
 learns what both miss, and the learned weights blend the three. C is a fixed feature, so
 in training it is cross-fitted (`recommend_train`): a position's C comes from the other
 half of the actors, never from the actor's own events, or the model would learn to trust
-a feature that contains its training targets.
+a feature that contains its training targets. A new item has no co-occurrence; C' gives it
+the mean of its nearest seen items' by text (`new_item_neighbours`), and after training
+`bias_new` is re-fitted on validation with pseudo-new items (`recommend_train.calibrate_new_items`).
 
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
 """
@@ -59,6 +62,8 @@ class UserModelConfig:
     history_bias: bool = True
     cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
     cooc_window: int = 3  # items at most this many events apart co-occur
+    logits: str = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
+    new_item_neighbours: int = 0  # > 0: a new item's co-occurrence is that of its K nearest seen items by text
 
 
 class TextAdaptor(nn.Module):
@@ -118,12 +123,18 @@ class UserModel(nn.Module):
             self.register_buffer(name, torch.zeros(n + 1 if name == "cooc_indptr" else 0, dtype=torch.int64))
         self.register_buffer("cooc_values", torch.zeros(0))  # C as CSR arrays, see set_cooccurrence()
         self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
+        self._spread: torch.Tensor | None = None  # dense (n + 1, n) cache, see new_item_cooccurrence()
         self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
         if self.item_id is not None:
             nn.init.normal_(self.item_id.weight, std=0.02)
         self.item_bias = nn.Parameter(torch.zeros(n + 1))  # (n + 1,) popularity, seen items only
         self.new_item_bias = nn.Parameter(torch.tensor(0.0))  # for items without ID evidence
         self.position = nn.Embedding(cfg.max_len, d)
+        # Small, like the ID vectors (as in BERT and RecBole's SASRec): nn.Embedding's default
+        # N(0, 1) gives position vectors of norm ~sqrt(dim), which drowned the item vectors
+        # (ID std 0.02; adapted text norm ~1) in the input sum, so the encoder barely saw
+        # which items were read: SASRec stalled below popularity.
+        nn.init.normal_(self.position.weight, std=0.02)
         self.input_norm = nn.LayerNorm(d)
         self.dropout = nn.Dropout(cfg.dropout)
         if cfg.encoder == "gru":
@@ -177,13 +188,18 @@ class UserModel(nn.Module):
         return self.output_norm(h)
 
     def logits(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
-               id_keep: torch.Tensor | None = None, cooc: torch.Tensor | None = None) -> torch.Tensor:
+               id_keep: torch.Tensor | None = None,
+               cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
         """Scores of every item at the positions (rows, cols) of `history` (B, L): (P, n_items).
-        `cooc` (n + 1, n) replaces the model's own co-occurrence matrix (cross-fitting)."""
+        `cooc` = (C, C') (n + 1, n) each replaces the model's own co-occurrence matrix and its
+        spread to new items (cross-fitting; C' may be None)."""
         vectors = self.item_vectors(id_keep)  # (n + 1, dim)
         state = self.states(history, vectors)[rows, cols]  # (P, dim)
-        items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
-        out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
+        if self.cfg.logits == "dot":  # SASRec's own head: the norm of an ID vector can carry popularity
+            out = state @ vectors[:-1].T  # (P, n)
+        else:
+            items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
+            out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
         keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
         # New items (and, in training, items whose ID is hidden) share one learned offset in
         # place of ID, popularity and co-occurrence evidence, which calibrates them against
@@ -192,11 +208,14 @@ class UserModel(nn.Module):
         if self.cfg.use_text and self.cfg.text_path:
             out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
         if self.cfg.cooc_path:
-            matrix = self.cooccurrence() if cooc is None else cooc
+            matrix, spread = (self.cooccurrence(), self.new_item_cooccurrence()) if cooc is None else cooc
+            # An item whose ID is hidden is treated as new: no co-occurrence of its own; with
+            # `new_item_neighbours` it borrows its text neighbours' (`spread`) instead.
+            # (A scale of its own for C' did no better: cold-target NDCG@10 0.0315 against 0.0331.)
             lags, weights = self._lags(history, rows, cols, self.cooc_lags)  # (P, K) each
-            cooc_scores = torch.einsum("pk,pkn->pn", weights, matrix[lags])  # (P, n)
-            if id_keep is not None:  # an item whose ID is hidden is treated as new: no co-occurrence either
-                cooc_scores = cooc_scores * id_keep[:-1]
+            cooc_scores = torch.einsum("pk,pkn->pn", weights, matrix[lags]) * keep[:-1]  # (P, n)
+            if spread is not None:
+                cooc_scores = cooc_scores + torch.einsum("pk,pkn->pn", weights, spread[lags]) * (1 - keep[:-1])
             out = out + self.cooc_scale * cooc_scores
         if self.cfg.history_bias:
             out = out + self.history_scale * self._in_history(history, rows, cols)
@@ -225,7 +244,7 @@ class UserModel(nn.Module):
         self.cooc_indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(self.item_text.device)
         self.cooc_indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(self.item_text.device)
         self.cooc_values = torch.from_numpy(matrix.data.astype(np.float32)).to(self.item_text.device)
-        self._cooc = None
+        self._cooc = self._spread = None
 
     def cooccurrence(self) -> torch.Tensor:
         """(n + 1, n) dense C, the pad row zero; built once from the CSR arrays."""
@@ -238,12 +257,39 @@ class UserModel(nn.Module):
             self._cooc = dense
         return self._cooc
 
+    def spread_to_new_items(self, matrix: torch.Tensor) -> torch.Tensor | None:
+        """(n + 1, n) co-occurrence C -> (n + 1, n) C' with C'[h, j] = sum_k w_jk C[h, k] over
+        the `new_item_neighbours` seen items k != j nearest to j by text, w_jk ∝ cos(e_j, e_k)
+        (sum 1): a new item has no co-occurrence of its own, and without it every warm item
+        that co-occurs with the history outranked new ones (the k-NN idea of content-based
+        cold start). None when off."""
+        K = self.cfg.new_item_neighbours
+        similarity = self.text_similarity()
+        if K <= 0 or similarity is None:
+            return None
+        n = self.cfg.n_items
+        similarity = similarity[:-1].masked_fill(self.seen[:-1] == 0, -torch.inf)  # (n, n), seen columns only
+        similarity = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -torch.inf)
+        top, index = similarity.topk(min(K, n - 1), dim=1)  # (n, K)
+        w = top.clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # (n, K); -inf (too few seen) -> 0
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
+        neighbours = torch.zeros(n, n, device=similarity.device).scatter_(1, index, w)  # (n new, n seen)
+        return matrix @ neighbours.T  # (n + 1, n)
+
+    def new_item_cooccurrence(self) -> torch.Tensor | None:
+        """`spread_to_new_items` of the model's own C, built once."""
+        if self.cfg.new_item_neighbours <= 0:
+            return None
+        if self._spread is None or self._spread.device != self.cooc_values.device:
+            self._spread = self.spread_to_new_items(self.cooccurrence())
+        return self._spread
+
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # The CSR arrays' lengths depend on the data: take them from the checkpoint.
         for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        self._cooc = self._text_sim = None
+        self._cooc = self._text_sim = self._spread = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def text_similarity(self) -> torch.Tensor | None:
