@@ -28,7 +28,10 @@ def test_acknowledged_events_survive_a_sigkill(durable_store_url, tmp_path, smal
     store = open_store(durable_store_url)
     store.upsert_items(small_catalog)
     store.close()
-    service = ServiceProcess(durable_store_url, tmp_path, env={"SHOPLM_READ_KEY": KEY["X-API-Key"]}).start()
+    # The rate limiter is off: clients posting as fast as they can would get 429s, and this
+    # test is about durability (tests/reliability/test_access.py tests the limiter).
+    env = {"SHOPLM_READ_KEY": KEY["X-API-Key"], "SHOPLM_RATE_LIMIT_PER_SECOND": "0"}
+    service = ServiceProcess(durable_store_url, tmp_path, env=env).start()
     rng = random.Random()  # a different moment every run; the seed is reported for a replay
     seed = rng.randrange(1 << 30)
     rng.seed(seed)
