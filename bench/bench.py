@@ -351,8 +351,9 @@ def write_results(results: dict) -> None:
                   "| path | items/s | x naive | query p50 ms | query p99 ms | dense NDCG@10 | hybrid NDCG@10 |",
                   "|---|---|---|---|---|---|---|"]
         for name, r in e["systems"].items():
+            quality = [f"{r[m]:.4f}" if r[m] is not None else "-" for m in ("dense_ndcg@10", "hybrid_ndcg@10")]
             lines.append(f"| {name} | {r['items_per_s']:,} | {r['x_naive']} | {r['p50_ms']} | {r['p99_ms']} | "
-                         f"{r['dense_ndcg@10']} | {r['hybrid_ndcg@10']} |")
+                         f"{quality[0]} | {quality[1]} |")
         lines += ["", f"Fast path dense NDCG@10 relative to the base model: {e['fast_dense_ndcg_vs_base']}.", ""]
     if "ann" in results:
         a = results["ann"]
@@ -391,11 +392,15 @@ def main() -> None:
     parser.add_argument("--ann-sizes", default="100000,1000000")
     parser.add_argument("--ann-queries", type=int, default=500)
     parser.add_argument("--ingest-events", type=int, default=300_000)
+    parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument("--service-clients", default="1,8,32")
     parser.add_argument("--service-seconds", type=float, default=20.0)
     parser.add_argument("--service-model", type=Path, default=None, help="a `shoplm train recommend` directory")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
+    if args.report_only:
+        write_results(json.loads((OUT / "results.json").read_text()))
+        return
     settings = Settings()
     previous = json.loads((OUT / "results.json").read_text()) if (OUT / "results.json").is_file() else {}
     results = {**previous, "machine": machine()}
