@@ -103,6 +103,8 @@ class Engine:
             self.model = self._model_state(scorer, Blend.load(directory))
 
     def _init_popularity(self) -> None:
+        """Popularity of every row, from all the events in the store."""
+        self.popularity = np.zeros(len(self._index.ids))
         pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
                               self.settings.popularity_half_life_days)
         for item_id, value in pop.iter_rows():
@@ -371,7 +373,6 @@ class Engine:
         deleted = self.store.delete_user(user_id)
         if deleted and self.search_pipeline is not None:
             with self._lock:
-                self.popularity = np.zeros(len(self._index.ids))
                 self._init_popularity()
         return deleted
 

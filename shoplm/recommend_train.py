@@ -205,7 +205,7 @@ def calibrate_new_items(model: UserModel, valid: Cases, cfg: TrainConfig, device
     pseudo &= seen.cpu().numpy()
     id_keep = torch.ones(model.cfg.n_items + 1, device=device)
     id_keep[:-1][torch.from_numpy(pseudo).to(device)] = 0.0
-    new = torch.from_numpy(pseudo).to(device).float()  # (n,)
+    new = pseudo.astype(np.float32)  # (n,)
     ndcg = np.zeros(len(shifts))
     model.eval()
     with torch.no_grad():
@@ -214,10 +214,10 @@ def calibrate_new_items(model: UserModel, valid: Cases, cfg: TrainConfig, device
                                model.pad).to(device)  # (b, L)
             rows = torch.arange(len(history), device=device)
             scores = model.logits(history, rows, torch.full_like(rows, history.shape[1] - 1), id_keep)  # (b, n)
-            scores = scores.masked_fill(~seen, -torch.inf)
+            scores = scores.masked_fill(~seen, -torch.inf).float().cpu().numpy()  # one copy per batch
             targets = cases.targets[start:start + cfg.eval_batch]
             for i, shift in enumerate(shifts):
-                shifted = (scores + float(shift) * new).float().cpu().numpy()
+                shifted = scores + float(shift) * new
                 ndcg[i] += single_target_metrics(target_ranks(shifted, targets))["ndcg@10"].sum()
     best = float(shifts[int(np.argmax(ndcg))])
     with torch.no_grad():

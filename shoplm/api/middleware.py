@@ -8,6 +8,9 @@ from collections import OrderedDict
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.datastructures import Headers
+
+from shoplm.api.deps import key_role, presented_key
 
 from shoplm.api.problems import error_response
 
@@ -120,10 +123,7 @@ class RateLimit:
         await self.app(scope, receive, send)
 
     def _who(self, scope: dict) -> str:
-        from shoplm.api.deps import key_role, presented_key
-
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
-        role = key_role(self.settings, presented_key(headers))
+        role = key_role(self.settings, presented_key(Headers(scope=scope)))
         if role is not None:
             return f"key:{role}"
         client = scope.get("client") or ("unknown", 0)
