@@ -71,8 +71,7 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
         [bold]Example:[/bold] shoplm train recommend --items var/data/scientific/items.csv --events var/data/scientific/events.csv --out var/models/scientific
         """
         from shoplm import recommend_train as rt
-        from shoplm.recommend_eval import prepare, training_fingerprint
-        from shoplm.recommenders import FitData
+        from shoplm.recommend_eval import prepare
 
         settings = ctx.obj
         _set_threads(settings)
@@ -80,25 +79,11 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
         with _progress(err) as progress:
             status = StatusBar(progress, err)
             item_ids, split, _, vectors = prepare(settings, items, events, cold, status)
-            model = rt.TrainedUserModel(
-                "shoplm", lambda n, d: rt.model_config(settings, n, d), rt.train_config(settings), settings.device,
-                progress=lambda epoch, total, row: status("train shoplm", epoch, total))
-            model.fit(FitData(split.train, split.valid, vectors))
-        best = max(model.log, key=lambda row: row["valid_ndcg@10"]) if model.log else {}
-        from shoplm.personalize import tune_recommend_blend
-        from shoplm.recommenders.popularity import Popularity
-
-        popularity = Popularity(settings.popularity_half_life_days)
-        popularity.fit(FitData(split.train, split.valid, vectors))
-        blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)  # the engine's cold-start mix
-        rt.save_model(model.model, item_ids, out_dir, {
-            "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
-            "event_weights": settings.event_weights, "train": rt.asdict(model.train_cfg),
-            "training_fingerprint": training_fingerprint(item_ids, split),
-            "best_epoch": best.get("epoch"), "valid_ndcg@10": best.get("valid_ndcg@10"),
-            "train_seconds": round(time.perf_counter() - started, 1),
-        }, files={"train_log.json": json.dumps(model.log, indent=2), "blend.json": blend.to_json()})
-        out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(model.log)} epochs); best epoch "
+            log = rt.train_and_save(settings, item_ids, split, vectors, cold, out_dir,
+                                    lambda epoch, total, row: status("train shoplm", epoch, total),
+                                    seconds_before=time.perf_counter() - started)
+        best = rt.best_epoch(log)
+        out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(log)} epochs); best epoch "
                   f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")
 
     @eval_app.command("recommend")

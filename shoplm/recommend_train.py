@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -27,7 +27,8 @@ from shoplm.encoder import pick_device
 from shoplm.errors import RecommendModelError
 from shoplm.metrics import single_target_metrics, target_ranks
 from shoplm.recommenders import FitData
-from shoplm.sequences import Cases, Histories, Sequences, item_frequency
+from shoplm.replica import IN_PROCESS, Replica
+from shoplm.sequences import Cases, Histories, Sequences, Split, item_frequency
 from shoplm.usermodel import SIM_CACHE_ITEMS, UserModel, UserModelConfig, pad_left
 
 FORMAT_VERSION = 1
@@ -120,52 +121,92 @@ def fold_batches(lengths: np.ndarray, window_folds: np.ndarray, batch_size: int,
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainConfig, device: str,
-                   progress: Progress | None = None) -> list[dict]:
-    """Train `model` in place; returns one log row per epoch. Keeps the best validation epoch."""
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    model.to(device)
+class TrainingSet(NamedTuple):
+    """What every training step reads, built once by `training_set`."""
+
+    windows: list[np.ndarray]  # int64[<= max_len + 1] each, see training_windows
+    weights: list[np.ndarray]  # float32, the windows' event weights
+    lengths: np.ndarray  # int64[n_windows]
+    folds: np.ndarray  # int64[n_windows]: the cross-fitting fold of each window's actor
+    mean_weight: float  # of all training events: the loss is a weighted mean with this scale
+    cooc: list  # per fold: (C, C') dense (n + 1, n) each, or None without the co-occurrence path
+    unseen: torch.Tensor  # bool (n,): items without training events
+    id_rng: torch.Generator | None  # RNG of the ID-dropout draws (None: the global one)
+
+
+def training_set(model: UserModel, train: Sequences, cfg: TrainConfig, device: str,
+                 id_rng: torch.Generator | None = None) -> TrainingSet | None:
+    """The training windows with their folds and co-occurrence; None without any window."""
     windows, weights, owners = training_windows(train, model.cfg.max_len)
     if not windows:
-        return []
-    mean_weight = float(np.concatenate(weights).mean())
-    lengths = np.array([len(w) for w in windows])
+        return None
     folds = np.random.default_rng(cfg.seed + 1).integers(0, 2, len(train))  # (n_actors,) for cross-fitting
     # per fold (C, C'): ID-hidden items borrow their text neighbours' co-occurrence, as new ones do
     cooc = [c if c is None else (c, model.spread_to_new_items(c))
             for c in cross_fitted_cooccurrence(model, train, folds, device)]
-    unseen = model.seen[:-1] == 0  # (n,)
+    return TrainingSet(windows, weights, np.array([len(w) for w in windows]), folds[owners],
+                       float(np.concatenate(weights).mean()), cooc, model.seen[:-1] == 0, id_rng)
+
+
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: TrainingSet, fold: int,
+               batch: np.ndarray, cfg: TrainConfig, replica: Replica = IN_PROCESS) -> float:
+    """One optimiser step on the windows `batch` (rows of `data`, one fold); returns the loss.
+    `net` is the model, or its DDP wrapper: it is called (`forward` = `UserModel.logits`) so
+    that DDP's gradient hooks fire. A replica trains on its rows of the batch, its loss
+    scaled by world / (positions of the whole batch), so that DDP's mean of the replicas'
+    gradients is the gradient of the whole batch's loss, as in-process."""
+    model = net.module if isinstance(net, torch.nn.parallel.DistributedDataParallel) else net
+    device = data.unseen.device
+    positions = int((data.lengths[batch] - 1).sum())  # (input, next item) pairs in the whole batch
+    mine, share = replica.shard(batch), replica.world
+    if len(mine) == 0:  # fewer windows than replicas: every replica must still step, so one
+        mine, share = batch[:1], 0  # steps on a copy of a window with weight 0
+    seq = pad_left([data.windows[i] for i in mine], model.cfg.max_len + 1, model.pad).to(device)  # (B, L + 1)
+    w = pad_left([data.weights[i] for i in mine], model.cfg.max_len + 1, 0).to(device).float()  # (B, L + 1)
+    history, target, w = seq[:, :-1], seq[:, 1:], w[:, 1:]  # (B, L) each
+    rows, cols = torch.nonzero((target != model.pad) & (history != model.pad), as_tuple=True)  # (P,) each
+    id_keep = (torch.rand(model.pad + 1, device=device, generator=data.id_rng) >= cfg.id_dropout).float()  # (n + 1,)
+    logits = net(history, rows, cols, id_keep, data.cooc[fold])  # (P, n)
+    # Items without training events are left out of the softmax: as never-bought
+    # negatives they would teach the model that a new item is never the answer.
+    logits = logits.masked_fill(data.unseen, -1e4)  # -1e4, not -inf: label smoothing sums all logits
+    loss = F.cross_entropy(logits, target[rows, cols], reduction="none", label_smoothing=cfg.label_smoothing)
+    loss = (loss * w[rows, cols]).sum() * share / (data.mean_weight * positions)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    optimizer.step()
+    return loss.item()
+
+
+def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainConfig, device: str,
+                   progress: Progress | None = None, replica: Replica = IN_PROCESS) -> list[dict]:
+    """Train `model` in place; returns one log row per epoch. Keeps the best validation epoch.
+    As one `replica` of a data-parallel group, each worker runs this same loop on the same
+    data and seed, so on the same batches, and trains on its share of each (`train_step`);
+    the validation metrics, the stop decisions and so the weights are the same on every worker."""
+    torch.manual_seed(cfg.seed + replica.rank)  # dropout differs per replica; rank 0 draws as in-process
+    rng = np.random.default_rng(cfg.seed)
+    model.to(device)
+    data = training_set(model, train, cfg, device, replica.shared_generator(cfg.seed + 3, device))
+    if data is None:
+        return []
+    net = replica.wrap(model)
     # fused: one kernel for all parameters; the per-tensor loop cost ~15% of a CPU epoch.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     best, best_state, log, waited = -1.0, None, [], 0
     deadline = time.perf_counter() + 60 * cfg.max_minutes
     for epoch in range(1, cfg.epochs + 1):
-        if time.perf_counter() > deadline:
+        if replica.any(time.perf_counter() > deadline):
             break
-        model.train()
+        net.train()
         started, total, steps = time.perf_counter(), 0.0, 0
-        for fold, batch in fold_batches(lengths, folds[owners], cfg.batch_size, rng):
-            seq = pad_left([windows[i] for i in batch], model.cfg.max_len + 1, model.pad).to(device)  # (B, L + 1)
-            w = pad_left([weights[i] for i in batch], model.cfg.max_len + 1, 0).to(device).float()  # (B, L + 1)
-            history, target, w = seq[:, :-1], seq[:, 1:], w[:, 1:]  # (B, L) each
-            rows, cols = torch.nonzero((target != model.pad) & (history != model.pad), as_tuple=True)  # (P,) each
-            id_keep = (torch.rand(model.pad + 1, device=device) >= cfg.id_dropout).float()  # (n + 1,)
-            logits = model.logits(history, rows, cols, id_keep, cooc[fold])  # (P, n)
-            # Items without training events are left out of the softmax: as never-bought
-            # negatives they would teach the model that a new item is never the answer.
-            logits = logits.masked_fill(unseen, -1e4)  # -1e4, not -inf: label smoothing sums all logits
-            loss = F.cross_entropy(logits, target[rows, cols], reduction="none", label_smoothing=cfg.label_smoothing)
-            loss = (loss * w[rows, cols]).sum() / (mean_weight * len(rows))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            optimizer.step()
-            total, steps = total + loss.item(), steps + 1
-        valid_metrics = evaluate(model, valid.histories, valid.targets, cfg.eval_batch, device)
+        for fold, batch in fold_batches(data.lengths, data.folds, cfg.batch_size, rng):
+            total, steps = total + train_step(net, optimizer, data, fold, batch, cfg, replica), steps + 1
+        valid_metrics = validate(model, valid, cfg, device, replica)
         ndcg = valid_metrics["ndcg@10"]
-        log.append({"epoch": epoch, "loss": total / steps, "valid_ndcg@10": ndcg,
-                    "valid_recall@10": valid_metrics.get("recall@10", 0.0),
+        log.append({"epoch": epoch, "loss": replica.all_sum([total])[0].item() / (replica.world * steps),
+                    "valid_ndcg@10": ndcg, "valid_recall@10": valid_metrics.get("recall@10", 0.0),
                     "seconds": time.perf_counter() - started})
         if progress:
             progress(epoch, cfg.epochs, log[-1])
@@ -183,6 +224,21 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
         if log:
             log[-1]["new_item_shift"] = shift
     return log
+
+
+def validate(model: UserModel, valid: Cases, cfg: TrainConfig, device: str,
+             replica: Replica = IN_PROCESS) -> dict[str, float]:
+    """NDCG@10 and Recall@10 (and, in-process, every metric of `evaluate`) over all the
+    validation cases; in a group each replica scores its share and the sums are pooled."""
+    if replica.world == 1:
+        return evaluate(model, valid.histories, valid.targets, cfg.eval_batch, device)
+    mine = np.zeros(len(valid), dtype=bool)
+    mine[replica.shard(np.arange(len(valid)))] = True
+    cases = valid.subset(mine)
+    metrics = evaluate(model, cases.histories, cases.targets, cfg.eval_batch, device)
+    names = ("ndcg@10", "recall@10")
+    sums = replica.all_sum([metrics.get(name, 0.0) * len(cases) for name in names] + [len(cases)])
+    return {name: float(total / max(sums[-1], 1.0)) for name, total in zip(names, sums)}
 
 
 def calibrate_new_items(model: UserModel, valid: Cases, cfg: TrainConfig, device: str,
@@ -247,11 +303,13 @@ def evaluate(model: UserModel, histories: Histories, targets: np.ndarray, batch:
 
 
 class TrainedUserModel:
-    """A `UserModel` behind the Recommender protocol: `fit` trains it, `score` runs it."""
+    """A `UserModel` behind the Recommender protocol: `fit` trains it, `score` runs it.
+    `replica`: this process's place in data-parallel training (`shoplm.replica`)."""
 
     def __init__(self, name: str, make_config: Callable[[int, int], UserModelConfig], train_cfg: TrainConfig,
-                 device: str | None = None, progress: Progress | None = None):
+                 device: str | None = None, progress: Progress | None = None, replica: Replica = IN_PROCESS):
         self.name = name
+        self.replica = replica
         self.make_config = make_config
         self.train_cfg = train_cfg
         self.device = pick_device(device)
@@ -268,12 +326,51 @@ class TrainedUserModel:
             from shoplm.recommenders.item_knn import co_occurrence
 
             self.model.set_cooccurrence(co_occurrence(data.train, data.n_items, config.cooc_window))
-        self.log = fit_user_model(self.model, data.train, data.valid, self.train_cfg, self.device, self.progress)
+        self.log = fit_user_model(self.model, data.train, data.valid, self.train_cfg, self.device, self.progress,
+                                  self.replica)
 
     def score(self, histories: Histories) -> np.ndarray:
         if self.model is None:
             raise RecommendModelError(f"{self.name} was not trained; call fit() or load a model directory")
         return model_scores(self.model, histories, self.train_cfg.eval_batch, self.device)
+
+
+def train_and_save(settings: Settings, item_ids: list[str], split: Split, vectors: np.ndarray, cold: float,
+                   out: Path, progress: Progress | None = None, replica: Replica = IN_PROCESS,
+                   seconds_before: float = 0.0) -> list[dict]:
+    """`shoplm train recommend` once the files are read (`recommend_eval.prepare`): trains the
+    shoplm model, tunes the engine's popularity blend on validation and saves both to `out`
+    with the training log; returns the log. In a data-parallel group every replica trains and
+    rank 0 alone tunes and saves. `seconds_before`: time spent reading and encoding, counted
+    in params.json's train_seconds."""
+    from shoplm.personalize import tune_recommend_blend
+    from shoplm.recommend_eval import training_fingerprint
+    from shoplm.recommenders.popularity import Popularity
+
+    started = time.perf_counter()
+    data = FitData(split.train, split.valid, vectors)
+    model = TrainedUserModel("shoplm", lambda n, d: model_config(settings, n, d), train_config(settings),
+                             settings.device, progress, replica)
+    model.fit(data)
+    if not replica.is_main:
+        return model.log
+    best = best_epoch(model.log)
+    popularity = Popularity(settings.popularity_half_life_days)
+    popularity.fit(data)
+    blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)  # the engine's cold-start mix
+    save_model(model.model, item_ids, out, {
+        "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
+        "event_weights": settings.event_weights, "train": asdict(model.train_cfg),
+        "training_fingerprint": training_fingerprint(item_ids, split),
+        "best_epoch": best.get("epoch"), "valid_ndcg@10": best.get("valid_ndcg@10"),
+        "train_seconds": round(seconds_before + time.perf_counter() - started, 1),
+    }, files={"train_log.json": json.dumps(model.log, indent=2), "blend.json": blend.to_json()})
+    return model.log
+
+
+def best_epoch(log: list[dict]) -> dict:
+    """The log row of the best validation NDCG@10 (the epoch whose weights were kept); {} if none."""
+    return max(log, key=lambda row: row["valid_ndcg@10"]) if log else {}
 
 
 def save_model(model: UserModel, item_ids: list[str], out: Path, extra: dict,

@@ -43,19 +43,30 @@ def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, ou
     _register_search(app, out, err)
 
 
+# Options of `shoplm train search`, shared with `shoplm jobs train search`.
+SearchItemsOpt = Annotated[Path, typer.Option("--items", help="Catalog file (.csv, .jsonl or .parquet).")]
+ModelOutOpt = Annotated[Path, typer.Option("--out", help="Model directory to write (sentence-transformers format).")]
+JudgmentsOpt = Annotated[Optional[Path], typer.Option("--judgments", help="Judged (query, item_id, relevance) file.")]
+SearchEventsOpt = Annotated[Optional[Path], typer.Option(
+    "--events", help="Behaviour log: search then click/cart/purchase = positive.")]
+EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the training pairs (default: settings).")]
+LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: settings).")]
+MaxMinutesOpt = Annotated[Optional[float], typer.Option("--max-minutes", help="Stop training after this many minutes.")]
+
+
 def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
     @train_app.command("search")
     def train_search_cmd(
         ctx: typer.Context,
-        items: Annotated[Path, typer.Option(help="Catalog file (.csv, .jsonl or .parquet).")],
-        out_dir: Annotated[Path, typer.Option("--out", help="Model directory to write (sentence-transformers format).")],
-        judgments: Annotated[Optional[Path], typer.Option(help="Judged (query, item_id, relevance) file.")] = None,
-        events: Annotated[Optional[Path], typer.Option(help="Behaviour log: search then click/cart/purchase = positive.")] = None,
+        items: SearchItemsOpt,
+        out_dir: ModelOutOpt,
+        judgments: JudgmentsOpt = None,
+        events: SearchEventsOpt = None,
         model: Annotated[Optional[Path], typer.Option(help="Base model directory (default: settings / bundled MiniLM).")] = None,
-        epochs: Annotated[Optional[float], typer.Option(help="Passes over the training pairs (default: settings).")] = None,
+        epochs: EpochsOpt = None,
         batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch (default: settings).")] = None,
-        lr: Annotated[Optional[float], typer.Option(help="Peak learning rate (default: settings).")] = None,
-        max_minutes: Annotated[Optional[float], typer.Option(help="Stop training after this many minutes.")] = None,
+        lr: LrOpt = None,
+        max_minutes: MaxMinutesOpt = None,
         seed: Annotated[Optional[int], typer.Option(
             help="Seed of batching and initialisation (default: settings.search_split_seed). The train/dev split "
                  "always uses settings.search_split_seed, so `eval search` scores the same dev queries.")] = None,
@@ -67,18 +78,14 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
 
         [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
         """
-        from shoplm.search_train import SearchTrainConfig
-        from shoplm.search_train import run_training
+        from shoplm.search_train import run_training, search_train_config
 
         settings: Settings = ctx.obj
         if not (judgments or events):
             raise typer.BadParameter("give --judgments and/or --events: the training pairs come from them")
         _threads(settings, err)
-        cfg = SearchTrainConfig(
-            batch_size=batch_size or settings.search_batch_size, epochs=epochs or settings.search_epochs,
-            lr=lr or settings.search_lr, temperature=settings.search_temperature,
-            max_seq_length=settings.search_max_seq_length, max_minutes=max_minutes or settings.search_max_minutes,
-            seed=settings.search_split_seed if seed is None else seed, device=settings.device, bf16=settings.encoder_bf16)
+        cfg = search_train_config(settings, batch_size=batch_size or None, epochs=epochs or None, lr=lr or None,
+                                  max_minutes=max_minutes or None, seed=seed)
         started = time.monotonic()
         with _progress(err) as progress:
             task = progress.add_task("fine-tune", total=None, info="")

@@ -7,6 +7,10 @@ never the same query or item text twice, so no in-batch "negative" is a copy of 
 Every `eval_every` steps NDCG@10 on dev queries picks the best weights (early stopping with
 `patience`); the best ones are written as a sentence-transformers directory that
 `Encoder(model=DIR)` loads.
+
+The same loop trains data-parallel (`shoplm jobs train search`), one `replica` per worker:
+each encodes its share of every batch and gathers the others' vectors, so the softmax
+still runs over the whole batch (`batch_loss`).
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -28,6 +32,7 @@ from shoplm.atomic import staged_dir
 from shoplm.lexical import LexicalIndex
 from shoplm.loss import InBatchSoftmaxLoss, LossConfig
 from shoplm.metrics import ranking_metrics
+from shoplm.replica import IN_PROCESS, Replica
 from shoplm.search_data import Pair
 
 
@@ -50,6 +55,17 @@ class SearchTrainConfig:
     seed: int = 13
     device: str | None = None
     bf16: bool | None = None
+
+
+def search_train_config(settings, **overrides) -> SearchTrainConfig:
+    """The fine-tuning config of `shoplm train search` from the settings (SHOPLM_SEARCH_*);
+    `overrides` that are None keep the setting. The seed defaults to search_split_seed."""
+    cfg = SearchTrainConfig(
+        batch_size=settings.search_batch_size, epochs=settings.search_epochs, lr=settings.search_lr,
+        temperature=settings.search_temperature, max_seq_length=settings.search_max_seq_length,
+        max_minutes=settings.search_max_minutes, seed=settings.search_split_seed, device=settings.device,
+        bf16=settings.encoder_bf16)
+    return replace(cfg, **{name: value for name, value in overrides.items() if value is not None})
 
 
 class Batch(NamedTuple):
@@ -164,9 +180,12 @@ def train_search(
     cfg: SearchTrainConfig,
     base_model: Path | None = None,
     progress: Callable[[int, int, dict], None] | None = None,
+    replica: Replica = IN_PROCESS,
 ) -> TrainResult:
     """Fine-tune `base_model` (default: bundled MiniLM) on `train_pairs`; write the best model to `out`.
-    `texts`: item_id -> item text; `dev_qrels`: dev query -> item -> relevance."""
+    `texts`: item_id -> item text; `dev_qrels`: dev query -> item -> relevance. In a data-parallel
+    group every replica runs this with the same seed (so the same batches); rank 0 scores dev
+    and writes `out`."""
     from sentence_transformers import SentenceTransformer
 
     pairs = [p for p in train_pairs if p.item_id in texts]
@@ -174,14 +193,14 @@ def train_search(
         raise NoTrainingData("no training pairs name an item of the catalog; check that --items is the "
                              "catalog the judgments/events refer to")
     started = time.monotonic()
-    random.seed(cfg.seed); np.random.seed(cfg.seed); torch.manual_seed(cfg.seed)  # noqa: E702
+    random.seed(cfg.seed); np.random.seed(cfg.seed); torch.manual_seed(cfg.seed + replica.rank)  # noqa: E702
     rng = random.Random(cfg.seed)
     device = pick_device(cfg.device)
     bf16 = use_bf16(cfg.bf16, device)
     model = SentenceTransformer(str(base_model or default_model_dir()), device=device, local_files_only=True)
     saved_max_len = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length
-    loss_fn = InBatchSoftmaxLoss(model, LossConfig(cfg.temperature, cfg.symmetric))
+    loss_fn = InBatchSoftmaxLoss(replica.wrap(model), LossConfig(cfg.temperature, cfg.symmetric))
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     dev_queries = sorted(dev_qrels)
@@ -190,8 +209,10 @@ def train_search(
     batches = make_batches(pairs, negatives, texts, cfg.batch_size, rng)
     steps = max(1, math.ceil(cfg.epochs * len(batches)))
 
-    def check(step: int) -> float:
-        return dev_ndcg(model, pool_ids, pool_texts, dev_queries, dev_qrels, device, bf16) if dev_queries else 0.0
+    def check(step: int) -> float:  # scored by rank 0, told to all
+        score = dev_ndcg(model, pool_ids, pool_texts, dev_queries, dev_qrels, device, bf16) \
+            if dev_queries and replica.is_main else 0.0
+        return float(replica.all_sum([score])[0])
 
     best = TrainResult(steps=0, best_step=0, best_dev_ndcg=check(0))
     best.history.append({"step": 0, "dev_ndcg@10": best.best_dev_ndcg})
@@ -204,16 +225,13 @@ def train_search(
         batch = batches[step % len(batches)]
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, steps, cfg)
-        q = {k: v.to(device) for k, v in model.preprocess(batch.queries).items() if isinstance(v, torch.Tensor)}
-        d = {k: v.to(device) for k, v in model.preprocess(batch.docs).items() if isinstance(v, torch.Tensor)}
-        with autocast(device, bf16):
-            loss = loss_fn(q, d, torch.tensor(batch.weights, device=device))
+        loss = batch_loss(model, loss_fn, batch, device, bf16, replica)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))  # one sync per step, for the progress bar
-        out_of_time = time.monotonic() - started > cfg.max_minutes * 60
+        out_of_time = replica.any(time.monotonic() - started > cfg.max_minutes * 60)
         best.steps = step + 1
         if (step + 1) % cfg.eval_every == 0 or step + 1 == steps or out_of_time:
             score = check(step + 1)
@@ -230,8 +248,33 @@ def train_search(
     model.load_state_dict(best_state)
     model.max_seq_length = saved_max_len  # read whole item texts at inference; titles fit either way
     best.seconds = time.monotonic() - started
-    _save(model, out, {"config": asdict(cfg), "pairs": len(pairs), **asdict(best)})
+    if replica.is_main:
+        _save(model, out, {"config": asdict(cfg), "pairs": len(pairs), **asdict(best)})
     return best
+
+
+def batch_loss(model, loss_fn: InBatchSoftmaxLoss, batch: Batch, device: str, bf16: bool,
+               replica: Replica = IN_PROCESS) -> torch.Tensor:
+    """The in-batch softmax loss of `batch`. A replica encodes its share of the queries with
+    their positives and its share of the hard negatives, then gathers every replica's vectors
+    (gradients flow back to each one's rows): the softmax runs over the whole batch, as
+    in-process. Splitting the batch's softmax instead would drop the other shares' negatives."""
+    n = len(batch.queries)
+    mine, negatives = replica.shard(np.arange(n)), replica.shard(np.arange(n, len(batch.docs)))
+    encode = mine if len(mine) else np.arange(1)  # a replica without a query encodes one, gathered as none
+    q_features = _features(model, [batch.queries[i] for i in encode], device)
+    d_features = _features(model, [batch.docs[i] for i in np.concatenate([encode, negatives])], device)
+    with autocast(device, bf16):
+        q, d = loss_fn.embed(q_features), loss_fn.embed(d_features)  # (b, dim), (b + h, dim)
+        b = len(mine)
+        q = replica.all_gather(q[:b])  # (B, dim)
+        d = torch.cat([replica.all_gather(d[:b]), replica.all_gather(d[len(encode):])])  # (B + H, dim)
+        weights = replica.all_gather(torch.tensor([batch.weights[i] for i in mine], device=device))  # (B,)
+        return loss_fn.from_embeddings(q, d, weights)
+
+
+def _features(model, texts: list[str], device: str) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in model.preprocess(texts).items() if isinstance(v, torch.Tensor)}
 
 
 def _save(model, out: Path, summary: dict) -> None:
@@ -241,13 +284,21 @@ def _save(model, out: Path, summary: dict) -> None:
         (tmp / "shoplm_train.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
-                 cfg: SearchTrainConfig, base_model: Path | None = None,
-                 progress: Callable[[int, int, dict], None] | None = None,
-                 stage: Callable[[str], None] = lambda text: None) -> TrainResult:
-    """Files -> pairs, split, BM25 negatives -> `train_search`. Judged queries are split by query;
-    event pairs train only on their train-split queries too, and dev falls back to event pairs
-    (weight as relevance) when there are no judgments."""
+class SearchInputs(NamedTuple):
+    """What `train_search` reads besides its config, made from the files by `training_inputs`."""
+
+    texts: dict[str, str]  # item_id -> item text
+    train_pairs: list[Pair]
+    dev_qrels: dict[str, dict[str, float]]  # dev query -> item_id -> relevance
+    negatives: dict[str, list[str]]  # query -> hard-negative item ids
+    lexical: LexicalIndex  # BM25 over `texts`
+
+
+def training_inputs(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None,
+                    cfg: SearchTrainConfig, stage: Callable[[str], None] = lambda text: None) -> SearchInputs:
+    """Files -> pairs, split, BM25 negatives. Judged queries are split by query; event pairs
+    train only on their train-split queries too, and dev falls back to event pairs (weight as
+    relevance) when there are no judgments."""
     from shoplm.search_data import (pairs_from_events, pairs_from_judgments, qrels_by_query, read_events,
                                     read_items, read_judgments, split_queries)
     from shoplm.text import item_texts
@@ -273,6 +324,14 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
     lexical = LexicalIndex(list(texts), list(texts.values()))
     negatives = mine_negatives(train_pairs, qrels, lexical, settings.search_positive_min_relevance,
                                cfg.bm25_negative_ranks)
+    return SearchInputs(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical)
+
+
+def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
+                 cfg: SearchTrainConfig, base_model: Path | None = None,
+                 progress: Callable[[int, int, dict], None] | None = None,
+                 stage: Callable[[str], None] = lambda text: None) -> TrainResult:
+    """`training_inputs` from the files -> `train_search`."""
+    inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, stage)
     stage("fine-tune")
-    return train_search(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical, out, cfg,
-                        base_model or settings.encoder_model, progress)
+    return train_search(*inputs, out, cfg, base_model or settings.encoder_model, progress)

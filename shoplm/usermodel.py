@@ -221,6 +221,13 @@ class UserModel(nn.Module):
             out = out + self.history_scale * self._in_history(history, rows, cols)
         return out
 
+    def forward(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                id_keep: torch.Tensor | None = None,
+                cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """`logits`, as the module's call: training calls the model, or its DDP wrapper,
+        which averages gradients only through `forward`."""
+        return self.logits(history, rows, cols, id_keep, cooc)
+
     def _recent_text_scores(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """(P, n): sum_k a_k cos(e_{t-k}, e_j) over the last K items before each position."""
         lags, weights = self._lags(history, rows, cols, self.text_lags)  # (P, K) each
