@@ -16,7 +16,8 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 from shoplm.readers import check_readable, count_rows, read_records
 from shoplm.records import FieldProblem, parse_event, parse_item, parse_judgment
-from shoplm.store import Store
+from shoplm.errors import StoreError
+from shoplm.store import Store, event_row
 
 # start(path, expected_rows) -> advance(n_rows); the CLI passes a Rich progress bar.
 ProgressHook = Callable[[str, int], Callable[[int], None]]
@@ -86,7 +87,7 @@ def ingest(
     judgments: Path | None = None,
     strict: bool = False,
     allow_unknown_items: bool = False,
-    batch_size: int = 5_000,
+    batch_size: int = 20_000,
     progress: ProgressHook | None = None,
 ) -> IngestReport:
     """Ingest the given files in dependency order: items, then judgments and events."""
@@ -126,29 +127,32 @@ def _ingest_file(store: Store, kind: str, path: Path, report: FileReport, *, kno
     parse = _PARSERS[kind]
     first_row: dict[Any, int] = {}  # items/judgments: key -> row, to reject repeats within a file
     batch: list[Any] = []
-    writer = _Writer(store, kind, report, write)
-    for record in read_records(path):
-        report.read += 1
-        if advance and report.read % 1_000 == 0:
-            advance(1_000)
-        if record.data is None:
-            _reject(report, Rejection(str(path), record.row, reason=record.error))
-            continue
-        parsed = parse(record.data)
-        if isinstance(parsed, list):
-            _reject(report, Rejection(str(path), record.row, tuple(parsed)))
-            continue
-        problem = _check_references(kind, parsed, known, first_row, record.row)
-        if problem:
-            _reject(report, Rejection(str(path), record.row, (problem,)))
-            continue
-        report.accepted += 1
-        batch.append(parsed)
-        if len(batch) >= batch_size:
-            writer.submit(batch)
-            batch = []
-    writer.submit(batch)
-    writer.close()
+    writer = (_ProcessWriter(store, report) if write and kind == "events" and hasattr(store, "add_event_rows")
+              else _Writer(store, kind, report, write))
+    try:
+        for record in read_records(path):
+            report.read += 1
+            if advance and report.read % 1_000 == 0:
+                advance(1_000)
+            if record.data is None:
+                _reject(report, Rejection(str(path), record.row, reason=record.error))
+                continue
+            parsed = parse(record.data)
+            if isinstance(parsed, list):
+                _reject(report, Rejection(str(path), record.row, tuple(parsed)))
+                continue
+            problem = _check_references(kind, parsed, known, first_row, record.row)
+            if problem:
+                _reject(report, Rejection(str(path), record.row, (problem,)))
+                continue
+            report.accepted += 1
+            batch.append(parsed)
+            if len(batch) >= batch_size:
+                writer.submit(batch)
+                batch = []
+        writer.submit(batch)
+    finally:
+        writer.close()
     if advance:
         advance(report.read % 1_000)
     return set(first_row) if kind == "items" else set()
@@ -179,10 +183,11 @@ def _check_references(kind: str, record: Any, known: set[str] | None, first_row:
 
 class _Writer:
     """Writes batches on one background thread, in order, while the caller reads and validates
-    the next one: the store's C code (sqlite3, psycopg) releases the GIL, so parsing and
-    writing overlap on two cores (see bench/RESULTS.md for events/s). At most
-    one batch waits behind the one being written, so memory stays bounded; each batch is
-    still one transaction, so a crash loses at most the batches not yet committed."""
+    the next one. At most `depth` batches are in flight, so memory stays bounded; each batch
+    is still one transaction, so a crash loses at most the batches not yet committed. The
+    subclass `_ProcessWriter` writes in a child process instead."""
+
+    depth = 2
 
     def __init__(self, store: Store, kind: str, report: FileReport, write: bool):
         from concurrent.futures import ThreadPoolExecutor
@@ -194,9 +199,20 @@ class _Writer:
     def submit(self, batch: list[Any]) -> None:
         if not batch:
             return
-        while len(self.pending) >= 2:
+        while len(self.pending) >= self.depth:
             self._collect()
-        self.pending.append((self.pool.submit(self._store, batch), len(batch)))
+        self.pending.append((self._send(batch), len(batch)))
+
+    def _send(self, batch: list[Any]) -> Any:
+        """Start writing `batch`; returns what `_stored` waits on."""
+        return self.pool.submit(self._store, batch)
+
+    def _stored(self, handle: Any) -> int:
+        """Wait for one batch's write; returns how many records were new."""
+        return handle.result()  # re-raises a store error here, in the caller's thread
+
+    def _shutdown(self) -> None:
+        self.pool.shutdown(wait=True)
 
     def _store(self, batch: list[Any]) -> int:
         if not self.write:
@@ -208,8 +224,8 @@ class _Writer:
         return self.store.add_events(batch)
 
     def _collect(self) -> None:
-        future, size = self.pending.pop(0)
-        new = future.result()  # re-raises a store error here, in the caller's thread
+        handle, size = self.pending.pop(0)
+        new = self._stored(handle)
         self.report.stored += new
         self.report.duplicates += size - new
 
@@ -218,7 +234,86 @@ class _Writer:
             while self.pending:
                 self._collect()
         finally:
-            self.pool.shutdown(wait=True)
+            self._shutdown()
+
+
+class _ProcessWriter(_Writer):
+    """`_Writer` for events into an SQL store, in a child process with a store of its own.
+    A thread is not enough there: sqlite3 releases the GIL around every row's step, and
+    taking it back from the parsing thread stalled the writer for most of each switch
+    interval, so parsing and writing ran one after the other (file -> SQLite, 300k events:
+    about 28k/s with a thread; see bench/RESULTS.md for the process). Rows travel as plain
+    tuples (pickled several times faster than Events), and a child that sees its parent
+    gone (EOF) exits."""
+
+    def __init__(self, store: Any, report: FileReport):
+        import multiprocessing
+
+        # fork: the child needs nothing from disk (spawn would re-import shoplm per ingest)
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        context = multiprocessing.get_context(method)
+        self.url, self.report = store.url, report
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_write_event_rows, args=(store.url, child), daemon=True,
+                                       name="shoplm-ingest-writer")
+        self.process.start()
+        child.close()
+        self.pending = []  # (None, batch size), oldest first: the pipe keeps the order
+
+    def _send(self, batch: list[Any]) -> None:
+        self.conn.send([(e.key, *event_row(e)) for e in batch])
+
+    def _stored(self, handle: None) -> int:
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise StoreError(f"the ingest writer process for {_safe(self.url)} exited "
+                             f"(code {self.process.exitcode}); the batches it committed stay stored") from None
+        if status == "error":
+            raise StoreError(value)
+        return value
+
+    def _shutdown(self) -> None:
+        try:
+            self.conn.send(None)
+        except OSError:
+            pass
+        self.process.join(timeout=60)
+        if self.process.is_alive():
+            self.process.terminate()
+        self.conn.close()
+
+
+def _safe(url: str) -> str:
+    from shoplm.sql_store import _safe as without_password
+
+    return without_password(url)
+
+
+def _write_event_rows(url: str, conn: Any) -> None:
+    """The writer process: store every batch it receives, answer ("ok", stored) or ("error", message)."""
+    from shoplm.store import open_store
+
+    store = None
+    try:
+        store = open_store(url)
+        while True:
+            try:
+                rows = conn.recv()
+            except EOFError:  # the parent is gone
+                return
+            if rows is None:
+                return
+            try:
+                conn.send(("ok", store.add_event_rows(rows)))
+            except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
+                conn.send(("error", f"writing events to {_safe(url)}: {exc.__class__.__name__}: {exc}"))
+                return
+    except Exception as exc:  # noqa: BLE001 - opening the store failed
+        conn.send(("error", f"opening {_safe(url)} for writing: {exc.__class__.__name__}: {exc}"))
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _reject(report: FileReport, rejection: Rejection) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple
@@ -18,6 +19,9 @@ from typing import Any, Callable, Iterator, NamedTuple
 from shoplm.errors import InputFileMissing, UnsupportedFileType
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long descriptions are legitimate
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
 class RawRecord(NamedTuple):
@@ -43,7 +47,7 @@ def _read_csv(path: Path) -> Iterator[RawRecord]:
                 continue
             if len(values) != width:
                 yield RawRecord(row, None, f"expected {width} comma-separated columns ({', '.join(header)}), got {len(values)}")
-            elif any("\udc80" <= ch <= "\udcff" for v in values for ch in v):
+            elif _UNDECODED.search("".join(values)):
                 yield RawRecord(row, None, "the line is not valid UTF-8")
             else:
                 yield RawRecord(row, dict(zip(header, values)))

@@ -126,6 +126,10 @@ class _Checker:
 
     def text(self, name: str, *, required: bool, limit: int = MAX_TEXT_CHARS) -> str | None:
         value = self.raw.get(name)
+        if type(value) is str:  # the common case first: ingest runs this for every field of every row
+            text = value.strip()
+            if text and len(text) <= limit and _BAD_CHARS.search(text) is None:
+                return text
         if _blank(value):
             if required:
                 self.fail(name, "a non-empty string")

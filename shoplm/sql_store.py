@@ -7,6 +7,8 @@ speak; each write method runs in one transaction. The schema carries a version i
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -91,6 +93,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_EVENT_COLUMNS = [events_table.c[f.name] for f in dataclasses.fields(Event)]  # in Event's field order
+
+
 class SqlStore:
     def __init__(self, url: str):
         self.url = url
@@ -137,11 +142,16 @@ class SqlStore:
             return conn.execute(sa.delete(items_table).where(items_table.c.item_id.in_(set(item_ids)))).rowcount
 
     def add_events(self, events: Sequence[Event]) -> int:
-        if not events:
+        return self.add_event_rows([(e.key, *event_row(e)) for e in events])
+
+    def add_event_rows(self, rows: Sequence[tuple]) -> int:
+        """`add_events` for rows already flattened to (event key, *EVENT_FIELDS): what the ingest
+        writer process receives, as plain tuples pickle several times faster than Events."""
+        if not rows:
             return 0
         if self.engine.dialect.name == "sqlite":
-            return self._add_events_sqlite(events)
-        rows = [dict(zip(EVENT_FIELDS, event_row(e)), event_key=e.key) for e in events]
+            return self._add_events_sqlite(rows)
+        rows = [dict(zip(EVENT_FIELDS, row[1:]), event_key=row[0]) for row in rows]
         stmt = (
             self._insert(events_table)
             .on_conflict_do_nothing(index_elements=["event_key"])
@@ -152,14 +162,13 @@ class SqlStore:
             # new events on both dialects, where executemany's rowcount is not reliable.
             return len(conn.execute(stmt, rows).all())
 
-    def _add_events_sqlite(self, events: Sequence[Event]) -> int:
+    def _add_events_sqlite(self, rows: Sequence[tuple]) -> int:
         """The same insert through sqlite3's executemany (C, one prepared statement): about 4x
         the rows/s of SQLAlchemy's multi-VALUES RETURNING path. INSERT OR IGNORE skips events
         already stored; total_changes counts exactly the rows inserted."""
         columns = ("event_key", *EVENT_FIELDS)
         sql = (f"INSERT OR IGNORE INTO {events_table.name} ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))})")
-        rows = [(e.key, *event_row(e)) for e in events]
         with self.engine.begin() as conn:
             raw = conn.connection.driver_connection  # the sqlite3.Connection of this transaction
             before = raw.total_changes
@@ -215,10 +224,11 @@ class SqlStore:
             return []
         if "\x00" in (user_id or "") + (session_id or ""):
             return []  # no stored id holds a NUL (validation refuses them), and PostgreSQL cannot compare one
-        columns = [events_table.c[name] for name in EVENT_FIELDS]
-        query = sa.select(*columns).where(where).order_by(events_table.c.timestamp, events_table.c.seq)
+        query = sa.select(*_EVENT_COLUMNS).where(where).order_by(events_table.c.timestamp, events_table.c.seq)
         with self.engine.connect() as conn:
-            return [Event(**row._asdict()) for row in conn.execute(query)]
+            # fetched at once and built positionally: row-by-row with _asdict was a fifth of
+            # a recommendation request's time
+            return [Event(*row) for row in conn.execute(query).all()]
 
     def delete_user(self, user_id: str) -> int:
         # Sessions are read first: SQLite may re-evaluate a subquery on the table being deleted from.
