@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -184,6 +185,8 @@ def serve(
     store: StoreOpt = None,
     host: Annotated[Optional[str], typer.Option(help="Bind address (default: settings.host, 127.0.0.1).")] = None,
     port: Annotated[Optional[int], typer.Option(help="Port (default: settings.port, 8000).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, help="Worker processes (default: settings.serve_workers, 1). "
+                                                   "Each holds its own engine; see docs/operations.md.")] = None,
 ) -> None:
     """Serve the HTTP API and the storefront.
 
@@ -196,9 +199,19 @@ def serve(
     from shoplm.api import create_app
 
     settings = _settings(ctx)
-    settings = settings.model_copy(update={k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v})
-    err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}", highlight=False)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    overrides = {k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v}
+    settings = settings.model_copy(update=overrides | {"torch_threads": settings.serve_threads})
+    workers = workers or settings.serve_workers
+    err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}"
+              + (f" with {workers} worker processes" if workers > 1 else ""), highlight=False)
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+        return
+    # Worker processes rebuild their settings from the environment, so hand them the overrides there.
+    os.environ.update({f"SHOPLM_{k.upper()}": str(v) for k, v in overrides.items()}
+                      | {"SHOPLM_TORCH_THREADS": str(settings.torch_threads)})
+    uvicorn.run("shoplm.api.app:create_app_from_env", factory=True, workers=workers, host=settings.host,
+                port=settings.port, log_level=settings.log_level.lower())
 
 
 @eval_app.command("personalized-search")

@@ -73,7 +73,8 @@ class Encoder:
     """A local sentence-transformers model. `model` is a directory; None means the default."""
 
     def __init__(self, model: str | Path | None = None, device: str | None = None, batch_size: int = 64,
-                 bf16: bool | None = None, backend: str = "torch", onnx_cache_dir: Path = Path("var/cache/onnx")):
+                 bf16: bool | None = None, backend: str = "torch", onnx_cache_dir: Path = Path("var/cache/onnx"),
+                 threads: int | None = None):
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -102,7 +103,7 @@ class Encoder:
         if backend == "onnx-int8":
             from shoplm.fast_encoder import OnnxRunner, quantized_model
 
-            self.runner = OnnxRunner(self.model, quantized_model(self.model, base, onnx_cache_dir))
+            self.runner = OnnxRunner(self.model, quantized_model(self.model, base, onnx_cache_dir), threads)
             self.bf16 = False
             self.fingerprint = base + "-onnx-int8"
         elif backend == "torch":
@@ -114,7 +115,8 @@ class Encoder:
     def from_settings(cls, settings, model: str | Path | None = None) -> "Encoder":
         """The encoder the settings describe; `model` overrides settings.encoder_model."""
         return cls(model if model is not None else settings.encoder_model, settings.device,
-                   bf16=settings.encoder_bf16, backend=settings.encoder_backend, onnx_cache_dir=settings.onnx_cache_dir)
+                   bf16=settings.encoder_bf16, backend=settings.encoder_backend, onnx_cache_dir=settings.onnx_cache_dir,
+                   threads=settings.torch_threads)
 
     def encode(self, texts: Sequence[str], show_progress: bool = False,
                progress: Callable[[int], None] | None = None, chunk: int = 2048) -> np.ndarray:
@@ -128,8 +130,8 @@ class Encoder:
             rows = order[start:start + chunk]
             if self.runner is not None:
                 batch = [texts[i] for i in rows]
-                out[rows] = np.concatenate([self.runner(batch[b:b + self.batch_size])
-                                            for b in range(0, len(batch), self.batch_size)])
+                size = self.runner.batch_size
+                out[rows] = np.concatenate(self.runner.map([batch[b:b + size] for b in range(0, len(batch), size)]))
                 if progress:
                     progress(len(rows))
                 continue

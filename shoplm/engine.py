@@ -265,10 +265,23 @@ class Engine:
         candidates = np.flatnonzero(mask)
         if not len(candidates):
             return []
-        order = candidates[np.argsort(-scores[candidates], kind="stable")]
         limit = self.settings.max_per_category or None
+        head = 8 * k  # partition first: sorting every candidate cost more than the rest of a request
+        if len(candidates) > head:
+            negated = -scores[candidates]
+            # every candidate scoring at least the head-th best, ties included, in row order: so
+            # the stable sort below orders them exactly as the full one would
+            top = candidates[negated <= np.partition(negated, head)[head]]
+            picked = self._pick_from(top[np.argsort(-scores[top], kind="stable")], scores, k, limit, history)
+            if len(picked) == k:
+                return picked
+        order = candidates[np.argsort(-scores[candidates], kind="stable")]
+        return self._pick_from(order, scores, k, limit, history)
+
+    def _pick_from(self, order: np.ndarray, scores: np.ndarray, k: int, limit: int | None,
+                   history: Sequence[tuple[str, float]]) -> list[Rec]:
         per_category: dict[str, int] = {}
-        picked: list[Rec] = []
+        picked: list[tuple[int, Item]] = []
         for row in order:
             item = self.items.get(self._index.ids[row])
             if item is None:
@@ -277,21 +290,27 @@ class Engine:
             if limit is not None and per_category.get(leaf, 0) >= limit:
                 continue
             per_category[leaf] = per_category.get(leaf, 0) + 1
-            picked.append(Rec(item.item_id, float(scores[row]), self._reason(row, history)))
+            picked.append((row, item))
             if len(picked) == k:
                 break
-        return picked
+        reasons = self._reasons([row for row, _ in picked], history)
+        return [Rec(item.item_id, float(scores[row]), reason) for (row, item), reason in zip(picked, reasons)]
 
-    def _reason(self, row: int, history: Sequence[tuple[str, float]]) -> str:
+    def _reasons(self, rows: list[int], history: Sequence[tuple[str, float]]) -> list[str]:
+        """Why each row is shown: the closest of the last 10 history items, or its popularity."""
         if not history:
-            item = self.items.get(self._index.ids[row])
-            top = item.category_path[0] if item is not None and item.category_path else None
-            return f"popular in {top}" if top else "popular right now"
-        rows = [r for r in (self._row(i) for i, _ in history[-10:]) if r is not None]
-        if not rows:
-            return "based on your activity"
-        closest = rows[int(np.argmax(self._index.vectors[rows] @ self._index.vectors[row]))]
-        return f"because you viewed {self.items[self._index.ids[closest]].title}"
+            reasons = []
+            for row in rows:
+                item = self.items.get(self._index.ids[row])
+                top = item.category_path[0] if item is not None and item.category_path else None
+                reasons.append(f"popular in {top}" if top else "popular right now")
+            return reasons
+        seen = [r for r in (self._row(i) for i, _ in history[-10:]) if r is not None]
+        if not seen or not rows:
+            return ["based on your activity"] * len(rows)
+        vectors = self._index.vectors
+        closest = np.argmax(vectors[rows] @ vectors[seen].T, axis=1)  # (picked,): one product for all
+        return [f"because you viewed {self.items[self._index.ids[seen[c]]].title}" for c in closest]
 
     def rank_ads(self, user_id: str | None = None, session_id: str | None = None, query: str | None = None,
                  item_id: str | None = None, k: int = 3) -> list[tuple[str, float, float, float]]:

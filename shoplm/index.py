@@ -189,6 +189,7 @@ class FaissIndex(MemoryIndex):
     above 0.98 on 50k MiniLM vectors; efConstruction=80 keeps a 54k build under a minute on 2 cores."""
 
     kind = "faiss"
+    HNSW_FILTER_SHARE = 0.2
 
     def __init__(self, dim: int, hnsw_min_items: int = 50_000, m: int = 32, ef_search: int = 128,
                  ef_construction: int = 80):
@@ -218,16 +219,34 @@ class FaissIndex(MemoryIndex):
         self.faiss.add(vectors)  # row numbers are faiss ids
 
     def search(self, queries: np.ndarray, k: int, filter: ItemFilter | None = None) -> Hits:
-        if filter is not None or self.faiss is None:
+        """Top-k live rows per query (under `filter`: k whenever k rows match). The graph search
+        takes a broad filter as a bitmap of allowed rows; a narrow one (under `HNSW_FILTER_SHARE`
+        of the catalog) would strand the walk among rejected rows, so that small subset is
+        scanned exactly, as is any query the bitmap search leaves short of k."""
+        if self.faiss is None:
             return super().search(queries, k, filter)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if filter is None:  # no O(rows) work here: at 1M rows it would double a query's latency
+            return self._faiss_search(queries, k, None if len(self) == len(self.alive) else self.alive)
+        keep = self.alive & filter.mask(self.category, self.price, self.available)
+        n_keep = int(keep.sum())
+        if self.is_hnsw and n_keep < self.HNSW_FILTER_SHARE * len(self):
+            return self.exact(queries, k, keep)
+        hits = self._faiss_search(queries, k, None if n_keep == len(keep) else keep)
+        if self.is_hnsw:
+            short = np.flatnonzero((hits.ids != "").sum(axis=1) < min(k, n_keep))
+            if len(short):
+                exact = self.exact(queries[short], k, keep)
+                hits.ids[short], hits.scores[short] = exact.ids, exact.scores
+        return hits
+
+    def _faiss_search(self, queries: np.ndarray, k: int, keep: np.ndarray | None) -> Hits:
         import faiss
 
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        dead = len(self.alive) - len(self)
         params = None
-        if dead:
-            self._bitmap = np.packbits(self.alive, bitorder="little")  # kept alive for faiss
-            selector = faiss.IDSelectorBitmap(len(self.alive), faiss.swig_ptr(self._bitmap))
+        if keep is not None:
+            bitmap = np.packbits(keep, bitorder="little")  # a local: it must outlive the search call
+            selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bitmap))
             params = (faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k)) if self.is_hnsw
                       else faiss.SearchParameters(sel=selector))
         elif self.is_hnsw:

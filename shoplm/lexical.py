@@ -43,6 +43,8 @@ class LexicalIndex:
         self.ids: list[str] = list(ids)
         self.texts: list[str] = list(texts)
         self._retriever: bm25s.BM25 | None = None
+        self._ids_array: np.ndarray | None = None
+        self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -64,14 +66,18 @@ class LexicalIndex:
         self.remove([i for i in ids if i in set(self.ids)])
         self.ids += list(ids)
         self.texts += list(texts)
-        self._retriever = None
+        self._changed()
 
     def remove(self, ids: Sequence[str]) -> None:
         gone = set(ids)
         keep = [i for i, item in enumerate(self.ids) if item not in gone]
         self.ids = [self.ids[i] for i in keep]
         self.texts = [self.texts[i] for i in keep]
-        self._retriever = None
+        self._changed()
+
+    def _changed(self) -> None:
+        self._retriever, self._ids_array = None, None
+        self.version += 1
 
     def scores(self, query: str) -> np.ndarray:
         """float32[n_items]: the BM25 score of every item for one query (0 = no term matches)."""
@@ -87,7 +93,9 @@ class LexicalIndex:
         """Top-k items per query by BM25. `mask` (bool[n_items]) keeps only those items, so a
         filter still yields k results whenever k items pass it. Items with score 0 (no query
         term) are not returned; rows are padded with id "" and score -inf."""
-        ids = np.asarray(self.ids, dtype=object)
+        if self._ids_array is None:
+            self._ids_array = np.asarray(self.ids, dtype=object)
+        ids = self._ids_array
         parts = [Hits(np.zeros((0, k), dtype=object), np.zeros((0, k), dtype=np.float32))]
         for start in range(0, len(queries), block):  # a block of 256 x 54k scores is 56 MB
             scores = np.stack([self.scores(q) for q in queries[start:start + block]])  # (b, n_items)

@@ -67,11 +67,16 @@ def zscore(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """(v - mean) / std over the finite entries (under `mask`); others become -inf."""
     values = np.asarray(values, dtype=np.float64)
     ok = np.isfinite(values) if mask is None else (mask & np.isfinite(values))
-    out = np.full(values.shape, -np.inf)
+    if ok.all():  # the common case, without the copies that boolean indexing makes (it runs per request)
+        std = values.std()
+        return (values - values.mean()) / (std if std > 1e-12 else 1.0)
     if not ok.any():
-        return out
-    mean, std = values[ok].mean(), values[ok].std()
-    out[ok] = (values[ok] - mean) / (std if std > 1e-12 else 1.0)
+        return np.full(values.shape, -np.inf)
+    kept = values[ok]
+    mean, std = kept.mean(), kept.std()
+    with np.errstate(invalid="ignore"):  # NaN entries; they become -inf below
+        out = (values - mean) / (std if std > 1e-12 else 1.0)
+    out[~ok] = -np.inf
     return out
 
 
@@ -87,7 +92,10 @@ def text_scores(history_rows: Sequence[int], vectors: np.ndarray, decay: float =
     weights = recency_weights(len(history_rows), decay)  # (h,)
     profile = weights @ vectors[np.asarray(history_rows)]  # (dim,)
     norm = np.linalg.norm(profile)
-    return vectors @ (profile / norm) if norm > 0 else np.zeros(len(vectors))  # (rows,)
+    if norm <= 0:
+        return np.zeros(len(vectors))
+    # in the vectors' own dtype: a float64 profile would make numpy copy the whole matrix to float64
+    return vectors @ (profile / norm).astype(vectors.dtype)  # (rows,)
 
 
 class UserModelScorer:

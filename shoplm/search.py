@@ -58,6 +58,7 @@ class SearchPipeline:
         self.encoder, self.vectors, self.lexical, self.settings = encoder, vectors, lexical, settings
         self.template, self.rescorer = template, rescorer
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
+        self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
 
     @classmethod
     def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
@@ -96,16 +97,30 @@ class SearchPipeline:
         """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
         depth = max(k, self.settings.hybrid_depth)
         q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
-        dense = self.vectors.search(q, depth, filter)
         mask = None
         if filter is not None:
             v = self.vectors
-            allowed = set(v.ids[v.alive & filter.mask(v.category, v.price, v.available)])
-            mask = np.fromiter((i in allowed for i in self.lexical.ids), dtype=bool, count=len(self.lexical))
+            keep = v.alive & filter.mask(v.category, v.price, v.available)  # (rows,)
+            if np.array_equal(keep, v.alive):
+                filter = None  # it leaves out no live item (say, available_only when all are): no filtering cost
+            else:
+                rows = self._lexical_rows()
+                mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
+        dense = self.vectors.search(q, depth, filter)
         fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
+
+    def _lexical_rows(self) -> np.ndarray:
+        """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached
+        until either index changes (rows only grow, so their count keys the vector side)."""
+        key = (self.lexical.version, len(self.vectors.ids))
+        if self._rows_key != key:
+            row = self.vectors._row
+            self._rows = np.fromiter((row.get(i, -1) for i in self.lexical.ids), dtype=np.int64, count=len(self.lexical))
+            self._rows_key = key
+        return self._rows
 
     def _rescore(self, queries: Sequence[str], fused: Hits) -> Hits:
         texts = dict(zip(self.lexical.ids, self.lexical.texts))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -24,9 +25,24 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if getattr(app.state, "engine", None) is None:
+            import torch
+
             from shoplm.store import open_store
 
+            if settings.torch_threads:
+                from threadpoolctl import threadpool_limits
+
+                torch.set_num_threads(settings.torch_threads)
+                # BLAS and OpenMP pools too (numpy, FAISS): with their default of one thread per
+                # core, 8 concurrent requests ran 7x slower in total than one at a time.
+                threadpool_limits(settings.torch_threads)
+
             app.state.engine = Engine.open(settings, open_store(settings.store_url))
+        # The engine's objects (catalog, indexes, models) live as long as the process: moved
+        # out of the collector's generations, so its periodic full passes stop walking them.
+        # Those passes were the service's latency spikes.
+        gc.collect()
+        gc.freeze()
         yield
         app.state.engine.store.close()
 
@@ -49,6 +65,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                            allow_headers=["X-API-Key", "Authorization", "Content-Type"])
     app.add_middleware(_MetricsMiddleware, metrics=app.state.metrics)
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """The app factory `shoplm serve --workers N` hands uvicorn: each worker process builds
+    its settings from the SHOPLM_* environment the command exported."""
+    return create_app(Settings())
 
 
 class _MetricsMiddleware:

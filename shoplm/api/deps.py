@@ -16,8 +16,8 @@ from shoplm.api.problems import Forbidden, Unauthorized
 from shoplm.engine import Engine
 
 
-def get_engine(request: Request) -> Engine:
-    # Read once per request: a reload swaps app.state.engine, and a request in flight
+async def get_engine(request: Request) -> Engine:
+    # async: a plain def dependency costs a thread-pool hop per request. Read once per request: a reload swaps app.state.engine, and a request in flight
     # keeps the engine it started with.
     return request.app.state.engine
 
@@ -51,7 +51,7 @@ def key_role(settings, presented: str | None) -> str | None:
     return None
 
 
-def require_read(request: Request) -> None:
+async def require_read(request: Request) -> None:
     settings = request.app.state.settings
     if settings.read_key is None:
         return
@@ -62,7 +62,7 @@ def require_read(request: Request) -> None:
         raise Unauthorized("the API key is not valid: check the X-API-Key header")
 
 
-def require_admin(request: Request) -> None:
+async def require_admin(request: Request) -> None:
     settings = request.app.state.settings
     if settings.admin_key is None:
         raise Forbidden("admin routes are disabled: start the service with SHOPLM_ADMIN_KEY set")
