@@ -59,6 +59,8 @@ test: $(STAMP)
 
 # Timings, not tests: run on a quiet machine. Results: bench/RESULTS.md and bench/results.json.
 bench: $(STAMP)
+	@command -v wrk >/dev/null || apt-get install -y --no-install-recommends wrk || \
+	  echo "the service benchmark needs wrk (apt-get install wrk / brew install wrk)"
 	$(PY) bench/bench.py $(BENCH_ARGS)
 
 clean:

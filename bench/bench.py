@@ -12,7 +12,8 @@ Sections:
 - ann: the real Home Depot vectors and synthetic ones at 100k and 1M (same dimension):
   build seconds, p50/p99 ms for one query and Recall@10 against exact search.
 - service: p50/p99 and errors of /v1/search and /v1/recommend at 1, 8 and 32 concurrent
-  clients against `shoplm serve` on the Amazon Scientific data, from this process.
+  clients against `shoplm serve` (1 and 2 worker processes) on the Amazon Scientific data,
+  from wrk (bench/wrk.lua), a C load generator, so the client's own cost stays out.
 - ingest: events/s from a file into SQLite and PostgreSQL, and through POST /v1/events in
   batches of 500 against a running `shoplm serve`.
 """
@@ -164,21 +165,30 @@ def bench_ann(settings: Settings, sizes: list[int], n_queries: int) -> dict:
         index = FaissIndex(dim, hnsw_min_items=1)  # HNSW at every size: that is what is measured
         index.add([str(i) for i in range(len(vectors))], vectors)
         build = time.perf_counter() - started
-        exact_lat, ann_lat, recall = [], [], []
+        exact_lat, truths = [], []
         for q in queries:
-            q = q[None, :]
             started = time.perf_counter()
-            _, truth = exact.search(q, 10)
+            _, truth = exact.search(q[None, :], 10)
             exact_lat.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            hits = index.search(q, 10)
-            ann_lat.append(time.perf_counter() - started)
-            recall.append(len(set(hits.ids[0].astype(int)) & set(truth[0])) / 10)
-        rows[name] = {"vectors": len(vectors), "build_s": round(build, 1), "recall@10": round(float(np.mean(recall)), 4),
-                      "hnsw": percentiles(ann_lat), "exact": percentiles(exact_lat),
-                      "speedup_p50": round(float(np.median(exact_lat) / np.median(ann_lat)), 1)}
+            truths.append(set(truth[0]))
+        sweep = {}
+        for ef in EF_SEARCH:  # the recall/speed curve, as ann-benchmarks draws it
+            index.ef_search = ef
+            ann_lat, recall = [], []
+            for q, truth in zip(queries, truths):
+                started = time.perf_counter()
+                hits = index.search(q[None, :], 10)
+                ann_lat.append(time.perf_counter() - started)
+                recall.append(len(set(hits.ids[0].astype(int)) & truth) / 10)
+            sweep[str(ef)] = {"recall@10": round(float(np.mean(recall)), 4), "hnsw": percentiles(ann_lat),
+                              "speedup_p50": round(float(np.median(exact_lat) / np.median(ann_lat)), 1)}
+        rows[name] = {"vectors": len(vectors), "build_s": round(build, 1), "exact": percentiles(exact_lat),
+                      "ef_search": sweep}
         del exact, index
-    return {"queries": n_queries, "m": 32, "ef_search": 128, "ef_construction": 80, "datasets": rows}
+    return {"queries": n_queries, "m": 32, "ef_construction": 80, "default_ef_search": 128, "datasets": rows}
+
+
+EF_SEARCH = (16, 32, 64, 128, 256)
 
 
 def _homedepot_vectors(settings: Settings) -> np.ndarray | None:
@@ -274,16 +284,21 @@ def _ingest_http(work: Path, items, n_events: int) -> dict:
 
 # --- service ------------------------------------------------------------------------------
 
-def bench_service(settings: Settings, clients: list[int], seconds: float, model: Path | None) -> dict:
+def bench_service(settings: Settings, clients: list[int], seconds: float, model: Path | None,
+                  backend: str = "onnx-int8", workers: list[int] = (1,)) -> dict:
     """p50/p99 and errors of /v1/search and /v1/recommend against `shoplm serve` on the Amazon
-    Scientific data, from this process (a separate load process) over loopback."""
-    import threading
+    Scientific data, loaded by wrk (a separate process, C, epoll) over loopback: each request a
+    random query (of 500 item titles) or user (of 2,000). For each number of worker processes."""
+    import shutil
+    import urllib.parse
 
-    import httpx
     import polars as pl
 
     from tests.service import ServiceProcess, run_cli
 
+    if shutil.which("wrk") is None:
+        raise SystemExit("the service benchmark needs the load generator wrk: apt-get install wrk (Debian/Ubuntu) "
+                         "or brew install wrk; or leave it out with --only encoder,ann,ingest")
     data = ROOT / "var" / "data" / "scientific"
     if not (data / "events.csv").is_file():
         run_cli("data", "convert", "amazon-recbole", str(settings.data_dir / "amazon-scientific"), str(data))
@@ -291,47 +306,33 @@ def bench_service(settings: Settings, clients: list[int], seconds: float, model:
     work.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{work / 'shop.db'}"
     run_cli("ingest", "--items", str(data / "items.csv"), "--events", str(data / "events.csv"), "--store", store)
-    events = pl.read_csv(data / "events.csv")
-    users = events["user_id"].unique().sort().head(2000).to_list()
-    items = pl.read_csv(data / "items.csv")
-    queries = [str(t).split(",")[0][:60] for t in items["title"].head(500).to_list()]
+    users = pl.read_csv(data / "events.csv")["user_id"].unique().sort().head(2000).to_list()
+    queries = [str(t).split(",")[0][:60] for t in pl.read_csv(data / "items.csv")["title"].head(500).to_list()]
+    paths = {"search": ["/v1/search?" + urllib.parse.urlencode({"q": q}) for q in queries],
+             "recommend": ["/v1/recommend?" + urllib.parse.urlencode({"user_id": u}) for u in users]}
+    for route, lines in paths.items():
+        (work / f"{route}.paths").write_text("\n".join(lines) + "\n")
     env = {"SHOPLM_READ_KEY": "bench", "SHOPLM_RATE_LIMIT_PER_SECOND": "0", "SHOPLM_LOG_LEVEL": "warning",
            "SHOPLM_EMBEDDING_CACHE_DIR": str(settings.embedding_cache_dir.resolve()),
-           "SHOPLM_ENCODER_BACKEND": settings.encoder_backend}
+           "SHOPLM_ENCODER_BACKEND": backend, "SHOPLM_ONNX_CACHE_DIR": str(settings.onnx_cache_dir.resolve())}
     if model is not None:
         env["SHOPLM_RECOMMEND_MODEL"] = str(model.resolve())
     rows = {}
-    with ServiceProcess(store, work, env=env) as service:
-        for route in ("search", "recommend"):
-            for n in clients:
-                latencies, errors, lock = [], [0], threading.Lock()
-                stop_at = time.monotonic() + seconds
-
-                def client(c: int) -> None:
-                    rng = np.random.default_rng(c)
-                    with httpx.Client(base_url=service.url, timeout=30, headers={"X-API-Key": "bench"}) as http:
-                        while time.monotonic() < stop_at:
-                            params = ({"q": queries[rng.integers(len(queries))]} if route == "search"
-                                      else {"user_id": users[rng.integers(len(users))]})
-                            started = time.perf_counter()
-                            try:
-                                ok = http.get(f"/v1/{route}", params=params).status_code == 200
-                            except httpx.HTTPError:
-                                ok = False
-                            with lock:
-                                latencies.append(time.perf_counter() - started)
-                                errors[0] += not ok
-
-                threads = [threading.Thread(target=client, args=(c,)) for c in range(n)]
-                for thread in threads:
-                    thread.start()
-                for thread in threads:
-                    thread.join()
-                rows[f"/v1/{route} x{n}"] = {"clients": n, "requests": len(latencies), "errors": errors[0],
-                                             "requests_per_s": round(len(latencies) / seconds, 1),
-                                             **percentiles(latencies)}
-    return {"seconds_per_cell": seconds, "model": str(model) if model else None,
-            "encoder_backend": settings.encoder_backend, "rows": rows}
+    for n_workers in workers:
+        with ServiceProcess(store, work, env={**env, "SHOPLM_SERVE_WORKERS": str(n_workers)}) as service:
+            for route in paths:
+                for n in clients:
+                    out = subprocess.run(
+                        ["wrk", "-t1", f"-c{n}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(OUT / "wrk.lua"),
+                         service.url, "--", str(work / f"{route}.paths"), str(n)],
+                        capture_output=True, text=True, check=True, env={**os.environ, "BENCH_KEY": "bench"})
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    rows[f"/v1/{route} x{n}, {n_workers} worker{'s' if n_workers > 1 else ''}"] = {
+                        "route": route, "clients": n, "workers": n_workers, "requests": r["requests"],
+                        "errors": r["errors"] + r["non_2xx"], "requests_per_s": round(r["requests"] / r["seconds"], 1),
+                        "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
+    return {"seconds_per_cell": seconds, "model": str(model) if model else None, "load": "wrk -t1",
+            "encoder_backend": backend, "rows": rows}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -343,7 +344,8 @@ def write_results(results: dict) -> None:
     lines = ["# shoplm benchmarks", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_mib']:,} MiB; load average at start "
              f"{', '.join(f'{x:.2f}' for x in m['load_average_at_start'])}; Python {m['python']}, torch {m['torch']}; "
-             f"{m['date']}. Produced by `make bench`; medians, and ratios measured in the same run.", ""]
+             f"{m['date']} (the latest section run; each section's own run is listed at the end). Produced by `make bench`; "
+             "medians, and ratios measured in the same run.", ""]
     if "encoder" in results:
         e = results["encoder"]
         lines += ["## Encoder", "", f"{e['items']:,} Home Depot titles (catalog encoding, median of {e['repeats']} "
@@ -358,19 +360,22 @@ def write_results(results: dict) -> None:
     if "ann" in results:
         a = results["ann"]
         lines += ["## Approximate nearest neighbours (FAISS HNSW)", "",
-                  f"M={a['m']}, efSearch={a['ef_search']}, efConstruction={a['ef_construction']}; {a['queries']} "
-                  "single queries each; exact = FAISS IndexFlatIP.", "",
-                  "| vectors | build s | Recall@10 | HNSW p50 ms | HNSW p99 ms | exact p50 ms | exact p99 ms | speed-up (p50) |",
+                  f"M={a['m']}, efConstruction={a['ef_construction']}, efSearch swept (shoplm's default is "
+                  f"{a['default_ef_search']}); {a['queries']} single queries each; exact = FAISS IndexFlatIP; "
+                  "speed-up = exact p50 / HNSW p50.", "",
+                  "| vectors | build s | exact p50 ms | efSearch | Recall@10 | HNSW p50 ms | HNSW p99 ms | speed-up |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, r in a["datasets"].items():
-            lines.append(f"| {name} | {r['build_s']} | {r['recall@10']} | {r['hnsw']['p50_ms']} | {r['hnsw']['p99_ms']} | "
-                         f"{r['exact']['p50_ms']} | {r['exact']['p99_ms']} | {r['speedup_p50']}x |")
+            for ef, x in r["ef_search"].items():
+                lines.append(f"| {name} | {r['build_s']} | {r['exact']['p50_ms']} | {ef} | {x['recall@10']} | "
+                             f"{x['hnsw']['p50_ms']} | {x['hnsw']['p99_ms']} | {x['speedup_p50']}x |")
         lines.append("")
     if "service" in results:
         v = results["service"]
         lines += ["## Service", "", f"`shoplm serve` on Amazon Scientific (SQLite; encoder backend "
                   f"{v['encoder_backend']}; recommendation model: {v['model'] or 'none (zero-shot text + popularity)'}); "
-                  f"load from a separate process over loopback, {v['seconds_per_cell']:.0f} s per cell.", "",
+                  f"load from wrk (one thread, one connection per client) over loopback, "
+                  f"{v['seconds_per_cell']:.0f} s per cell; `shoplm serve --workers N`.", "",
                   "| route x clients | requests | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
         for name, r in v["rows"].items():
             lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
@@ -380,6 +385,10 @@ def write_results(results: dict) -> None:
         for name, r in results["ingest"]["rows"].items():
             lines.append(f"| {name} | {r['events']:,} | {r['seconds']} | {r['events_per_s']:,} |")
         lines.append("")
+    runs = [f"{name}: {r['run']['date']}, load average {', '.join(f'{x:.2f}' for x in r['run']['load_average'])}"
+            for name, r in results.items() if isinstance(r, dict) and "run" in r]
+    if runs:
+        lines += ["## When each section ran", "", *[f"- {line}" for line in runs], ""]
     (OUT / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
@@ -396,6 +405,8 @@ def main() -> None:
     parser.add_argument("--service-clients", default="1,8,32")
     parser.add_argument("--service-seconds", type=float, default=20.0)
     parser.add_argument("--service-model", type=Path, default=None, help="a `shoplm train recommend` directory")
+    parser.add_argument("--service-backend", default="onnx-int8", help="the served encoder: onnx-int8 or torch")
+    parser.add_argument("--service-workers", default="1,2", help="comma-separated numbers of worker processes")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     if args.report_only:
@@ -405,19 +416,19 @@ def main() -> None:
     previous = json.loads((OUT / "results.json").read_text()) if (OUT / "results.json").is_file() else {}
     results = {**previous, "machine": machine()}
     sections = set(args.only.split(","))
-    if "encoder" in sections:
-        print("encoder ...", flush=True)
-        results["encoder"] = bench_encoder(settings, args.encoder_items, args.encoder_queries, args.repeats)
-    if "ann" in sections:
-        print("ann ...", flush=True)
-        results["ann"] = bench_ann(settings, [int(s) for s in args.ann_sizes.split(",") if s], args.ann_queries)
-    if "service" in sections:
-        print("service ...", flush=True)
-        results["service"] = bench_service(settings, [int(c) for c in args.service_clients.split(",")],
-                                           args.service_seconds, args.service_model)
-    if "ingest" in sections:
-        print("ingest ...", flush=True)
-        results["ingest"] = bench_ingest(settings, args.ingest_events, args.pg_url or None)
+    runs = {
+        "encoder": lambda: bench_encoder(settings, args.encoder_items, args.encoder_queries, args.repeats),
+        "ann": lambda: bench_ann(settings, [int(s) for s in args.ann_sizes.split(",") if s], args.ann_queries),
+        "service": lambda: bench_service(settings, [int(c) for c in args.service_clients.split(",")],
+                                         args.service_seconds, args.service_model, args.service_backend,
+                                         [int(w) for w in args.service_workers.split(",")]),
+        "ingest": lambda: bench_ingest(settings, args.ingest_events, args.pg_url or None),
+    }
+    for section, run in runs.items():
+        if section in sections:
+            print(f"{section} ...", flush=True)
+            started = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg()}
+            results[section] = {**run(), "run": started}  # a section re-run alone keeps the others' runs
     write_results(results)
     print((OUT / "RESULTS.md").read_text())
 
