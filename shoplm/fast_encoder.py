@@ -25,8 +25,6 @@ import numpy as np
 from shoplm.atomic import staged_dir
 from shoplm.errors import ConfigError
 
-BACKENDS = ("torch", "onnx-int8")
-
 
 def quantized_model(st_model, fingerprint: str, cache_dir: Path) -> Path:
     """`cache_dir/<fingerprint>/model-int8.onnx`, exported and quantised on first use."""

@@ -155,8 +155,15 @@ class MemoryIndex:
         return len(rows)
 
     def search(self, queries: np.ndarray, k: int, filter: ItemFilter | None = None) -> Hits:
-        mask = self.alive if filter is None else self.alive & filter.mask(self.category, self.price, self.available)
-        return self.exact(queries, k, mask)
+        return self.search_rows(queries, k, self.allowed(filter))
+
+    def allowed(self, filter: ItemFilter | None) -> np.ndarray:
+        """bool[rows]: live rows that pass `filter`."""
+        return self.alive if filter is None else self.alive & filter.mask(self.category, self.price, self.available)
+
+    def search_rows(self, queries: np.ndarray, k: int, keep: np.ndarray) -> Hits:
+        """Top-k among the rows where `keep` (bool[rows], from `allowed`) is true."""
+        return self.exact(queries, k, keep)
 
     def exact(self, queries: np.ndarray, k: int, mask: np.ndarray) -> Hits:
         rows = np.flatnonzero(mask)  # (m,)
@@ -223,12 +230,15 @@ class FaissIndex(MemoryIndex):
         takes a broad filter as a bitmap of allowed rows; a narrow one (under `HNSW_FILTER_SHARE`
         of the catalog) would strand the walk among rejected rows, so that small subset is
         scanned exactly, as is any query the bitmap search leaves short of k."""
-        if self.faiss is None:
-            return super().search(queries, k, filter)
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if filter is None:  # no O(rows) work here: at 1M rows it would double a query's latency
+        if filter is None and self.faiss is not None:  # no O(rows) work: at 1M rows it doubled a query's latency
+            queries = np.ascontiguousarray(queries, dtype=np.float32)
             return self._faiss_search(queries, k, None if len(self) == len(self.alive) else self.alive)
-        keep = self.alive & filter.mask(self.category, self.price, self.available)
+        return super().search(queries, k, filter)
+
+    def search_rows(self, queries: np.ndarray, k: int, keep: np.ndarray) -> Hits:
+        if self.faiss is None:
+            return super().search_rows(queries, k, keep)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
         n_keep = int(keep.sum())
         if self.is_hnsw and n_keep < self.HNSW_FILTER_SHARE * len(self):
             return self.exact(queries, k, keep)

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
+from shoplm.errors import StoreError
 from shoplm.readers import check_readable, count_rows, read_records
 from shoplm.records import FieldProblem, parse_event, parse_item, parse_judgment
-from shoplm.errors import StoreError
 from shoplm.store import Store, event_row
 
 # start(path, expected_rows) -> advance(n_rows); the CLI passes a Rich progress bar.

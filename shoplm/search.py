@@ -97,16 +97,14 @@ class SearchPipeline:
         """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
         depth = max(k, self.settings.hybrid_depth)
         q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
-        mask = None
-        if filter is not None:
-            v = self.vectors
-            keep = v.alive & filter.mask(v.category, v.price, v.available)  # (rows,)
-            if np.array_equal(keep, v.alive):
-                filter = None  # it leaves out no live item (say, available_only when all are): no filtering cost
-            else:
-                rows = self._lexical_rows()
-                mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
-        dense = self.vectors.search(q, depth, filter)
+        keep = self.vectors.allowed(filter)  # (rows,)
+        if filter is None or np.array_equal(keep, self.vectors.alive):
+            # no filter, or one that leaves out no live item (say, available_only when all are)
+            dense, mask = self.vectors.search(q, depth), None
+        else:
+            dense = self.vectors.search_rows(q, depth, keep)
+            rows = self._lexical_rows()
+            mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
         fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)

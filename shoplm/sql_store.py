@@ -8,7 +8,6 @@ speak; each write method runs in one transaction. The schema carries a version i
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 from typing import Any, Sequence

@@ -17,8 +17,9 @@ from shoplm.engine import Engine
 
 
 async def get_engine(request: Request) -> Engine:
-    # async: a plain def dependency costs a thread-pool hop per request. Read once per request: a reload swaps app.state.engine, and a request in flight
-    # keeps the engine it started with.
+    # async: a plain def dependency costs a thread-pool hop per request. Read once per
+    # request: a reload swaps app.state.engine, and a request in flight keeps the engine it
+    # started with.
     return request.app.state.engine
 
 
