@@ -254,7 +254,7 @@ class _ProcessWriter(_Writer):
         context = multiprocessing.get_context(method)
         self.url, self.report = store.url, report
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_write_event_rows, args=(store.url, child), daemon=True,
+        self.process = context.Process(target=_write_event_rows, args=(store.url, child, self.conn), daemon=True,
                                        name="shoplm-ingest-writer")
         self.process.start()
         child.close()
@@ -290,9 +290,13 @@ def _safe(url: str) -> str:
     return without_password(url)
 
 
-def _write_event_rows(url: str, conn: Any) -> None:
+def _write_event_rows(url: str, conn: Any, parent_end: Any) -> None:
     """The writer process: store every batch it receives, answer ("ok", stored) or ("error", message)."""
     from shoplm.store import open_store
+
+    # A forked child holds a copy of the parent's end of the pipe too: closed here, so that the
+    # parent's death (even by SIGKILL) leaves no writer and recv() below sees EOF and returns.
+    parent_end.close()
 
     store = None
     try:

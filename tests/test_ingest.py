@@ -123,6 +123,23 @@ def _run_ingest(url: str, events: Path, batch_size: int) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
+def _no_process_reads(path: Path, timeout: float = 20.0) -> None:
+    """Wait until no process has `path` on its command line; fail naming the survivors."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and str(path).encode() in (proc / "cmdline").read_bytes():
+                    alive.append(int(proc.name))
+            except OSError:  # gone meanwhile
+                continue
+        if not alive or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not alive, f"processes {alive} of the killed ingest are still running"
+
+
 def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(durable_store_url, tmp_path):
     n, batch = 120_000, 1_000
     events = tmp_path / "events.csv"
@@ -135,6 +152,7 @@ def test_sigkill_mid_ingest_then_rerun_completes_without_duplicates(durable_stor
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    _no_process_reads(events)  # the writer process of an SQL store goes with its parent
     partial = store.counts()["events"]
     assert 0 < partial < n, f"kill came too late or too early: {partial} of {n} stored"
     assert partial % batch == 0, "a killed ingest must leave whole batches only"
