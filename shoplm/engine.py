@@ -5,13 +5,18 @@ database for an item), the search pipeline (encoder, FAISS, BM25) and the behavi
 (shoplm/personalize.py). Every write goes to the store first, in one transaction, and
 only then into memory and the indexes, so an acknowledged write is durable and the very
 next request sees it (read-your-writes, no batching window).
+
+Several engines can serve one store (`shoplm serve --workers N`): each committed write is
+published to `peers` as a small change (`{"items": ids}`, `{"deleted": ids}`, ...), and the
+other engines `apply` it, re-reading items from the store, so they converge within
+milliseconds of the write's answer.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -52,6 +57,7 @@ class Engine:
         self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
         self.items: dict[str, Item] = {item.item_id: item for item in store.items()}
         self._catalog_version = 0  # bumped by every catalog write; keys derived caches
+        self.peers: list[Callable[[dict[str, Any]], None]] = []  # told of every committed write
         self._categories: tuple | None = None  # (catalog version, names, vectors)
         self.search_pipeline = search
         self.popularity = np.zeros(0)  # (rows,) time-decayed, in the vector index's row order
@@ -98,6 +104,10 @@ class Engine:
     def reload_model(self, directory) -> None:
         """Swap in a newly trained model directory atomically: the new state is built aside
         and replaces the old one in a single assignment; requests in flight keep the old."""
+        self._load_model(directory)
+        self._publish({"model": str(directory)})
+
+    def _load_model(self, directory) -> None:
         scorer = UserModelScorer(directory, self.settings.device)
         with self._lock:
             self.model = self._model_state(scorer, Blend.load(directory))
@@ -127,29 +137,45 @@ class Engine:
         """Store, then encode and index: searchable, recommendable and similar-able at once."""
         with self._lock:
             written = self.store.upsert_items(items)
-            self.items.update((item.item_id, item) for item in items)
-            self._catalog_version += 1
-            if self.search_pipeline is not None:
-                kept = {i: self.popularity[self._row(i)] for i in (it.item_id for it in items) if self._row(i) is not None}
-                self.search_pipeline.add(items)
-                self._sync_rows()
-                for item_id, value in kept.items():
-                    self.popularity[self._row(item_id)] = value
+            self._take_items(items)
+        self._publish({"items": [item.item_id for item in items]})
         return written
+
+    def _take_items(self, items: Sequence[Item]) -> None:
+        """Stored items into memory and the indexes (the caller holds the lock)."""
+        self.items.update((item.item_id, item) for item in items)
+        self._catalog_version += 1
+        if self.search_pipeline is not None:
+            kept = {i: self.popularity[self._row(i)] for i in (it.item_id for it in items) if self._row(i) is not None}
+            self.search_pipeline.add(items)
+            self._sync_rows()
+            for item_id, value in kept.items():
+                self.popularity[self._row(item_id)] = value
 
     def delete_item(self, item_id: str) -> None:
         with self._lock:
             if not self.store.delete_items([item_id]):
                 raise NotFound(f"no item with item_id {item_id!r}")
+            self._drop_items([item_id])
+        self._publish({"deleted": [item_id]})
+
+    def _drop_items(self, item_ids: Sequence[str]) -> None:
+        for item_id in item_ids:
             self.items.pop(item_id, None)
-            self._catalog_version += 1
-            if self.search_pipeline is not None:
-                self.search_pipeline.remove([item_id])
+        self._catalog_version += 1
+        if self.search_pipeline is not None:
+            self.search_pipeline.remove(list(item_ids))
 
     # --- behaviour -----------------------------------------------------------------------
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch (all or nothing) and return how many were new. Events for items
         not in the catalog are refused, naming the position of each in the batch."""
+        unknown = sorted({e.item_id for e in events if e.item_id is not None and e.item_id not in self.items})
+        if unknown:  # created through another engine a moment ago, its change not yet here?
+            found = self.store.items(unknown)
+            if found:
+                with self._lock:
+                    self._take_items(found)
         problems = {
             i: [FieldProblem("item_id", e.item_id, UNKNOWN_ITEM)]
             for i, e in enumerate(events) if e.item_id is not None and e.item_id not in self.items
@@ -158,12 +184,20 @@ class Engine:
             raise InvalidRecords("events", problems)
         stored = self.store.add_events(events)
         if self.search_pipeline is not None and stored:
-            with self._lock:
-                for event in events:
-                    row = self._row(event.item_id) if event.item_id else None
-                    if row is not None:
-                        self.popularity[row] += self.settings.event_weights.get(event.event_type, 0.0)
+            gains: dict[str, float] = {}
+            for event in events:
+                if event.item_id is not None:
+                    gains[event.item_id] = gains.get(event.item_id, 0.0) + self.settings.event_weights.get(event.event_type, 0.0)
+            self._add_popularity(gains)
+            self._publish({"popularity": gains})
         return stored
+
+    def _add_popularity(self, gains: dict[str, float]) -> None:
+        with self._lock:
+            for item_id, gain in gains.items():
+                row = self._row(item_id)
+                if row is not None:
+                    self.popularity[row] += gain
 
     def history(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
         """The actor's events, oldest first, straight from the store (so always current)."""
@@ -393,7 +427,31 @@ class Engine:
         if deleted and self.search_pipeline is not None:
             with self._lock:
                 self._init_popularity()
+            self._publish({"erased": True})
         return deleted
+
+    # --- several engines over one store ----------------------------------------------------
+    def _publish(self, change: dict[str, Any]) -> None:
+        for peer in self.peers:
+            peer(change)
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """Take a write another engine committed to the same store (what it `_publish`ed);
+        nothing is written and nothing published again."""
+        if "items" in change:
+            items = self.store.items(change["items"])
+            with self._lock:
+                self._take_items(items)
+        if "deleted" in change:
+            with self._lock:
+                self._drop_items(change["deleted"])
+        if "popularity" in change and self.search_pipeline is not None:
+            self._add_popularity(change["popularity"])
+        if "erased" in change and self.search_pipeline is not None:
+            with self._lock:
+                self._init_popularity()
+        if "model" in change:
+            self._load_model(change["model"])
 
     # --- health --------------------------------------------------------------------------
     def ready(self) -> bool:

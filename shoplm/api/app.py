@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import gc
+import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -38,6 +40,13 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 threadpool_limits(settings.torch_threads)
 
             app.state.engine = Engine.open(settings, open_store(settings.store_url))
+            # Requests beyond a worker's cores would only take turns at the GIL, each slowing all.
+            concurrency = settings.serve_concurrency or max(1, (os.cpu_count() or 1) // settings.serve_workers)
+        else:  # an engine handed in (tests, embedding in another app): only as configured
+            concurrency = settings.serve_concurrency
+        if concurrency:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = concurrency
+            app.state.inline = concurrency == 1  # short read routes compute in the event loop (routes._compute)
         # The engine's objects (catalog, indexes, models) live as long as the process: moved
         # out of the collector's generations, so its periodic full passes stop walking them.
         # Those passes were the service's latency spikes.
@@ -50,6 +59,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                   description="Search and recommendations for online shops, built around a language model.")
     app.state.settings = settings
     app.state.engine = engine
+    app.state.inline = False
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(router)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from tests.api.conftest import A, ADMIN, R, READ
@@ -18,7 +20,7 @@ def error(response, status):
 
 
 def test_health_and_readiness_need_no_key(client):
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "worker": os.getpid()}
     assert client.get("/readyz").json() == {"status": "ready"}
     assert "shoplm_requests_total" in client.get("/metrics").text
 

@@ -1,9 +1,8 @@
 """The fast paths of the request path give the answers of the plain ones: top-k by partition,
-the filtered search that skips a filter leaving nothing out, and `serve --workers`."""
+the filtered search that skips a filter leaving nothing out. (`serve --workers`: test_workers.py.)"""
 
 from __future__ import annotations
 
-import httpx
 import numpy as np
 import pytest
 
@@ -12,7 +11,6 @@ from shoplm.engine import Engine
 from shoplm.index import FaissIndex, ItemFilter, ItemMeta
 from shoplm.store import open_store
 from tests.reliability.conftest import catalog
-from tests.service import ServiceProcess
 
 
 @pytest.fixture(scope="module")
@@ -71,18 +69,3 @@ def test_hnsw_broad_filter_gets_k_matching_results():
                 allowed = np.flatnonzero(prices <= bound)
                 best = allowed[np.argsort(-(vectors[allowed] @ q))[:10]]
                 assert set(rows) == set(best.tolist())
-
-
-def test_serve_with_two_workers(tmp_path):
-    """`shoplm serve --workers 2` (SHOPLM_SERVE_WORKERS): two processes answer on one port."""
-    store_url = f"sqlite:///{tmp_path / 'shop.db'}"
-    store = open_store(store_url)
-    store.upsert_items(catalog(20))
-    store.close()
-    with ServiceProcess(store_url, tmp_path, env={"SHOPLM_SERVE_WORKERS": "2"}) as service, \
-            httpx.Client(base_url=service.url, timeout=30) as http:
-        for i in range(20):
-            response = http.get("/v1/search", params={"q": f"model {i}"})
-            assert response.status_code == 200 and response.json()["items"]
-        log = service.log.read_text()
-    assert log.count("Application startup complete") == 2, log

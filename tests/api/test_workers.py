@@ -1,0 +1,137 @@
+"""`shoplm serve --workers N`: connections go to the least busy worker, and a write through
+any worker reaches every worker's engine (shoplm/api/dispatch.py, `Engine.peers`/`apply`)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import numpy as np
+from fastapi.testclient import TestClient
+
+from shoplm.api import create_app
+from shoplm.config import Settings
+from shoplm.engine import Engine
+from shoplm.records import Event, Item
+from shoplm.store import open_store
+from tests.reliability.conftest import catalog
+from tests.service import ServiceProcess
+
+ADMIN = {"X-API-Key": "admin-key"}
+NEW = {"title": "Zanzibar copper kettle", "category": "Kitchen > Kettles", "brand": "Zz", "price": 30.0}
+
+
+def _engines(tmp_path, linked: bool = True) -> tuple[Engine, Engine]:
+    """Two engines over one SQLite file, as two worker processes have; `linked` wires each
+    one's published changes into the other's `apply`, as the dispatcher does."""
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    seed = open_store(url)
+    seed.upsert_items(catalog(40))
+    seed.close()
+    settings = Settings(search_index_dir=tmp_path / "index", embedding_cache_dir=tmp_path / "cache")
+    a, b = Engine.open(settings, open_store(url)), Engine.open(settings, open_store(url))
+    if linked:
+        a.peers.append(b.apply)
+        b.peers.append(a.apply)
+    return a, b
+
+
+def _found(engine: Engine, item_id: str, query: str) -> bool:
+    return item_id in [r.item_id for r in engine.search(query, k=5)]
+
+
+def test_an_engines_writes_reach_its_peer(tmp_path):
+    a, b = _engines(tmp_path)
+    a.upsert_items([Item("new-1", **NEW)])
+    assert _found(b, "new-1", "zanzibar copper kettle") and b.get_item("new-1").brand == "Zz"
+    before = b.popularity[b._row("new-1")]
+    a.add_events([Event(time.time(), "purchase", "u1", "s1", "new-1")])
+    assert b.popularity[b._row("new-1")] == before + a.settings.event_weights["purchase"]
+    np.testing.assert_array_equal(a.popularity, b.popularity)
+    assert b.delete_user("u1") == 1
+    assert a.popularity[a._row("new-1")] == 0.0  # the erased user's purchase counts nowhere
+    b.delete_item("new-1")
+    assert not _found(a, "new-1", "zanzibar copper kettle") and "new-1" not in a.items
+
+
+def test_events_for_an_item_another_engine_created_are_accepted_before_its_change_arrives(tmp_path):
+    a, b = _engines(tmp_path, linked=False)
+    a.upsert_items([Item("new-1", **NEW)])
+    assert b.add_events([Event(time.time(), "view", "u1", "s1", "new-1")]) == 1  # read from the store
+    assert _found(b, "new-1", "zanzibar copper kettle")
+
+
+def test_computing_in_the_event_loop_answers_as_the_thread_pool_does(tmp_path):
+    """`serve_concurrency` 1 (each of 2 workers on 2 cores) runs read routes inline."""
+    engine, _ = _engines(tmp_path, linked=False)
+    paths = ["/v1/search?q=model%203", "/v1/recommend?item_id=item-3", "/v1/items/item-3/similar",
+             "/v1/items/nope/similar"]
+    answers = []
+    for concurrency in (None, 1):
+        settings = engine.settings.model_copy(update={"serve_concurrency": concurrency})
+        with TestClient(create_app(settings, engine)) as client:
+            assert client.app.state.inline is (concurrency == 1)
+            answers.append([(r.status_code, r.json()) for r in map(client.get, paths)])
+    assert answers[0] == answers[1]
+    assert [status for status, _ in answers[1]] == [200, 200, 200, 404] and answers[1][0][1]["items"]
+
+
+def _wait(condition, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_two_workers_split_connections_and_share_writes(tmp_path):
+    store_url = f"sqlite:///{tmp_path / 'shop.db'}"
+    store = open_store(store_url)
+    store.upsert_items(catalog(20))
+    store.close()
+    env = {"SHOPLM_SERVE_WORKERS": "2", "SHOPLM_ADMIN_KEY": ADMIN["X-API-Key"]}
+    with ServiceProcess(store_url, tmp_path, env=env) as service:
+        assert _wait(lambda: service.log.read_text().count("Application startup complete") == 2, 120), \
+            service.log.read_text()
+        clients = [httpx.Client(base_url=service.url, timeout=30) for _ in range(8)]
+        try:
+            # 8 connections open at once: 4 on each worker (the least busy takes the next)
+            workers = [client.get("/healthz").json()["worker"] for client in clients]
+            assert sorted(workers.count(w) for w in set(workers)) == [4, 4], workers
+            a = clients[0]
+            b = next(c for c, w in zip(clients, workers) if w != workers[0])
+
+            def found_by(client: httpx.Client) -> bool:
+                hits = client.get("/v1/search", params={"q": "zanzibar copper kettle"}).json()["items"]
+                return "new-1" in [h["item_id"] for h in hits]
+
+            assert a.put("/v1/items/new-1", json=NEW, headers=ADMIN).status_code == 200
+            assert found_by(a)  # read-your-writes on the writing worker
+            assert _wait(lambda: found_by(b), 5), "a write through one worker never reached the other"
+            event = {"user_id": "u1", "session_id": "s1", "event_type": "view", "item_id": "new-1"}
+            assert b.post("/v1/events", json={"events": [event]}).json()["stored"] == 1
+            assert b.delete("/v1/items/new-1", headers=ADMIN).status_code == 204
+            assert _wait(lambda: not found_by(a), 5) and a.get("/v1/items/new-1").status_code == 404
+        finally:
+            for client in clients:
+                client.close()
+        os.kill(workers[0], signal.SIGKILL)  # a dead worker is replaced, and the port keeps answering
+        assert _wait(lambda: service.log.read_text().count("Application startup complete") == 3, 120), \
+            service.log.read_text()
+        with httpx.Client(base_url=service.url, timeout=30) as fresh:
+            assert fresh.get("/v1/search", params={"q": "model 3"}).status_code == 200
+            live = {fresh.get("/healthz").json()["worker"]}
+    log = service.log.read_text()
+    assert "could not apply" not in log and "Traceback" not in log and "exited with code -9; starting another" in log, log
+    assert not any(_alive(pid) for pid in set(workers) | live)  # stopping the service stops its workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
