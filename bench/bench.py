@@ -285,10 +285,11 @@ def _ingest_http(work: Path, items, n_events: int) -> dict:
 # --- service ------------------------------------------------------------------------------
 
 def bench_service(settings: Settings, clients: list[int], seconds: float, model: Path | None,
-                  backend: str = "onnx-int8", workers: list[int] = (1,)) -> dict:
+                  backend: str = "onnx-int8", workers: list[int] = (1,), repeats: int = 3) -> dict:
     """p50/p99 and errors of /v1/search and /v1/recommend against `shoplm serve` on the Amazon
     Scientific data, loaded by wrk (a separate process, C, epoll) over loopback: each request a
-    random query (of 500 item titles) or user (of 2,000). For each number of worker processes."""
+    random query (of 500 item titles) or user (of 2,000). For each number of worker processes;
+    each cell `repeats` times, the routes alternating, medians reported (the machine is shared)."""
     import shutil
     import urllib.parse
 
@@ -320,19 +321,23 @@ def bench_service(settings: Settings, clients: list[int], seconds: float, model:
     rows = {}
     for n_workers in workers:
         with ServiceProcess(store, work, env={**env, "SHOPLM_SERVE_WORKERS": str(n_workers)}) as service:
-            for route in paths:
-                for n in clients:
+            cells = {(route, n): [] for route in paths for n in clients}
+            for _ in range(repeats):
+                for (route, n), runs in cells.items():
                     out = subprocess.run(
                         ["wrk", "-t1", f"-c{n}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(OUT / "wrk.lua"),
                          service.url, "--", str(work / f"{route}.paths"), str(n)],
                         capture_output=True, text=True, check=True, env={**os.environ, "BENCH_KEY": "bench"})
-                    r = json.loads(out.stdout.strip().splitlines()[-1])
-                    rows[f"/v1/{route} x{n}, {n_workers} worker{'s' if n_workers > 1 else ''}"] = {
-                        "route": route, "clients": n, "workers": n_workers, "requests": r["requests"],
-                        "errors": r["errors"] + r["non_2xx"], "requests_per_s": round(r["requests"] / r["seconds"], 1),
-                        "p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]}
-    return {"seconds_per_cell": seconds, "model": str(model) if model else None, "load": "wrk -t1",
-            "encoder_backend": backend, "rows": rows}
+                    runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            for (route, n), runs in cells.items():
+                rows[f"/v1/{route} x{n}, {n_workers} worker{'s' if n_workers > 1 else ''}"] = {
+                    "route": route, "clients": n, "workers": n_workers, "requests": sum(r["requests"] for r in runs),
+                    "errors": sum(r["errors"] + r["non_2xx"] for r in runs),
+                    "requests_per_s": round(statistics.median(r["requests"] / r["seconds"] for r in runs), 1),
+                    "p50_ms": statistics.median(r["p50_ms"] for r in runs),
+                    "p99_ms": statistics.median(r["p99_ms"] for r in runs), "p99_runs_ms": [r["p99_ms"] for r in runs]}
+    return {"seconds_per_cell": seconds, "repeats": repeats, "model": str(model) if model else None,
+            "load": "wrk -t1", "encoder_backend": backend, "rows": rows}
 
 
 # --- report -------------------------------------------------------------------------------
@@ -375,10 +380,15 @@ def write_results(results: dict) -> None:
         lines += ["## Service", "", f"`shoplm serve` on Amazon Scientific (SQLite; encoder backend "
                   f"{v['encoder_backend']}; recommendation model: {v['model'] or 'none (zero-shot text + popularity)'}); "
                   f"load from wrk (one thread, one connection per client) over loopback, "
-                  f"{v['seconds_per_cell']:.0f} s per cell; `shoplm serve --workers N`.", "",
-                  "| route x clients | requests | req/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|"]
+                  f"{v['seconds_per_cell']:.0f} s per cell, each cell run {v.get('repeats', 1)} times with the cells "
+                  "alternating: medians of the runs, requests and errors summed over them; "
+                  "`shoplm serve --workers N`.", "",
+                  "| route x clients | requests | req/s | p50 ms | p99 ms | p99 of each run, ms | errors |",
+                  "|---|---|---|---|---|---|---|"]
         for name, r in v["rows"].items():
-            lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} |")
+            each = ", ".join(f"{x:g}" for x in r.get("p99_runs_ms", [r["p99_ms"]]))
+            lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {each} "
+                         f"| {r['errors']} |")
         lines.append("")
     if "ingest" in results:
         lines += ["## Ingest", "", "| path | events | seconds | events/s |", "|---|---|---|---|"]
@@ -403,7 +413,8 @@ def main() -> None:
     parser.add_argument("--ingest-events", type=int, default=300_000)
     parser.add_argument("--report-only", action="store_true", help="rewrite RESULTS.md from results.json")
     parser.add_argument("--service-clients", default="1,8,32")
-    parser.add_argument("--service-seconds", type=float, default=20.0)
+    parser.add_argument("--service-seconds", type=float, default=10.0)
+    parser.add_argument("--service-repeats", type=int, default=3, help="runs of each service cell (medians quoted)")
     parser.add_argument("--service-model", type=Path, default=None, help="a `shoplm train recommend` directory")
     parser.add_argument("--service-backend", default="onnx-int8", help="the served encoder: onnx-int8 or torch")
     parser.add_argument("--service-workers", default="1,2", help="comma-separated numbers of worker processes")
@@ -421,7 +432,7 @@ def main() -> None:
         "ann": lambda: bench_ann(settings, [int(s) for s in args.ann_sizes.split(",") if s], args.ann_queries),
         "service": lambda: bench_service(settings, [int(c) for c in args.service_clients.split(",")],
                                          args.service_seconds, args.service_model, args.service_backend,
-                                         [int(w) for w in args.service_workers.split(",")]),
+                                         [int(w) for w in args.service_workers.split(",")], args.service_repeats),
         "ingest": lambda: bench_ingest(settings, args.ingest_events, args.pg_url or None),
     }
     for section, run in runs.items():
