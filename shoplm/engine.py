@@ -14,6 +14,7 @@ milliseconds of the write's answer.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
@@ -31,6 +32,8 @@ from shoplm.store import Store
 if TYPE_CHECKING:
     from shoplm.index import ItemFilter
     from shoplm.search import SearchPipeline
+
+log = logging.getLogger(__name__)
 
 UNKNOWN_ITEM = "an item_id in the catalog (unknown item: create it with POST /v1/items first)"
 
@@ -433,18 +436,23 @@ class Engine:
     # --- several engines over one store ----------------------------------------------------
     def _publish(self, change: dict[str, Any]) -> None:
         for peer in self.peers:
-            peer(change)
+            try:
+                peer(change)
+            except Exception:  # noqa: BLE001 - the write is committed; a peer left behind catches up at restart
+                log.exception("could not send a change to a peer engine: %s", str(change)[:200])
 
     def apply(self, change: dict[str, Any]) -> None:
         """Take a write another engine committed to the same store (what it `_publish`ed);
         nothing is written and nothing published again."""
-        if "items" in change:
-            items = self.store.items(change["items"])
-            with self._lock:
-                self._take_items(items)
-        if "deleted" in change:
-            with self._lock:
-                self._drop_items(change["deleted"])
+        for key in ("items", "deleted"):  # the store's state now, whatever the order of the changes
+            if key in change:
+                found = self.store.items(change[key])
+                gone = set(change[key]) - {item.item_id for item in found}
+                with self._lock:
+                    if found:
+                        self._take_items(found)
+                    if gone:
+                        self._drop_items(sorted(gone))
         if "popularity" in change and self.search_pipeline is not None:
             self._add_popularity(change["popularity"])
         if "erased" in change and self.search_pipeline is not None:

@@ -7,7 +7,7 @@ import os
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio.to_thread
+import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -44,8 +44,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             concurrency = settings.serve_concurrency or max(1, (os.cpu_count() or 1) // settings.serve_workers)
         else:  # an engine handed in (tests, embedding in another app): only as configured
             concurrency = settings.serve_concurrency
-        if concurrency:
-            anyio.to_thread.current_default_thread_limiter().total_tokens = concurrency
+        if concurrency:  # the read routes' own limiter: health probes and writes keep the default pool
+            app.state.limiter = anyio.CapacityLimiter(concurrency)
             app.state.inline = concurrency == 1  # short read routes compute in the event loop (routes._compute)
         # The engine's objects (catalog, indexes, models) live as long as the process: moved
         # out of the collector's generations, so its periodic full passes stop walking them.
@@ -59,7 +59,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                   description="Search and recommendations for online shops, built around a language model.")
     app.state.settings = settings
     app.state.engine = engine
-    app.state.inline = False
+    app.state.inline, app.state.limiter = False, None
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(router)

@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
@@ -92,8 +93,8 @@ def _hit_list(engine: Engine, recs: list[Rec]) -> HitList:
 
 
 async def _compute(request: Request, work: Callable[[], Response], short: bool = True) -> Response:
-    """A read route's engine work. On the thread pool, which lets `serve_concurrency` requests
-    run at once, in the order they came. A short one (recommend, similar: about a millisecond)
+    """A read route's engine work. On the thread pool, `serve_concurrency` requests at once,
+    in the order they came (its own limiter: health probes and writes are not queued behind). A short one (recommend, similar: about a millisecond)
     runs in the event loop's own thread when the process computes one request at a time
     (`serve_concurrency` 1, as each of 2 workers on 2 cores does): the hop to the pool and
     back was about a fifth of its CPU time. Search stays on the pool: its encoder releases the
@@ -101,7 +102,9 @@ async def _compute(request: Request, work: Callable[[], Response], short: bool =
     connections waited several turns (p99 430 ms against 120 ms on the pool)."""
     if short and request.app.state.inline:
         return work()
-    return await run_in_threadpool(work)
+    if request.app.state.limiter is None:
+        return await run_in_threadpool(work)
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)
 
 
 Text = Annotated[str | None, Query(max_length=256, pattern=PRINTABLE)]

@@ -3,8 +3,11 @@ any worker reaches every worker's engine (shoplm/api/dispatch.py, `Engine.peers`
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -12,6 +15,7 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from shoplm.api import create_app
+from shoplm.api.dispatch import split_change
 from shoplm.config import Settings
 from shoplm.engine import Engine
 from shoplm.records import Event, Item
@@ -54,6 +58,41 @@ def test_an_engines_writes_reach_its_peer(tmp_path):
     assert a.popularity[a._row("new-1")] == 0.0  # the erased user's purchase counts nowhere
     b.delete_item("new-1")
     assert not _found(a, "new-1", "zanzibar copper kettle") and "new-1" not in a.items
+
+
+def test_a_late_change_does_not_undo_a_later_write(tmp_path):
+    """b deletes X, then a re-creates it, then b's deletion reaches a: X stays, as in the store."""
+    a, b = _engines(tmp_path, linked=False)
+    a.upsert_items([Item("new-1", **NEW)])
+    b.apply({"items": ["new-1"]})
+    b.delete_item("new-1")
+    a.upsert_items([Item("new-1", **{**NEW, "price": 31.0})])
+    a.apply({"deleted": ["new-1"]})
+    assert a.get_item("new-1").price == 31.0 and _found(a, "new-1", "zanzibar copper kettle")
+    b.apply({"items": ["new-1"]})
+    assert b.get_item("new-1").price == 31.0
+
+
+def test_a_failing_peer_does_not_fail_the_committed_write(tmp_path, caplog):
+    a, b = _engines(tmp_path, linked=False)
+
+    def broken(change):
+        raise OSError("channel gone")
+
+    a.peers.append(broken)
+    assert a.upsert_items([Item("new-1", **NEW)]) == 1 and "could not send a change" in caplog.text
+    assert open_store(a.store.url).items(["new-1"])
+
+
+def test_changes_are_split_to_fit_the_channel():
+    ids = [f"{i:05d}-" + "é" * 250 for i in range(3000)]
+    for change in ({"items": ids}, {"popularity": {i: 1.5 for i in ids}}):
+        parts = [json.loads(p) for p in split_change(change, max_bytes=32_000)]
+        assert len(parts) > 10 and all(len(json.dumps(p)) <= 32_000 + 2_000 for p in parts)
+        key = next(iter(change))
+        joined = [x for p in parts for x in p[key]] if key == "items" else {k: v for p in parts for k, v in p[key].items()}
+        assert joined == change[key]
+    assert [json.loads(p) for p in split_change({"erased": True})] == [{"erased": True}]
 
 
 def test_events_for_an_item_another_engine_created_are_accepted_before_its_change_arrives(tmp_path):
@@ -115,6 +154,20 @@ def test_two_workers_split_connections_and_share_writes(tmp_path):
             assert b.post("/v1/events", json={"events": [event]}).json()["stored"] == 1
             assert b.delete("/v1/items/new-1", headers=ADMIN).status_code == 204
             assert _wait(lambda: not found_by(a), 5) and a.get("/v1/items/new-1").status_code == 404
+
+            # closed connections are counted off: close worker 0's four (one after a WebSocket
+            # upgrade request, which must not swap in a protocol that never reports its close),
+            # and the next four all go to worker 0
+            mine = [c for c, w in zip(clients, workers) if w == workers[0]]
+            mine[0].get("/healthz", headers={"Connection": "Upgrade", "Upgrade": "websocket",
+                                              "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                                              "Sec-WebSocket-Version": "13"})
+            for client in mine:
+                client.close()
+            time.sleep(0.5)
+            fresh = [httpx.Client(base_url=service.url, timeout=30) for _ in range(4)]
+            clients += fresh
+            assert [c.get("/healthz").json()["worker"] for c in fresh] == [workers[0]] * 4
         finally:
             for client in clients:
                 client.close()
@@ -135,3 +188,12 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_workers_that_cannot_start_stop_the_service(tmp_path):
+    """A store that cannot be opened: `serve --workers 2` exits with an error, as one process does."""
+    bad = "postgresql://127.0.0.1:1/nothing-listens-here"
+    process = subprocess.run([sys.executable, "-m", "shoplm.cli", "serve", "--store", bad, "--workers", "2",
+                              "--port", "0"], capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "SHOPLM_SEARCH_INDEX_DIR": str(tmp_path / "index")})
+    assert process.returncode != 0 and "could not start" in process.stderr, process.stderr[-2000:]
