@@ -446,13 +446,13 @@ class Engine:
         nothing is written and nothing published again."""
         for key in ("items", "deleted"):  # the store's state now, whatever the order of the changes
             if key in change:
-                found = self.store.items(change[key])
-                gone = set(change[key]) - {item.item_id for item in found}
-                with self._lock:
+                with self._lock:  # read and take together: a local write cannot land in between
+                    found = self.store.items(change[key])
+                    gone = set(change[key]) - {item.item_id for item in found}
                     if found:
                         self._take_items(found)
-                    if gone:
-                        self._drop_items(sorted(gone))
+                    if gone & self.items.keys():
+                        self._drop_items(sorted(gone & self.items.keys()))
         if "popularity" in change and self.search_pipeline is not None:
             self._add_popularity(change["popularity"])
         if "erased" in change and self.search_pipeline is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import multiprocessing
@@ -91,6 +92,7 @@ class _Outbox:
 
     def __init__(self, sock: socket.socket):
         self.sock, self.queue = sock, collections.deque()
+        self.broken = False  # a send failed for good: what was queued is gone, the owner must resync
 
     def push(self, message: bytes, fds: list[int] = ()) -> None:
         self.queue.append((message, list(fds)))
@@ -104,7 +106,9 @@ class _Outbox:
                 socket.send_fds(self.sock, [message], fds) if fds else self.sock.send(message)
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # the other end is gone; its EOF is handled where it is read
+            except OSError as exc:  # the other end is gone (its EOF is handled where it is read), or worse
+                log.warning("channel send failed: %s; %d messages dropped", exc, len(self.queue))
+                self.broken = True
                 self.drop()
                 return
             self.queue.popleft()
@@ -114,7 +118,8 @@ class _Outbox:
     def drop(self) -> None:
         for _, fds in self.queue:
             for fd in fds:
-                os.close(fd)
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self.queue.clear()
 
 
@@ -139,6 +144,7 @@ class _Dispatcher:
     stopping: bool = False
     failures: int = 0  # workers in a row that exited before they were ready
     ever_ready: bool = False
+    accept_paused_until: float = 0.0  # after accept ran out of descriptors
     next_start: float = 0.0
 
     def run(self) -> None:
@@ -157,6 +163,9 @@ class _Dispatcher:
                     self._flush(key.data)
                 if events & selectors.EVENT_READ:
                     self._read(key.data)
+            if self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
+                self.accept_paused_until = 0.0
+                self.selector.register(self.listener, selectors.EVENT_READ, None)
             self._restart_dead()
 
     def _handle_exit(self, signum, frame) -> None:
@@ -175,18 +184,26 @@ class _Dispatcher:
 
     def _send(self, worker: _Worker, message: bytes, fds: list[int] = ()) -> None:
         worker.outbox.push(message, fds)
-        if worker.outbox.queue:
-            if len(worker.outbox.queue) > _MAX_PENDING:
-                log.error("worker %s takes no messages (%d waiting); restarting it", worker.process.pid,
-                          len(worker.outbox.queue))
-                worker.process.kill()
-                return
+        if worker.outbox.broken or (worker.ready and len(worker.outbox.queue) > _MAX_PENDING):
+            self._kill(worker, f"{len(worker.outbox.queue)} messages waiting" if not worker.outbox.broken
+                       else "its channel failed")
+        elif worker.outbox.queue:
             self.selector.modify(worker.channel, selectors.EVENT_READ | selectors.EVENT_WRITE, worker)
 
     def _flush(self, worker: _Worker) -> None:
         worker.outbox.flush()
-        if not worker.outbox.queue:
+        if worker.outbox.broken:
+            self._kill(worker, "its channel failed")
+        elif not worker.outbox.queue:
             self.selector.modify(worker.channel, selectors.EVENT_READ, worker)
+
+    def _kill(self, worker: _Worker, why: str) -> None:
+        """A worker that can no longer be kept in step: restarted, so it rebuilds from the store."""
+        log.error("worker %s is out of step (%s); restarting it", worker.process.pid, why)
+        worker.ready = False
+        worker.outbox.drop()
+        with contextlib.suppress(ProcessLookupError):
+            worker.process.kill()
 
     def _accept(self) -> None:
         while True:
@@ -194,8 +211,10 @@ class _Dispatcher:
                 conn, _ = self.listener.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            except OSError as exc:  # out of descriptors, a connection aborted before accept...
-                log.warning("accept failed: %s", exc)
+            except OSError as exc:  # out of descriptors...: stop accepting for a second, not spin
+                log.warning("accept failed: %s; accepting again in 1 s", exc)
+                self.selector.unregister(self.listener)
+                self.accept_paused_until = time.monotonic() + 1.0
                 break
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -205,6 +224,8 @@ class _Dispatcher:
         self._hand_out()
 
     def _hand_out(self) -> None:
+        if self.stopping:
+            return
         ready = [w for w in self.workers if w.ready and w.alive]
         while ready and self.waiting:
             conn = self.waiting.pop(0)
@@ -230,8 +251,11 @@ class _Dispatcher:
                 worker.ready, self.failures, self.ever_ready = True, 0, True
                 self._hand_out()
             elif message.startswith(_CHANGE):
+                # A starting worker reads popularity from the store itself: forwarded gains of
+                # events already there would count twice. Catalog changes are idempotent.
+                counts = message.startswith(_CHANGE + b'{"popularity"')
                 for other in self.workers:
-                    if other is not worker and other.alive:
+                    if other is not worker and other.alive and (other.ready or not counts):
                         self._send(other, message)
 
     def _restart_dead(self) -> None:
@@ -239,6 +263,8 @@ class _Dispatcher:
             if worker.process.is_alive() or self.stopping:
                 continue
             worker.process.join()
+            if worker.alive:  # what it sent before dying (changes it committed) still goes out
+                self._read(worker)
             if worker.alive:
                 self.selector.unregister(worker.channel)
             worker.outbox.drop()
@@ -254,23 +280,33 @@ class _Dispatcher:
                 self.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** self.failures)
             log.warning("worker %s exited with code %s; starting another", worker.process.pid, worker.process.exitcode)
         while len(self.workers) < self.n_workers and not self.stopping and time.monotonic() >= self.next_start:
-            self._start_worker()
+            try:
+                self._start_worker()
+            except OSError as exc:  # out of descriptors or processes: try again later
+                self.failures += 1
+                self.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** self.failures)
+                log.error("could not start a worker: %s; trying again in %.1f s", exc, self.next_start - time.monotonic())
+                return
 
     def stop(self) -> None:
         """SIGTERM every worker and wait for them, reading their channels meanwhile (a worker
         finishing its connections still reports them closed)."""
-        if self.listener.fileno() in self.selector.get_map():
+        self.stopping = True
+        if not self.accept_paused_until:
             self.selector.unregister(self.listener)
         self.listener.close()
         for conn in self.waiting:
             conn.close()
+        self.waiting.clear()
         for worker in self.workers:
             if worker.process.is_alive():
                 os.kill(worker.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         while any(w.process.is_alive() for w in self.workers) and time.monotonic() < deadline:
-            for key, _ in self.selector.select(timeout=0.1):
-                if key.data is not None:
+            for key, events in self.selector.select(timeout=0.1):
+                if events & selectors.EVENT_WRITE:
+                    self._flush(key.data)
+                if events & selectors.EVENT_READ:
                     self._read(key.data)
         for worker in self.workers:
             if worker.process.is_alive():
@@ -316,7 +352,9 @@ class _ChannelServer(uvicorn.Server):
         def send(message: bytes) -> None:  # in the event loop's thread only
             nonlocal writing
             outbox.push(message)
-            if outbox.queue and not writing:
+            if outbox.broken:  # the dispatcher is gone
+                self.should_exit = True
+            elif outbox.queue and not writing:
                 loop.add_writer(channel.fileno(), flush)
                 writing = True
 
@@ -354,8 +392,9 @@ class _ChannelServer(uvicorn.Server):
                     loop.remove_reader(channel.fileno())
                     self.should_exit = True
                     return
-                for fd in fds:
-                    loop.create_task(loop.connect_accepted_socket(protocol, socket.socket(fileno=fd)))
+                for fd in fds:  # a connection that fails to start is reported closed at once
+                    task = loop.create_task(loop.connect_accepted_socket(protocol, socket.socket(fileno=fd)))
+                    task.add_done_callback(lambda t: t.cancelled() or t.exception() is None or send(_CLOSED))
                 if message.startswith(_CHANGE) and engine is not None:
                     self.changes.submit(self._apply, engine, json.loads(message[1:]))
 
@@ -363,6 +402,11 @@ class _ChannelServer(uvicorn.Server):
         self.servers = []
         self.started = True
         send(_READY)
+
+    async def shutdown(self, sockets=None) -> None:
+        with contextlib.suppress(OSError, ValueError):  # take no more connections
+            asyncio.get_running_loop().remove_reader(self.channel.fileno())
+        await super().shutdown(sockets)
 
     @staticmethod
     def _apply(engine, change: dict[str, Any]) -> None:
