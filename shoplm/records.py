@@ -85,9 +85,17 @@ class Event:
         unlike a composite unique constraint over nullable columns.
         """
         ts_us = round(self.timestamp * 1_000_000)
-        parts = (self.user_id, self.session_id, self.event_type, self.item_id, self.query, ts_us)
-        raw = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+        parts = (self.user_id, self.session_id, self.event_type, self.item_id, self.query)
+        if any(p is not None and _JSON_ESCAPED.search(p) for p in parts):
+            raw = json.dumps((*parts, ts_us), ensure_ascii=False, separators=(",", ":"))
+        else:  # what json.dumps writes, spelled out: a fifth of the time of parsing an ingested event
+            raw = "[" + ",".join("null" if p is None else f'"{p}"' for p in parts) + f",{ts_us}]"
         return hashlib.blake2b(raw.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# Characters json.dumps(ensure_ascii=False) escapes in a string (json.encoder.ESCAPE): a key
+# part without them is written as itself between quotes.
+_JSON_ESCAPED = re.compile(r'[\x00-\x1f\\"]')
 
 
 @dataclass(frozen=True, slots=True)
