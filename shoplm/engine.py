@@ -7,8 +7,9 @@ only then into memory and the indexes, so an acknowledged write is durable and t
 next request sees it (read-your-writes, no batching window).
 
 Several engines can serve one store (`shoplm serve --workers N`): each committed write is
-published to `peers` as a small change (`{"items": ids}`, `{"deleted": ids}`, ...), and the
-other engines `apply` it, re-reading items from the store, so they converge within
+published to `peers` as a small change (`{"items": ids}` for items written or deleted,
+`{"popularity": gains}`, ...), and the other engines `apply` it, re-reading those items
+from the store, so they converge within
 milliseconds of the write's answer.
 """
 
@@ -160,7 +161,7 @@ class Engine:
             if not self.store.delete_items([item_id]):
                 raise NotFound(f"no item with item_id {item_id!r}")
             self._drop_items([item_id])
-        self._publish({"deleted": [item_id]})
+        self._publish({"items": [item_id]})
 
     def _drop_items(self, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
@@ -175,10 +176,7 @@ class Engine:
         not in the catalog are refused, naming the position of each in the batch."""
         unknown = sorted({e.item_id for e in events if e.item_id is not None and e.item_id not in self.items})
         if unknown:  # created through another engine a moment ago, its change not yet here?
-            found = self.store.items(unknown)
-            if found:
-                with self._lock:
-                    self._take_items(found)
+            self._refresh(unknown)
         problems = {
             i: [FieldProblem("item_id", e.item_id, UNKNOWN_ITEM)]
             for i, e in enumerate(events) if e.item_id is not None and e.item_id not in self.items
@@ -441,18 +439,23 @@ class Engine:
             except Exception:  # noqa: BLE001 - the write is committed; a peer left behind catches up at restart
                 log.exception("could not send a change to a peer engine: %s", str(change)[:200])
 
+    def _refresh(self, item_ids: Sequence[str]) -> None:
+        """Make these items what the store holds now: taken if there, dropped if not. So
+        changes applied in any order leave the store's state (a late "deleted X" cannot undo
+        a later upsert of X)."""
+        with self._lock:  # read and take together: a local write cannot land in between
+            found = self.store.items(item_ids)
+            gone = (set(item_ids) - {item.item_id for item in found}) & self.items.keys()
+            if found:
+                self._take_items(found)
+            if gone:
+                self._drop_items(sorted(gone))
+
     def apply(self, change: dict[str, Any]) -> None:
         """Take a write another engine committed to the same store (what it `_publish`ed);
         nothing is written and nothing published again."""
-        for key in ("items", "deleted"):  # the store's state now, whatever the order of the changes
-            if key in change:
-                with self._lock:  # read and take together: a local write cannot land in between
-                    found = self.store.items(change[key])
-                    gone = set(change[key]) - {item.item_id for item in found}
-                    if found:
-                        self._take_items(found)
-                    if gone & self.items.keys():
-                        self._drop_items(sorted(gone & self.items.keys()))
+        if "items" in change:
+            self._refresh(change["items"])
         if "popularity" in change and self.search_pipeline is not None:
             self._add_popularity(change["popularity"])
         if "erased" in change and self.search_pipeline is not None:

@@ -71,20 +71,20 @@ def split_change(change: dict[str, Any], max_bytes: int = _CHANGE_BYTES) -> Iter
     """`change` as JSON messages of at most about `max_bytes` each: its one list or dict of
     ids is cut into parts, so a change of any size fits the channel's datagrams."""
     (key, value), = change.items()
-    entries = list(value.items()) if isinstance(value, dict) else value if isinstance(value, list) else None
-    if entries is None:
+    if not isinstance(value, (list, dict)):
         yield json.dumps(change).encode()
         return
+    wrap = type(value)  # list of ids, or dict of id -> gain (built back from its pairs)
     part, size = [], 0
-    for entry in entries:
+    for entry in value.items() if isinstance(value, dict) else value:
         entry_size = len(json.dumps(entry)) + 2
         if part and size + entry_size > max_bytes:
-            yield json.dumps({key: dict(part) if isinstance(value, dict) else part}).encode()
+            yield json.dumps({key: wrap(part)}).encode()
             part, size = [], 0
         part.append(entry)
         size += entry_size
     if part:
-        yield json.dumps({key: dict(part) if isinstance(value, dict) else part}).encode()
+        yield json.dumps({key: wrap(part)}).encode()
 
 
 class _Outbox:
@@ -155,18 +155,25 @@ class _Dispatcher:
         for _ in range(self.n_workers):
             self._start_worker()
         while not self.stopping:
-            for key, events in self.selector.select(timeout=0.5):
-                if key.data is None:
-                    self._accept()
-                    continue
-                if events & selectors.EVENT_WRITE:
-                    self._flush(key.data)
-                if events & selectors.EVENT_READ:
-                    self._read(key.data)
+            self._poll(0.5)
             if self.accept_paused_until and time.monotonic() >= self.accept_paused_until:
                 self.accept_paused_until = 0.0
                 self.selector.register(self.listener, selectors.EVENT_READ, None)
             self._restart_dead()
+
+    def _poll(self, timeout: float) -> None:
+        for key, events in self.selector.select(timeout=timeout):
+            if key.data is None:
+                self._accept()
+                continue
+            if events & selectors.EVENT_WRITE:
+                self._flush(key.data)
+            if events & selectors.EVENT_READ:
+                self._read(key.data)
+
+    def _back_off(self) -> None:
+        self.failures += 1
+        self.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** self.failures)
 
     def _handle_exit(self, signum, frame) -> None:
         self.stopping = True
@@ -276,15 +283,13 @@ class _Dispatcher:
                 self.stopping = True
                 return
             if not worker.ready:
-                self.failures += 1
-                self.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** self.failures)
+                self._back_off()
             log.warning("worker %s exited with code %s; starting another", worker.process.pid, worker.process.exitcode)
         while len(self.workers) < self.n_workers and not self.stopping and time.monotonic() >= self.next_start:
             try:
                 self._start_worker()
             except OSError as exc:  # out of descriptors or processes: try again later
-                self.failures += 1
-                self.next_start = time.monotonic() + min(30.0, 0.5 * 2 ** self.failures)
+                self._back_off()
                 log.error("could not start a worker: %s; trying again in %.1f s", exc, self.next_start - time.monotonic())
                 return
 
@@ -303,11 +308,7 @@ class _Dispatcher:
                 os.kill(worker.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 15
         while any(w.process.is_alive() for w in self.workers) and time.monotonic() < deadline:
-            for key, events in self.selector.select(timeout=0.1):
-                if events & selectors.EVENT_WRITE:
-                    self._flush(key.data)
-                if events & selectors.EVENT_READ:
-                    self._read(key.data)
+            self._poll(0.1)  # the listener is gone: only the workers' channels
         for worker in self.workers:
             if worker.process.is_alive():
                 worker.process.kill()

@@ -12,7 +12,6 @@ import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
-from starlette.concurrency import run_in_threadpool
 
 from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
 from shoplm.api.problems import Unprocessable, error_response
@@ -94,17 +93,16 @@ def _hit_list(engine: Engine, recs: list[Rec]) -> HitList:
 
 async def _compute(request: Request, work: Callable[[], Response], short: bool = True) -> Response:
     """A read route's engine work. On the thread pool, `serve_concurrency` requests at once,
-    in the order they came (its own limiter: health probes and writes are not queued behind). A short one (recommend, similar: about a millisecond)
-    runs in the event loop's own thread when the process computes one request at a time
+    in the order they came (their own limiter: health probes and writes are not queued
+    behind them). A short one (recommend, similar: about a millisecond) runs in the event
+    loop's own thread when the process computes one request at a time
     (`serve_concurrency` 1, as each of 2 workers on 2 cores does): the hop to the pool and
     back was about a fifth of its CPU time. Search stays on the pool: its encoder releases the
     GIL for milliseconds, and run inline it held the loop so long that at 32 clients some
     connections waited several turns (p99 430 ms against 120 ms on the pool)."""
     if short and request.app.state.inline:
         return work()
-    if request.app.state.limiter is None:
-        return await run_in_threadpool(work)
-    return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)
+    return await anyio.to_thread.run_sync(work, limiter=request.app.state.limiter)  # None: the default pool
 
 
 Text = Annotated[str | None, Query(max_length=256, pattern=PRINTABLE)]
