@@ -175,6 +175,13 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank) (Cormack et al., 2009).")
     hybrid_depth: int = Field(100, ge=1, description="Candidates taken from each system before fusion.")
+    search_rerank: bool = Field(
+        True, description="Order search candidates with the re-ranker a fine-tuned model directory carries "
+        "(`shoplm train search` trains it); False = weighted/RRF fusion only.")
+    search_ranker_fraction: float = Field(
+        0.2, ge=0, lt=1, description="Share of the train queries held out of fine-tuning to train the re-ranker on "
+        "(0 = no re-ranker)."
+    )
     search_positive_min_relevance: float = Field(
         1.0, ge=0, description="Judged pairs with relevance >= this are training positives (Home Depot: rating >= 2)."
     )
@@ -189,4 +196,6 @@ class Settings(BaseSettings):
     search_lr: float = Field(1e-4, gt=0, description="Peak AdamW learning rate (linear warmup, then linear decay).")
     search_temperature: float = Field(0.05, gt=0, description="Softmax temperature over cosines (0.05 = scale 20).")
     search_max_seq_length: int = Field(64, ge=8, description="Tokens per query/title while fine-tuning.")
-    search_max_minutes: float = Field(18.0, gt=0, description="Fine-tuning stops after this many minutes of training.")
+    search_max_minutes: float = Field(18.0, gt=0, description="`train search` stops fine-tuning after this many minutes, less the time "
+                                      "it estimates the re-ranker needs (encoding the catalog with the new model), so the whole "
+                                      "command takes about this long.")

@@ -140,14 +140,17 @@ def train_search_job(settings: Settings, items: Path, judgments: Path | None, ev
                      storage: str | None = None, stage: Callable[[str], None] = lambda text: None) -> dict:
     """Fine-tune the search encoder on `workers` Ray Train workers and write `out` as
     `shoplm train search` does (`cfg`: a `SearchTrainConfig`). Returns rank 0's summary
-    (steps, best_step, best_dev_ndcg@10, gpu)."""
-    from shoplm.search_train import training_inputs
+    (steps, best_step, best_dev_ndcg@10, gpu) and, when one was trained here, the re-ranker's."""
+    from shoplm.search_train import RANKER_MIN_QUERIES, fit_reranker, training_inputs
 
     inputs = training_inputs(settings, items, judgments, events, cfg, stage)
     stage("fine-tune on Ray")
     config = {"inputs": inputs._replace(lexical=None), "cfg": cfg, "threads": settings.torch_threads or 1,
               "base_model": base_model or settings.encoder_model}
-    return _fit(_search_worker, config, out, workers, address, storage, settings, "search")
+    summary = _fit(_search_worker, config, out, workers, address, storage, settings, "search")
+    if len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES:  # on the driver, as `shoplm train search` does after fine-tuning
+        summary["ranker"] = fit_reranker(settings, inputs, Path(out), cfg.seed, stage)
+    return summary
 
 
 def _search_worker(config: dict) -> None:
@@ -156,7 +159,7 @@ def _search_worker(config: dict) -> None:
 
     torch.set_num_threads(config["threads"])
     replica = RayReplica()
-    texts, pairs, dev_qrels, negatives, _ = config["inputs"]
+    texts, pairs, dev_qrels, negatives = config["inputs"][:4]
     lexical = LexicalIndex(list(texts), list(texts.values()))  # rebuilt here: the BM25 stemmer does not pickle
     cfg = replace(config["cfg"], device=str(replica.device))
     with tempfile.TemporaryDirectory() as tmp:

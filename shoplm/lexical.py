@@ -12,6 +12,7 @@ item is therefore searchable at once, without a separate build step.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -44,6 +45,8 @@ class LexicalIndex:
         self.texts: list[str] = list(texts)
         self._retriever: bm25s.BM25 | None = None
         self._ids_array: np.ndarray | None = None
+        self._terms: list[list[str]] | None = None
+        self._df: Counter = Counter()
         self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
 
     def __len__(self) -> int:
@@ -66,6 +69,10 @@ class LexicalIndex:
         self.remove([i for i in ids if i in set(self.ids)])
         self.ids += list(ids)
         self.texts += list(texts)
+        if self._terms is not None:  # kept in step: re-tokenizing a large catalog per added item costs seconds
+            added = self.tokenize(texts)
+            self._terms += added
+            self._df.update(t for terms in added for t in set(terms))
         self._changed()
 
     def remove(self, ids: Sequence[str]) -> None:
@@ -73,11 +80,28 @@ class LexicalIndex:
         keep = [i for i, item in enumerate(self.ids) if item not in gone]
         self.ids = [self.ids[i] for i in keep]
         self.texts = [self.texts[i] for i in keep]
+        if self._terms is not None:
+            kept = set(keep)
+            self._df.subtract(t for i, terms in enumerate(self._terms) if i not in kept for t in set(terms))
+            self._df = +self._df  # drop terms no item has any more
+            self._terms = [self._terms[i] for i in keep]
         self._changed()
 
     def _changed(self) -> None:
         self._retriever, self._ids_array = None, None
         self.version += 1
+
+    def terms(self, positions: Sequence[int]) -> list[list[str]]:
+        """The BM25 tokens of the items at `positions` (stemmed, stop words out), tokenized once."""
+        if self._terms is None:
+            self._terms = self.tokenize(self.texts)
+            self._df = Counter(t for terms in self._terms for t in set(terms))
+        return [self._terms[p] for p in positions]
+
+    def document_frequency(self) -> Counter:
+        """term -> how many items' texts have it (kept in step with add and remove)."""
+        self.terms(())
+        return self._df
 
     def scores(self, query: str) -> np.ndarray:
         """float32[n_items]: the BM25 score of every item for one query (0 = no term matches)."""

@@ -19,12 +19,13 @@ import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
-from shoplm.encoder import EmbeddingCache, Encoder
+from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.hybrid import Fusion, fuse, rescore
 from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
 from shoplm.lexical import LexicalIndex
 from shoplm.records import Item
+from shoplm.rerank import Reranker, features
 from shoplm.text import item_texts
 
 VERSION = 1
@@ -52,11 +53,18 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     return params
 
 
+def _ranker_of(model: str | Path | None, settings: Settings) -> Reranker | None:
+    """The re-ranker a fine-tuned model directory carries (`shoplm train search`); the bundled
+    model has none, and `SHOPLM_SEARCH_RERANK=false` turns it off."""
+    return Reranker.load(Path(model) / RERANKER_DIR) if settings.search_rerank and model else None
+
+
 class SearchPipeline:
     def __init__(self, encoder: Encoder, vectors: FaissIndex, lexical: LexicalIndex, settings: Settings,
-                 template: str, rescorer: Encoder | None = None):
+                 template: str, rescorer: Encoder | None = None, ranker: Reranker | None = None):
         self.encoder, self.vectors, self.lexical, self.settings = encoder, vectors, lexical, settings
-        self.template, self.rescorer = template, rescorer
+        self.template, self.rescorer, self.ranker = template, rescorer, ranker
+        self._positions_key, self._positions = None, {}
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
         self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
 
@@ -72,15 +80,18 @@ class SearchPipeline:
             raise IndexMismatch(f"{directory} was built with another model or precision than {encoder.path} now is; "
                                 "rebuild it with `shoplm index build`")
         rescorer = Encoder.from_settings(settings, rescore_model) if rescore_model else None
-        return cls(encoder, load_index(directory / "vectors"), LexicalIndex.load(directory / "lexical"), settings,
-                   params["template"], rescorer)
+        ranker = _ranker_of(params["model"], settings) if rescorer is None else None
+        lexical = LexicalIndex.load(directory / "lexical")
+        if ranker is not None:
+            lexical.terms(())  # tokenize the catalog now, not in the first query
+        return cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
 
     @classmethod
     def empty(cls, settings: Settings) -> "SearchPipeline":
         """No items yet: everything added later is searchable at once."""
         encoder = Encoder.from_settings(settings)
         return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
-                   settings.item_text_template)
+                   settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings))
 
     def add(self, items: Sequence[Item]) -> None:
         """Add or update items in both indexes; searchable at once, no rebuild."""
@@ -105,10 +116,38 @@ class SearchPipeline:
             dense = self.vectors.search_rows(q, depth, keep)
             rows = self._lexical_rows()
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
-        fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
+        lexical = self.lexical.search(list(queries), depth, mask)
+        if self.ranker is not None:
+            fused = self._rerank(queries, q, dense, lexical, depth)
+        else:
+            fused = fuse(dense, lexical, self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
+
+    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits, k: int) -> Hits:
+        """The union of both systems' candidates (each already filtered), ordered by the re-ranker
+        from exact BM25 and cosine scores, as `shoplm eval search` scores hybrid_ft."""
+        if self._positions_key != self.lexical.version:
+            self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
+            self._positions_key = self.lexical.version
+        out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
+        for i, query in enumerate(queries):
+            ids = list(dict.fromkeys(x for x in (*dense.ids[i], *lexical.ids[i]) if x))
+            if not ids:
+                continue
+            # in catalog order, as the evaluation's candidate rows: rank features break ties by it
+            ids.sort(key=lambda x: self._positions.get(x, len(self._positions)))
+            positions = np.array([self._positions.get(x, -1) for x in ids])  # (m,) -1: not in BM25
+            bm25 = np.where(positions >= 0, self.lexical.scores(query)[np.maximum(positions, 0)], 0.0)  # (m,)
+            cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
+            terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
+            scores = self.ranker.scores(features(self.lexical.tokenize([query])[0], terms, bm25, cosine,
+                                                 self.lexical.document_frequency(), len(self.lexical)))
+            order = np.argsort(-scores, kind="stable")[:k]
+            out.ids[i, :len(order)] = [ids[j] for j in order]
+            out.scores[i, :len(order)] = scores[order]
+        return out
 
     def _lexical_rows(self) -> np.ndarray:
         """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached

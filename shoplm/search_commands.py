@@ -74,7 +74,10 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
         """Fine-tune the encoder on judged queries and/or behaviour logs (in-batch softmax, hard negatives).
 
         Judged queries are split into train and dev by query (settings.search_dev_fraction); dev NDCG@10
-        picks the best step. Writes a model directory that --model of the other commands accepts.
+        picks the best step. A share of the train queries (settings.search_ranker_fraction) is held out
+        of fine-tuning and trains the re-ranker (LambdaMART over the BM25 + dense candidates), saved in
+        DIR/ranker. --max-minutes bounds the whole command. Writes a model directory that --model of
+        the other commands accepts.
 
         [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
         """
@@ -92,7 +95,7 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
 
             def report(step: int, steps: int, info: dict) -> None:
                 progress.update(task, completed=step, total=steps,
-                                info=f"loss {info['loss']:.3f}  dev ndcg@10 {info['dev_ndcg@10']:.4f}")
+                                info=f"loss {info['loss']:.3f}  dev ndcg@10 {info['dev_ndcg@10']:.4f}" if info else "")
 
             def stage(text: str) -> None:
                 progress.update(task, description=text)
@@ -101,6 +104,8 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
         out.print(f"wrote {out_dir} in {time.monotonic() - started:.0f} s: {result.steps} steps, best step "
                   f"{result.best_step}, dev NDCG@10 (training pool) {result.history[0]['dev_ndcg@10']:.4f} -> "
                   f"{result.best_dev_ndcg:.4f}")
+        if result.ranker:
+            out.print(f"re-ranker: {result.ranker['queries']} held-out queries, {result.ranker['rounds']} rounds")
 
 
 def _register_eval(eval_app: typer.Typer, out: Console, err: Console) -> None:

@@ -1,5 +1,7 @@
 """Search evaluation on the dev queries: bm25, dense, hybrid (base model) and, with a
-fine-tuned model, dense_ft and hybrid_ft; NDCG@10, Recall@100 and MRR@10 for each.
+fine-tuned model, dense_ft and hybrid_ft; NDCG@10, Recall@100 and MRR@10 for each. When
+the model directory carries a re-ranker (`shoplm.rerank`), hybrid_ft is its ranking of the
+fused candidates, as `shoplm search` serves it, and hybrid_ft_fusion the fusion alone.
 
 Dense retrieval here is exact (one matmul per block of queries), so the numbers measure the
 model, not the approximate index. Hybrid fusion (method and weight) is tuned on dev queries
@@ -17,12 +19,13 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shoplm.config import Settings
-from shoplm.encoder import EmbeddingCache, Encoder
+from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
 from shoplm.hybrid import Fusion, fuse, ranked_lists, tune_fusion
 from shoplm.index import Hits, top_k
 from shoplm.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
 from shoplm.records import Item, Judgment
+from shoplm.rerank import Reranker, rerank_all
 from shoplm.report import Section, write_report
 from shoplm.search_data import qrels_by_query, split_queries
 from shoplm.text import item_texts
@@ -83,7 +86,8 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
     depth = max(100, settings.hybrid_depth)
 
     progress("bm25", 0, 1)
-    lexical = LexicalIndex(list(ids), texts).search(queries, depth)  # (n, depth)
+    lexical_index = LexicalIndex(list(ids), texts)
+    lexical = lexical_index.search(queries, depth)  # (n, depth)
     models = {"bm25": metrics_of(lexical, qrels)}
     progress("bm25", 1, 1)
     seconds["bm25"] = time.monotonic() - started
@@ -112,8 +116,15 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
                                                               settings.search_split_seed)
         models[f"hybrid{suffix}"] = metrics_of(hybrid, qrels)
         progress(f"tune hybrid{suffix}", 1, 1)
+        ranker = Reranker.load(Path(model_dir) / RERANKER_DIR) if suffix else None
+        if ranker is not None:  # hybrid_ft is what `shoplm search` serves: candidates re-ranked
+            models[f"hybrid{suffix}_fusion"] = models[f"hybrid{suffix}"]
+            stage = f"re-rank hybrid{suffix}"
+            reranked = rerank_all(ranker, lexical_index, item_vectors, queries, query_vectors, depth, depth,
+                                  progress=lambda done, stage=stage: progress(stage, done, len(queries)))
+            models[f"hybrid{suffix}"] = metrics_of(reranked, qrels)
         seconds[f"dense{suffix}+hybrid{suffix}"] = time.monotonic() - t
-    order = ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"]
+    order = ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft_fusion", "hybrid_ft"]
     models = {name: {m: models[name][m] for m in METRICS} for name in order if name in models}
     seconds["total"] = time.monotonic() - started
     return SearchEval(len(queries), models, fusion, seconds)
@@ -125,6 +136,9 @@ def write_search_report(result: SearchEval, out_dir: Path, title: str) -> Path:
              "Hybrid fusion tuned by 2-fold cross-fitting on the dev queries: "
              + "; ".join(f"{name}: " + ", ".join(f"{f.method} w_dense={f.dense_weight:g}" for f in fs)
                          for name, fs in result.fusion.items()) + ".",
+             *(["hybrid_ft re-ranks the union of the BM25 and dense_ft candidates with the model directory's "
+                "LambdaMART re-ranker (trained by `shoplm train search` on judged queries held out of fine-tuning); "
+                "hybrid_ft_fusion is the tuned fusion of the same two systems, without it."] if "hybrid_ft_fusion" in result.models else []),
              "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in result.seconds.items()) + "."]
     best = "hybrid_ft" if "hybrid_ft" in result.models else "hybrid"
     for base in ("bm25", "dense", "hybrid"):

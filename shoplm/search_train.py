@@ -46,6 +46,7 @@ class SearchTrainConfig:
     temperature: float = 0.05  # scale 20
     symmetric: bool = True
     max_seq_length: int = 64  # tokens; Home Depot titles are <= 56
+    encode_chunk: int = 32  # texts per forward pass, sorted by length (0: the whole batch in one)
     bm25_negative_ranks: tuple[int, int] = (3, 30)  # hard negatives drawn from these BM25 ranks
     eval_every: int = 100  # steps between dev NDCG@10 checks (~25 s each on 2 CPU cores)
     patience: int = 3  # checks without improvement before stopping
@@ -81,14 +82,20 @@ class TrainResult:
     best_dev_ndcg: float
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    ranker: dict | None = None  # the re-ranker's summary (`fit_reranker`), when one was trained
 
 
-def lr_at(step: int, steps: int, cfg: SearchTrainConfig) -> float:
-    """Linear warmup over `warmup * steps`, then linear decay to 0."""
+def lr_at(step: int, steps: int, cfg: SearchTrainConfig, spent: float = 0.0) -> float:
+    """Linear warmup over `warmup * steps`, then linear decay to 0. `spent`: the share of
+    `max_minutes` used so far; when the time limit comes before the last step, the decay
+    follows the clock instead, so the rate still reaches 0 at the end (a CPU's speed varies
+    with load; cut mid-schedule, a run kept a high rate to the end)."""
     warm = max(1, int(cfg.warmup * steps))
     if step < warm:
         return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (steps - step) / max(1, steps - warm))
+    by_step = (steps - step) / max(1, steps - warm)
+    by_clock = (1.0 - spent) / (1.0 - cfg.warmup)
+    return cfg.lr * max(0.0, min(by_step, by_clock))
 
 
 def mine_negatives(pairs: Sequence[Pair], qrels: Mapping[str, Mapping[str, float]], lexical: LexicalIndex,
@@ -201,7 +208,7 @@ def train_search(
     saved_max_len = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length
     loss_fn = InBatchSoftmaxLoss(replica.wrap(model), LossConfig(cfg.temperature, cfg.symmetric))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
 
     dev_queries = sorted(dev_qrels)
     dev_queries = rng.sample(dev_queries, min(cfg.dev_eval_queries, len(dev_queries)))
@@ -223,9 +230,10 @@ def train_search(
         if step and step % len(batches) == 0:
             batches = make_batches(pairs, negatives, texts, cfg.batch_size, rng)
         batch = batches[step % len(batches)]
+        spent = float(replica.all_sum([(time.monotonic() - started) / (cfg.max_minutes * 60)])[0]) / replica.world
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, steps, cfg)
-        loss = batch_loss(model, loss_fn, batch, device, bf16, replica)
+            group["lr"] = lr_at(step, steps, cfg, spent)
+        loss = batch_loss(model, loss_fn, batch, device, bf16, replica, cfg.encode_chunk)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -254,7 +262,7 @@ def train_search(
 
 
 def batch_loss(model, loss_fn: InBatchSoftmaxLoss, batch: Batch, device: str, bf16: bool,
-               replica: Replica = IN_PROCESS) -> torch.Tensor:
+               replica: Replica = IN_PROCESS, chunk: int = 0) -> torch.Tensor:
     """The in-batch softmax loss of `batch`. A replica encodes its share of the queries with
     their positives and its share of the hard negatives, then gathers every replica's vectors
     (gradients flow back to each one's rows): the softmax runs over the whole batch, as
@@ -262,10 +270,10 @@ def batch_loss(model, loss_fn: InBatchSoftmaxLoss, batch: Batch, device: str, bf
     n = len(batch.queries)
     mine, negatives = replica.shard(np.arange(n)), replica.shard(np.arange(n, len(batch.docs)))
     encode = mine if len(mine) else np.arange(1)  # a replica without a query encodes one, gathered as none
-    q_features = _features(model, [batch.queries[i] for i in encode], device)
-    d_features = _features(model, [batch.docs[i] for i in np.concatenate([encode, negatives])], device)
     with autocast(device, bf16):
-        q, d = loss_fn.embed(q_features), loss_fn.embed(d_features)  # (b, dim), (b + h, dim)
+        q = _embed_sorted(model, loss_fn, [batch.queries[i] for i in encode], device, chunk)  # (b, dim)
+        d = _embed_sorted(model, loss_fn, [batch.docs[i] for i in np.concatenate([encode, negatives])], device,
+                          chunk)  # (b + h, dim)
         b = len(mine)
         q = replica.all_gather(q[:b])  # (B, dim)
         d = torch.cat([replica.all_gather(d[:b]), replica.all_gather(d[len(encode):])])  # (B + H, dim)
@@ -275,6 +283,21 @@ def batch_loss(model, loss_fn: InBatchSoftmaxLoss, batch: Batch, device: str, bf
 
 def _features(model, texts: list[str], device: str) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in model.preprocess(texts).items() if isinstance(v, torch.Tensor)}
+
+
+def _embed_sorted(model, loss_fn: InBatchSoftmaxLoss, texts: list[str], device: str, chunk: int) -> torch.Tensor:
+    """(n, dim) L2-normalised vectors of `texts` in their order, with gradients. With `chunk` > 0 the
+    texts go through the encoder in length-sorted chunks of that many, each padded only to its own
+    longest: one forward pads every text to the batch's longest (Home Depot titles: 20 tokens on
+    average, 43 the longest of a random 128), so most of a step's compute was padding. The vectors,
+    and so the loss, are those of one forward up to float rounding."""
+    if chunk <= 0 or len(texts) <= chunk:
+        return loss_fn.embed(_features(model, texts, device))
+    lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    parts = [loss_fn.embed(_features(model, [texts[i] for i in order[s:s + chunk]], device))
+             for s in range(0, len(texts), chunk)]
+    return torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable")).to(device)]
 
 
 def _save(model, out: Path, summary: dict) -> None:
@@ -292,6 +315,7 @@ class SearchInputs(NamedTuple):
     dev_qrels: dict[str, dict[str, float]]  # dev query -> item_id -> relevance
     negatives: dict[str, list[str]]  # query -> hard-negative item ids
     lexical: LexicalIndex  # BM25 over `texts`
+    ranker_qrels: dict[str, dict[str, float]]  # held out of fine-tuning: the re-ranker learns on them
 
 
 def training_inputs(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None,
@@ -319,12 +343,17 @@ def training_inputs(settings, items_path: Path, judgments_path: Path | None, eve
     # The split seed comes from settings, never from cfg.seed: `eval search` must see the same dev queries.
     split = split_queries(qrels, settings.search_dev_fraction, settings.search_split_seed)
     dev = set(split.dev)
-    train_pairs = [p for p in pairs if p.query not in dev]
+    # A share of the train queries trains the re-ranker, not the encoder: the fine-tuned model's
+    # scores of its own training queries are inflated, and a ranker fitted on them would trust it blindly.
+    held = set(split_queries(split.train, settings.search_ranker_fraction, settings.search_split_seed + 1).dev) \
+        if settings.search_ranker_fraction > 0 else set()
+    train_pairs = [p for p in pairs if p.query not in dev and p.query not in held]
     stage("BM25 + hard negatives")
     lexical = LexicalIndex(list(texts), list(texts.values()))
     negatives = mine_negatives(train_pairs, qrels, lexical, settings.search_positive_min_relevance,
                                cfg.bm25_negative_ranks)
-    return SearchInputs(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical)
+    return SearchInputs(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical,
+                        {q: qrels[q] for q in sorted(held)})
 
 
 def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
@@ -333,5 +362,67 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
                  stage: Callable[[str], None] = lambda text: None) -> TrainResult:
     """`training_inputs` from the files -> `train_search`."""
     inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, stage)
+    with_ranker = len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES
+    if with_ranker:  # `max_minutes` bounds the whole command: fine-tuning leaves time to encode the catalog
+        stage("time the encoder")
+        reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model)
+        cfg = replace(cfg, max_minutes=max(cfg.max_minutes / 4, cfg.max_minutes - reserve / 60))
     stage("fine-tune")
-    return train_search(*inputs, out, cfg, base_model or settings.encoder_model, progress)
+    result = train_search(*inputs[:5], out, cfg, base_model or settings.encoder_model, progress)
+    if with_ranker:
+        result.ranker = fit_reranker(settings, inputs, out, cfg.seed, stage, progress)
+    return result
+
+
+RANKER_MIN_QUERIES = 50  # held-out judged queries below which no re-ranker is trained: it would learn noise
+
+
+def ranker_seconds(settings, texts: Sequence[str], model: Path | None, sample: int = 256) -> float:
+    """Estimated seconds of `fit_reranker`: the catalog's encoding, timed on a seeded sample
+    with the base model (the fine-tuned one has the same size), plus a margin for the features
+    and the boosting."""
+    from shoplm.encoder import Encoder
+
+    rng = random.Random(0)
+    chosen = rng.sample(list(texts), min(sample, len(texts)))
+    encoder = Encoder.from_settings(settings, model)
+    encoder.encode(chosen[:16])  # warm-up
+    started = time.monotonic()
+    encoder.encode(chosen)
+    return 1.15 * (time.monotonic() - started) * len(texts) / max(len(chosen), 1) + 45.0
+
+
+def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
+                 stage: Callable[[str], None] = lambda text: None,
+                 progress: Callable[[int, int, dict], None] | None = None) -> dict:
+    """Trains the re-ranker on the held-out queries' candidates under the fine-tuned model in
+    `model_dir` and saves it to `model_dir/ranker`; returns its summary (queries, rounds, ...).
+    The catalog is encoded through the embedding cache, so `eval search` and `index build`
+    with this model find its vectors there."""
+    from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
+    from shoplm.rerank import Reranker, query_candidates
+
+    stage("encode the catalog with the fine-tuned model (for the re-ranker)")
+    encoder = Encoder.from_settings(settings, model_dir)
+    cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
+    texts, ids = list(inputs.texts.values()), list(inputs.texts)  # the order of inputs.lexical
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        if progress:
+            progress(done[0], len(texts), {})
+
+    item_vectors = cache.encode(encoder, texts, progress=advance)  # (n, dim)
+    queries = sorted(inputs.ranker_qrels)
+    stage(f"re-ranker on {len(queries)} held-out queries")
+    query_vectors = cache.encode(encoder, queries)  # (q, dim)
+    groups, relevances = [], []
+    for query, vector in zip(queries, query_vectors):
+        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth)
+        judged = inputs.ranker_qrels[query]
+        groups.append(x)
+        relevances.append(np.array([judged.get(ids[r], 0.0) for r in rows]))
+    ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads())
+    ranker.save(model_dir / RERANKER_DIR)
+    return ranker.meta

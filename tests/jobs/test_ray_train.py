@@ -188,7 +188,8 @@ def _fine_tune_both(items, judgments, tmp_path, cfg, base_model=None) -> tuple[d
     from shoplm.jobs_train import train_search_job
     from shoplm.search_train import run_training
 
-    settings = Settings(search_dev_fraction=0.3, encoder_bf16=False, torch_threads=1)
+    # no re-ranker hold-out: these tests compare the fine-tuning loops on every train query
+    settings = Settings(search_dev_fraction=0.3, search_ranker_fraction=0, encoder_bf16=False, torch_threads=1)
     run_training(settings, items, judgments, None, tmp_path / "one", cfg, base_model)
     summary = train_search_job(settings, items, judgments, None, tmp_path / "two", cfg, base_model, workers=2)
     assert summary["gpu"] is False and summary["steps"] >= 1
@@ -223,7 +224,7 @@ def test_without_dropout_the_gathered_softmax_takes_the_in_process_steps(local_r
     (base / "config.json").write_text(json.dumps({**config, "hidden_dropout_prob": 0.0,
                                                    "attention_probs_dropout_prob": 0.0}))
     cfg = SearchTrainConfig(batch_size=15, epochs=1, eval_every=1, patience=10, seed=1, device="cpu", bf16=False)
-    inputs = training_inputs(Settings(search_dev_fraction=0.3), items, judgments, None, cfg)
+    inputs = training_inputs(Settings(search_dev_fraction=0.3, search_ranker_fraction=0), items, judgments, None, cfg)
     rng = random.Random(cfg.seed)
     rng.sample(sorted(inputs.dev_qrels), len(inputs.dev_qrels))  # as train_search draws its dev queries first
     sizes = [len(batch.queries) for batch in make_batches(inputs.train_pairs, inputs.negatives, inputs.texts, 15, rng)]
