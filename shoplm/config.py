@@ -73,8 +73,8 @@ class Settings(BaseSettings):
     recommend_experts: int = Field(4, ge=1, description="Experts of the text adaptor (mixture of whitening projections).")
     recommend_text_lags: int = Field(6, ge=1, description="How many of the latest items feed the direct text and co-occurrence paths.")
     recommend_cooc_path: bool = Field(True, description="Add the co-occurrence path (catalogs up to 10,000 items).")
-    recommend_new_item_neighbours: int = Field(10, ge=0, description="A new item's co-occurrence path reads that of its "
-                                               "this many nearest seen items by text; 0 = new items get none.")
+    recommend_new_item_neighbours: int = Field(10, ge=0, description="A new item borrows the co-occurrence, ID vector and "
+                                               "popularity of this many nearest seen items by text; 0 = new items get none.")
     recommend_use_id: bool = Field(True, description="Add an ID embedding for items seen in training.")
     recommend_temperature: float = Field(0.5, gt=0, description="Initial temperature of the cosine logits (learned); 0.5 starts the model near its direct text and co-occurrence paths.")
     recommend_epochs: int = Field(40, ge=1, description="Most passes over the training sequences.")

@@ -31,7 +31,7 @@ from shoplm.replica import IN_PROCESS, Replica
 from shoplm.sequences import Cases, Histories, Sequences, Split, item_frequency
 from shoplm.usermodel import SIM_CACHE_ITEMS, UserModel, UserModelConfig, pad_left
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: new items borrow their text neighbours' ID vector and popularity
 Progress = Callable[[int, int, dict], None]  # (epoch, max_epochs, {"loss": .., "valid_ndcg@10": ..})
 
 

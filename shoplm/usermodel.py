@@ -14,8 +14,11 @@ Scores for the next item j after a history h_1..h_t:
         + alpha * sum_k a_k cos(e_{h_{t-k}}, e_j)    # direct text path: the last K items' text
         + gamma * sum_k c_k C(h_{t-k}, j)             # co-occurrence path (as item k-NN)
         + beta * [j in history] + bias_j * seen_j     # repeat propensity, popularity
-        + bias_new * (1 - seen_j)                     # one offset for items new to training
+        + (bias_new + rho * mean_nb(bias)_j) * (1 - seen_j)  # new items: an offset + their neighbours' popularity
         + gamma * sum_k c_k C'(h_{t-k}, j) * (1 - seen_j)  # a new item borrows its text neighbours' C
+
+where a new item's vector v_j is its adapted text plus sigma * mean_nb(ID)_j, and mean_nb(x)_j
+is the similarity-weighted mean of x over j's nearest seen items by text (`borrowed`).
 
 The direct text path keeps what the zero-shot text baseline gets right (on Amazon, the
 next purchase is often from the same product line as the last), and the co-occurrence path
@@ -24,8 +27,10 @@ the training sequences, `shoplm.recommenders.item_knn.co_occurrence`); the seque
 learns what both miss, and the learned weights blend the three. C is a fixed feature, so
 in training it is cross-fitted (`recommend_train`): a position's C comes from the other
 half of the actors, never from the actor's own events, or the model would learn to trust
-a feature that contains its training targets. A new item has no co-occurrence; C' gives it
-the mean of its nearest seen items' by text (`new_item_neighbours`), and after training
+a feature that contains its training targets. A new item has no co-occurrence, ID vector or
+popularity of its own; it borrows those of its nearest seen items by text
+(`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line),
+and after training
 `bias_new` is re-fitted on validation with pseudo-new items (`recommend_train.calibrate_new_items`).
 
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
@@ -63,7 +68,7 @@ class UserModelConfig:
     cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
     cooc_window: int = 3  # items at most this many events apart co-occur
     logits: str = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
-    new_item_neighbours: int = 0  # > 0: a new item's co-occurrence is that of its K nearest seen items by text
+    new_item_neighbours: int = 0  # > 0: a new item borrows the co-occurrence, ID vector and popularity of its K nearest seen items by text
 
 
 class TextAdaptor(nn.Module):
@@ -124,11 +129,15 @@ class UserModel(nn.Module):
         self.register_buffer("cooc_values", torch.zeros(0))  # C as CSR arrays, see set_cooccurrence()
         self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
         self._spread: torch.Tensor | None = None  # dense (n + 1, n) cache, see new_item_cooccurrence()
+        self._neighbours: tuple[torch.Tensor, torch.Tensor] | None = None  # see text_neighbours()
         self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
         if self.item_id is not None:
             nn.init.normal_(self.item_id.weight, std=0.02)
         self.item_bias = nn.Parameter(torch.zeros(n + 1))  # (n + 1,) popularity, seen items only
         self.new_item_bias = nn.Parameter(torch.tensor(0.0))  # for items without ID evidence
+        # How much of their text neighbours' ID vector (sigma) and popularity (rho) new items take.
+        self.borrow_id = nn.Parameter(torch.tensor(1.0))
+        self.borrow_bias = nn.Parameter(torch.tensor(1.0))
         self.position = nn.Embedding(cfg.max_len, d)
         # Small, like the ID vectors (as in BERT and RecBole's SASRec): nn.Embedding's default
         # N(0, 1) gives position vectors of norm ~sqrt(dim), which drowned the item vectors
@@ -163,6 +172,9 @@ class UserModel(nn.Module):
         if self.item_id is not None:
             keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
             vectors = vectors + self.item_id.weight * keep[:, None]
+            borrowed = self.borrowed(self.item_id.weight, keep)  # (n + 1, dim) or None
+            if borrowed is not None:
+                vectors = vectors + self.borrow_id * borrowed * (1 - keep)[:, None]
         return vectors
 
     # --- sequence side ---
@@ -204,7 +216,11 @@ class UserModel(nn.Module):
         # New items (and, in training, items whose ID is hidden) share one learned offset in
         # place of ID, popularity and co-occurrence evidence, which calibrates them against
         # items that have it; ID dropout hides a uniform share of items, as a cold start does.
-        out = out + (self.item_bias * keep + self.new_item_bias * (1 - keep))[:-1]
+        bias = self.item_bias * keep + self.new_item_bias * (1 - keep)  # (n + 1,)
+        borrowed = self.borrowed(self.item_bias, keep)  # (n + 1,) or None
+        if borrowed is not None:
+            bias = bias + self.borrow_bias * borrowed * (1 - keep)
+        out = out + bias[:-1]
         if self.cfg.use_text and self.cfg.text_path:
             out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
         if self.cfg.cooc_path:
@@ -270,18 +286,44 @@ class UserModel(nn.Module):
         (sum 1): a new item has no co-occurrence of its own, and without it every warm item
         that co-occurs with the history outranked new ones (the k-NN idea of content-based
         cold start). None when off."""
+        neighbours = self.text_neighbours()
+        if neighbours is None:
+            return None
+        index, w = neighbours[0][:-1], neighbours[1][:-1]  # (n, K) each
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
+        n = self.cfg.n_items
+        dense = torch.zeros(n, n, device=w.device).scatter_(1, index, w)  # (n new, n seen)
+        return matrix @ dense.T  # (n + 1, n)
+
+    def text_neighbours(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each item's `new_item_neighbours` nearest seen items k != j by text: indices
+        (n + 1, K) and weights cos(e_j, e_k) clamped at 0 (n + 1, K); the pad row points at
+        the pad with weight 0. Built once; None when off or above SIM_CACHE_ITEMS items."""
         K = self.cfg.new_item_neighbours
         similarity = self.text_similarity()
         if K <= 0 or similarity is None:
             return None
-        n = self.cfg.n_items
-        similarity = similarity[:-1].masked_fill(self.seen[:-1] == 0, -torch.inf)  # (n, n), seen columns only
-        similarity = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -torch.inf)
-        top, index = similarity.topk(min(K, n - 1), dim=1)  # (n, K)
-        w = top.clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # (n, K); -inf (too few seen) -> 0
+        if self._neighbours is None or self._neighbours[0].device != similarity.device:
+            n = self.cfg.n_items
+            similarity = similarity[:-1].masked_fill(self.seen[:-1] == 0, -torch.inf)  # (n, n), seen columns only
+            similarity = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -torch.inf)
+            top, index = similarity.topk(min(K, n - 1), dim=1)  # (n, K)
+            w = top.clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # (n, K); -inf (too few seen) -> 0
+            self._neighbours = (F.pad(index, (0, 0, 0, 1), value=self.pad), F.pad(w, (0, 0, 0, 1)))
+        return self._neighbours
+
+    def borrowed(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor | None:
+        """(n + 1, ...) per-item `values` -> (n + 1, ...) the weighted mean of each item's text
+        neighbours' values, over the neighbours whose ID is kept (`keep` (n + 1,)): in training
+        an ID-hidden neighbour has nothing to lend. Zero where no neighbour is kept; None when off."""
+        neighbours = self.text_neighbours()
+        if neighbours is None:
+            return None
+        index, w = neighbours
+        w = w * keep[index]  # (n + 1, K)
         w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
-        neighbours = torch.zeros(n, n, device=similarity.device).scatter_(1, index, w)  # (n new, n seen)
-        return matrix @ neighbours.T  # (n + 1, n)
+        lent = values[index]  # (n + 1, K, ...)
+        return (w.reshape(w.shape + (1,) * (lent.dim() - 2)) * lent).sum(dim=1)
 
     def new_item_cooccurrence(self) -> torch.Tensor | None:
         """`spread_to_new_items` of the model's own C, built once."""
@@ -296,7 +338,7 @@ class UserModel(nn.Module):
         for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        self._cooc = self._text_sim = self._spread = None
+        self._cooc = self._text_sim = self._spread = self._neighbours = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def text_similarity(self) -> torch.Tensor | None:

@@ -94,3 +94,34 @@ def test_cooccurrence_is_cross_fitted():
     fold0, fold1 = cross_fitted_cooccurrence(model, train, np.array([0, 1]), "cpu")
     assert fold0[0, 1] == 0 and fold0[2, 3] > 0  # actor a (fold 0) sees only b's pairs
     assert fold1[2, 3] == 0 and fold1[0, 1] > 0
+
+
+def test_new_items_borrow_from_their_text_neighbours():
+    """A new item takes the similarity-weighted mean ID vector and popularity of its nearest
+    seen items by text; a neighbour whose ID is hidden (ID dropout) lends nothing."""
+    text = torch.from_numpy(text_vectors())
+    text[7] = torch.nn.functional.normalize(text[3] + text[5] + 0.1 * text[0], dim=0)  # 3 and 5 are nearest
+    seen = torch.ones(N, dtype=torch.bool)
+    seen[7] = False
+    model = UserModel(small(new_item_neighbours=2)(N, 16), text, seen)
+    with torch.no_grad():
+        model.item_id.weight.normal_()
+        model.item_bias.normal_()
+        model.borrow_id.fill_(0.5)
+        text_only = model.adaptor(model.item_whitened, model.item_text)
+        w3, w5 = float(text[7] @ text[3]), float(text[7] @ text[5])
+        lent = (w3 * model.item_id.weight[3] + w5 * model.item_id.weight[5]) / (w3 + w5)
+        assert torch.allclose(model.item_vectors()[7], text_only[7] + 0.5 * lent, atol=1e-5)
+        popularity = (w3 * model.item_bias[3] + w5 * model.item_bias[5]) / (w3 + w5)
+        assert torch.allclose(model.borrowed(model.item_bias, model.seen)[7], popularity, atol=1e-5)
+        hide_3 = torch.ones(N + 1)
+        hide_3[3] = 0.0
+        assert torch.allclose(model.item_vectors(hide_3)[7], text_only[7] + 0.5 * model.item_id.weight[5], atol=1e-5)
+        assert torch.allclose(model.item_vectors()[6], text_only[6] + model.item_id.weight[6])  # seen: its own ID only
+        assert torch.equal(model.borrowed(model.item_bias, model.seen)[model.pad], torch.tensor(0.0))
+        # the new item's score carries the borrowed popularity (the offset new_item_bias is 0 here)
+        history = pad_left([np.array([1])], 10, model.pad)
+        rows, cols = torch.tensor([0]), torch.tensor([history.shape[1] - 1])
+        with_pop = model.logits(history, rows, cols)[0, 7]
+        model.borrow_bias.fill_(0.0)
+        assert torch.allclose(with_pop - model.logits(history, rows, cols)[0, 7], popularity, atol=1e-5)
