@@ -117,17 +117,20 @@ class LexicalIndex:
         """Top-k items per query by BM25. `mask` (bool[n_items]) keeps only those items, so a
         filter still yields k results whenever k items pass it. Items with score 0 (no query
         term) are not returned; rows are padded with id "" and score -inf."""
-        if self._ids_array is None:
-            self._ids_array = np.asarray(self.ids, dtype=object)
-        ids = self._ids_array
         parts = [Hits(np.zeros((0, k), dtype=object), np.zeros((0, k), dtype=np.float32))]
         for start in range(0, len(queries), block):  # a block of 256 x 54k scores is 56 MB
-            scores = np.stack([self.scores(q) for q in queries[start:start + block]])  # (b, n_items)
-            scores[scores <= 0] = -np.inf
-            if mask is not None:
-                scores[:, ~mask] = -np.inf
-            parts.append(top_k(scores, ids, k))
+            parts.append(self.top(np.stack([self.scores(q) for q in queries[start:start + block]]), k, mask))
         return Hits(np.concatenate([p.ids for p in parts]), np.concatenate([p.scores for p in parts]))
+
+    def top(self, scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> Hits:
+        """`search` from BM25 scores already computed ((b, n_items), from `scores`; not
+        modified), for a caller that also needs the scores themselves (the re-ranker)."""
+        if self._ids_array is None:
+            self._ids_array = np.asarray(self.ids, dtype=object)
+        scores = np.where(scores > 0, scores, -np.inf)  # (b, n_items)
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
+        return top_k(scores, self._ids_array, k)
 
     def save(self, directory: Path) -> None:
         """`directory/{ids.json,texts.json,params.json}` plus bm25s's own .npy arrays; written to a

@@ -116,18 +116,20 @@ class SearchPipeline:
             dense = self.vectors.search_rows(q, depth, keep)
             rows = self._lexical_rows()
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
-        lexical = self.lexical.search(list(queries), depth, mask)
-        if self.ranker is not None:
-            fused = self._rerank(queries, q, dense, lexical, depth)
+        if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
+            bm25 = np.stack([self.lexical.scores(text) for text in queries])  # (n, n_lexical)
+            fused = self._rerank(queries, q, dense, self.lexical.top(bm25, depth, mask), bm25, depth)
         else:
-            fused = fuse(dense, lexical, self.fusion, depth)
+            fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
 
-    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits, k: int) -> Hits:
+    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits, bm25_scores: np.ndarray,
+                k: int) -> Hits:
         """The union of both systems' candidates (each already filtered), ordered by the re-ranker
-        from exact BM25 and cosine scores, as `shoplm eval search` scores hybrid_ft."""
+        from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
+        `shoplm eval search` scores hybrid_ft."""
         if self._positions_key != self.lexical.version:
             self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
             self._positions_key = self.lexical.version
@@ -139,7 +141,7 @@ class SearchPipeline:
             # in catalog order, as the evaluation's candidate rows: rank features break ties by it
             ids.sort(key=lambda x: self._positions.get(x, len(self._positions)))
             positions = np.array([self._positions.get(x, -1) for x in ids])  # (m,) -1: not in BM25
-            bm25 = np.where(positions >= 0, self.lexical.scores(query)[np.maximum(positions, 0)], 0.0)  # (m,)
+            bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
             cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
             terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
             scores = self.ranker.scores(features(self.lexical.tokenize([query])[0], terms, bm25, cosine,
