@@ -130,6 +130,7 @@ class UserModel(nn.Module):
         self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
         self._spread: torch.Tensor | None = None  # dense (n + 1, n) cache, see new_item_cooccurrence()
         self._neighbours: tuple[torch.Tensor, torch.Tensor] | None = None  # see text_neighbours()
+        self._vectors: tuple[tuple, torch.Tensor] | None = None  # (key, (n + 1, dim)), see item_vectors()
         self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
         if self.item_id is not None:
             nn.init.normal_(self.item_id.weight, std=0.02)
@@ -167,7 +168,31 @@ class UserModel(nn.Module):
     def item_vectors(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """(n + 1, dim): adapted text + ID embedding for seen items; `id_keep` (n + 1,) float
         zeroes the ID of some items during training (ID dropout) so that the model also learns
-        to rank items on text alone, as it must for new ones."""
+        to rank items on text alone, as it must for new ones.
+
+        In eval mode, without gradients and `id_keep` (scoring), the result is cached until
+        the model goes back to training or a tensor it is computed from changes: the adaptor
+        runs over the whole catalog, which was most of a served recommendation's model time."""
+        if id_keep is not None or self.training or torch.is_grad_enabled():
+            return self._item_vectors(id_keep)
+        key = tuple((t.data_ptr(), t._version) for t in self._item_vector_inputs())
+        if self._vectors is None or self._vectors[0] != key:
+            self._vectors = (key, self._item_vectors(None))
+        return self._vectors[1]
+
+    def train(self, mode: bool = True) -> "UserModel":
+        # Fused optimisers update weights without bumping their version, so training
+        # mode drops the cache outright; the version key covers edits made in eval mode.
+        self._vectors = None
+        return super().train(mode)
+
+    def _item_vector_inputs(self) -> list[torch.Tensor]:
+        """Every tensor `item_vectors` reads: a load or an in-place edit bumps one's version,
+        a move changes its storage."""
+        return [*(self.adaptor.parameters() if self.adaptor is not None else ()), self.item_whitened, self.item_text,
+                self.seen, self.borrow_id, *((self.item_id.weight,) if self.item_id is not None else ())]
+
+    def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
         vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
         if self.item_id is not None:
             keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
@@ -338,7 +363,7 @@ class UserModel(nn.Module):
         for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        self._cooc = self._text_sim = self._spread = self._neighbours = None
+        self._cooc = self._text_sim = self._spread = self._neighbours = self._vectors = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def text_similarity(self) -> torch.Tensor | None:

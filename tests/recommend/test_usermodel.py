@@ -125,3 +125,44 @@ def test_new_items_borrow_from_their_text_neighbours():
         with_pop = model.logits(history, rows, cols)[0, 7]
         model.borrow_bias.fill_(0.0)
         assert torch.allclose(with_pop - model.logits(history, rows, cols)[0, 7], popularity, atol=1e-5)
+
+
+def test_scoring_caches_item_vectors_until_a_weight_changes():
+    """Scoring reuses the catalog's item vectors; an optimiser step, a load or a
+    direct edit of a weight they depend on makes it recompute them."""
+    torch.manual_seed(0)
+    seen = torch.ones(N, dtype=torch.bool)
+    seen[7] = False  # a new item: its vector borrows its neighbours' ID vectors
+    model = UserModel(small(new_item_neighbours=3)(N, 16), torch.from_numpy(text_vectors()), seen).eval()
+
+    def fresh():
+        with torch.no_grad():
+            return model._item_vectors(None)
+
+    with torch.no_grad():
+        first = model.item_vectors()
+        assert model.item_vectors() is first  # cached
+        assert torch.equal(first, fresh())
+    history = pad_left([np.array([1, 2, 3])], 10, model.pad)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, fused=True)  # as fit_user_model steps
+    rows = torch.zeros(1, dtype=torch.long)
+    model.train()
+    model.logits(history, rows, torch.full_like(rows, 2))[0, 4].backward()  # a gradient through the cache-free path
+    optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        after_step = model.item_vectors()
+        assert not torch.equal(after_step, first)
+        assert torch.equal(after_step, fresh())
+        model.borrow_id.fill_(0.5)  # an in-place edit of one input
+        assert torch.equal(model.item_vectors(), fresh())
+        assert not torch.equal(model.item_vectors(), after_step)
+    other = UserModel(small(new_item_neighbours=3)(N, 16), torch.from_numpy(text_vectors()), seen).eval()
+    other.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        other.item_vectors()
+        other.load_state_dict({**model.state_dict(), "item_id.weight": torch.zeros(N + 1, 32)})
+        assert torch.equal(other.item_vectors()[3], other._item_vectors(None)[3])
+        assert torch.equal(other.item_vectors()[3], other.adaptor(other.item_whitened, other.item_text)[3])
+    with torch.enable_grad():
+        assert model.item_vectors().requires_grad  # training never reads the cache
