@@ -12,6 +12,7 @@ item is therefore searchable at once, without a separate build step.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +25,8 @@ from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.index import Hits, top_k
 
 VERSION = 1
+SPELLING_MIN = 80.0  # rapidfuzz ratio (0-100) a catalog term needs to stand in for an unknown one
+_DIGIT = re.compile(r"\d")
 
 
 def _stemmer():
@@ -47,6 +50,7 @@ class LexicalIndex:
         self._ids_array: np.ndarray | None = None
         self._terms: list[list[str]] | None = None
         self._df: Counter = Counter()
+        self._vocab: tuple[int, list[str]] | None = None  # (version, terms), see corrected()
         self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
 
     def __len__(self) -> int:
@@ -105,13 +109,52 @@ class LexicalIndex:
 
     def scores(self, query: str) -> np.ndarray:
         """float32[n_items]: the BM25 score of every item for one query (0 = no term matches)."""
+        return self.token_scores(self.tokenize([query])[0])
+
+    def token_scores(self, tokens: Sequence[str]) -> np.ndarray:
+        """`scores` of a query already tokenized (stemmed, stop words out)."""
         if not self.ids:  # bm25s cannot index an empty corpus; a new shop starts empty
             return np.zeros(0, dtype=np.float32)
         retriever = self._built()
-        tokens = [t for t in self.tokenize([query])[0] if t in retriever.vocab_dict]
-        if not tokens or not self.ids:
+        tokens = [t for t in tokens if t in retriever.vocab_dict]
+        if not tokens:
             return np.zeros(len(self.ids), dtype=np.float32)
         return retriever.get_scores(tokens).astype(np.float32, copy=False)
+
+    def corrected(self, tokens: Sequence[str]) -> list[str] | None:
+        """The query's tokens with each term no item has (3+ letters, no digit: model numbers
+        are left alone) replaced by the closest catalog term (rapidfuzz's Indel similarity
+        >= `SPELLING_MIN`, the most frequent among the best), or else split into two catalog
+        terms ("deckover" -> "deck over"); None when no term changed. About one Home Depot
+        query in seven has such a term ("brakcet"), which plain BM25 cannot match at all."""
+        from rapidfuzz import fuzz, process
+
+        df = self.document_frequency()
+        if self._vocab is None or self._vocab[0] != self.version:
+            self._vocab = (self.version, [t for t, n in df.items() if n > 0 and len(t) >= 3])
+        out, changed = [], False
+        for token in tokens:
+            if df.get(token, 0) > 0 or len(token) < 3 or _DIGIT.search(token):
+                out.append(token)
+                continue
+            close = process.extract(token, self._vocab[1], scorer=fuzz.ratio, score_cutoff=SPELLING_MIN, limit=5)
+            split = next(([token[:i], token[i:]] for i in range(2, len(token) - 1)
+                          if df.get(token[:i], 0) > 0 and df.get(token[i:], 0) > 0), None)
+            if close:
+                out.append(max(close, key=lambda c: (c[1], df[c[0]]))[0])
+            elif split:
+                out += split
+            else:
+                out.append(token)
+                continue
+            changed = True
+        return out if changed else None
+
+    def corrected_scores(self, query: str) -> np.ndarray | None:
+        """BM25 scores (float32[n_items]) of the spelling-`corrected` query; None when the
+        query needs no correction."""
+        tokens = self.corrected(self.tokenize([query])[0])
+        return None if tokens is None else self.token_scores(tokens)
 
     def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None, block: int = 256) -> Hits:
         """Top-k items per query by BM25. `mask` (bool[n_items]) keeps only those items, so a

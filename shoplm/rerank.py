@@ -13,10 +13,12 @@ objective optimises NDCG directly) scores each candidate from a few such feature
   many of the query's number-bearing terms (sizes, gauges, model numbers) the title has;
 - the share of the query's idf the title matches, the query's bigrams found in the title,
   where in the title the first match is, the query's rarest term's idf;
-- the query's length, its share of terms the catalog has at all (misspellings), the title's length.
+- the query's length, its share of terms the catalog has at all (misspellings), the title's length;
+- fuzzy matches for misspelt and run-together queries (`fuzzy_features`).
 
 Candidates are the union of the top `depth` of each system, so the re-ranker can bring up
-an item that fusion would have left below the cut. It learns on judged queries held out
+an item that fusion would have left below the cut, and of BM25 over the query with its
+unknown terms spelling-corrected against the catalog (`LexicalIndex.corrected`). It learns on judged queries held out
 of the encoder's fine-tuning (`search_train.fit_reranker`): the fine-tuned model's scores
 of its own training queries are inflated. Saved as LightGBM's text model plus `ranker.json`,
 never a pickle.
@@ -34,18 +36,24 @@ import numpy as np
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, NoTrainingData
 
-VERSION = 1
+VERSION = 2  # 2: fuzzy matching features and spelling-corrected BM25 candidates
 FEATURES = ("bm25", "bm25_gap", "bm25_rank", "dense", "dense_gap", "dense_rank", "term_share", "head_match",
             "numbers_matched", "query_numbers", "query_terms", "known_term_share", "title_terms", "idf_share",
-            "bigrams_matched", "first_match", "max_idf")
+            "bigrams_matched", "first_match", "max_idf", "fuzzy_term_share", "compounds_matched", "partial_ratio")
+FUZZY_MIN = 80.0  # rapidfuzz ratio (0-100) at which a title term counts as a (misspelt) query term
 _DIGIT = re.compile(r"\d")
 
 
-def candidate_rows(bm25: np.ndarray, dense: np.ndarray, depth: int) -> np.ndarray:
-    """int64 sorted rows: the top `depth` items by BM25 (score > 0) and the top `depth` by cosine."""
-    top_lexical = np.argpartition(-bm25, min(depth, len(bm25) - 1))[:depth]
-    top_dense = np.argpartition(-dense, min(depth, len(dense) - 1))[:depth]
-    return np.union1d(top_lexical[bm25[top_lexical] > 0], top_dense)
+def candidate_rows(bm25: np.ndarray, dense: np.ndarray, depth: int, corrected: np.ndarray | None = None) -> np.ndarray:
+    """int64 sorted rows: the top `depth` items by BM25 (score > 0), the top `depth` by cosine
+    and, when the query was spelling-corrected, the top `depth` by the `corrected` BM25."""
+    rows = np.union1d(_top_matches(bm25, depth), np.argpartition(-dense, min(depth, len(dense) - 1))[:depth])
+    return rows if corrected is None else np.union1d(rows, _top_matches(corrected, depth))
+
+
+def _top_matches(bm25: np.ndarray, depth: int) -> np.ndarray:
+    top = np.argpartition(-bm25, min(depth, len(bm25) - 1))[:depth]
+    return top[bm25[top] > 0]
 
 
 def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm25: np.ndarray, dense: np.ndarray,
@@ -80,6 +88,37 @@ def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm
     out[:, 9], out[:, 10] = len(numbers), len(terms)
     out[:, 11] = sum(document_frequency.get(t, 0) > 0 for t in terms) / max(len(terms), 1)
     out[:, 16] = max(idf.values(), default=0.0)
+    out[:, 17:20] = fuzzy_features(query_terms, item_terms)
+    return out
+
+
+def fuzzy_features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]]) -> np.ndarray:
+    """float32 (m, 3) for misspelt and run-together queries, which exact term matches miss
+    (on Home Depot dev, together +0.013 NDCG@10 for the re-ranker):
+    - the share of query terms with a title term within rapidfuzz ratio `FUZZY_MIN`
+      ("brakcet" ~ "bracket"; exact matches count too);
+    - compounds: query terms that are two adjacent title terms run together, plus adjacent
+      query terms that form one title term ("deckover" ~ "deck over");
+    - rapidfuzz's partial_ratio of the query within the title, in [0, 1].
+    rapidfuzz does the string distances in C++; the query is compared once with the
+    candidates' distinct terms, not once per candidate."""
+    from rapidfuzz import fuzz, process
+
+    out = np.zeros((len(item_terms), 3), dtype=np.float32)
+    terms = list(dict.fromkeys(query_terms))
+    if not terms or not len(item_terms):
+        return out
+    vocabulary = list({t for title in item_terms for t in title})
+    column = {t: i for i, t in enumerate(vocabulary)}
+    close = process.cdist(terms, vocabulary, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN, workers=1) > 0 \
+        if vocabulary else np.zeros((len(terms), 0), dtype=bool)  # (q, V)
+    joined = {a + b for a, b in zip(query_terms, query_terms[1:])}
+    for j, title in enumerate(item_terms):
+        if title:
+            out[j, 0] = close[:, [column[t] for t in title]].any(axis=1).mean()
+        out[j, 1] = len(joined.intersection(title)) + len({a + b for a, b in zip(title, title[1:])}.intersection(terms))
+    out[:, 2] = process.cdist([" ".join(query_terms)], [" ".join(t) for t in item_terms],
+                              scorer=fuzz.partial_ratio, workers=1)[0] / 100
     return out
 
 
@@ -153,7 +192,7 @@ def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector
     rows (of `lexical` / `item_vectors`, which must be in the same order) and their features."""
     bm25 = lexical.scores(query)  # (n,)
     dense = item_vectors @ query_vector  # (n,)
-    rows = candidate_rows(bm25, dense, depth)
+    rows = candidate_rows(bm25, dense, depth, lexical.corrected_scores(query))
     return rows, features(lexical.tokenize([query])[0], lexical.terms(rows), bm25[rows], dense[rows],
                           lexical.document_frequency(), len(lexical))
 

@@ -118,16 +118,19 @@ class SearchPipeline:
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
         if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
             bm25 = np.stack([self.lexical.scores(text) for text in queries])  # (n, n_lexical)
-            fused = self._rerank(queries, q, dense, self.lexical.top(bm25, depth, mask), bm25, depth)
+            corrected = [self.lexical.corrected_scores(text) for text in queries]  # None: nothing to correct
+            spelled = [() if c is None else self.lexical.top(c[None], depth, mask).ids[0] for c in corrected]
+            fused = self._rerank(queries, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
         else:
             fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
 
-    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits, bm25_scores: np.ndarray,
-                k: int) -> Hits:
-        """The union of both systems' candidates (each already filtered), ordered by the re-ranker
+    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits,
+                spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int) -> Hits:
+        """The union of the systems' candidates (`dense`, `lexical` and per query the top of
+        its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
         from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
         `shoplm eval search` scores hybrid_ft."""
         if self._positions_key != self.lexical.version:
@@ -135,7 +138,7 @@ class SearchPipeline:
             self._positions_key = self.lexical.version
         out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
         for i, query in enumerate(queries):
-            ids = list(dict.fromkeys(x for x in (*dense.ids[i], *lexical.ids[i]) if x))
+            ids = list(dict.fromkeys(x for x in (*dense.ids[i], *lexical.ids[i], *spelled[i]) if x))
             if not ids:
                 continue
             # in catalog order, as the evaluation's candidate rows: rank features break ties by it

@@ -41,6 +41,36 @@ def test_features_by_hand():
     assert x[0, F["bigrams_matched"]] == 2  # "12 gaug", "gaug angl"; "angl brakcet" is not in the title
     first = lexical.terms([0])[0].index("12")
     assert x[0, F["first_match"]] == pytest.approx(first / len(lexical.terms([0])[0])) and x[1, F["first_match"]] == 1.0
+    # "brakcet" ~ "bracket" (rapidfuzz ratio 86): b1 fuzzily has all four terms, b2 one, p1 none
+    assert list(x[:, F["fuzzy_term_share"]]) == [1.0, 0.25, 0.0]
+    assert x[0, F["partial_ratio"]] > x[1, F["partial_ratio"]] > x[2, F["partial_ratio"]] and x[:, F["partial_ratio"]].max() <= 1
+
+
+def test_compounds_match_run_together_terms():
+    lexical = LexicalIndex(["k", "d"], ["Brass Doorknob Set", "Door Knob Plate"])
+    for query, expected in (("door knob", [1, 0]), ("doorknob", [0, 1]), ("door hinge", [0, 0])):
+        x = features(lexical.tokenize([query])[0], lexical.terms([0, 1]), np.zeros(2), np.zeros(2),
+                     lexical.document_frequency(), len(lexical))
+        assert list(x[:, F["compounds_matched"]]) == expected, query
+
+
+def test_spelling_correction_against_the_catalog():
+    lexical = LexicalIndex(["b1", "s1", "m1"], ["Angle Bracket", "Deck Stain", "Milwaukee M18 Drill"])
+
+    def fixed(query):
+        return lexical.corrected(lexical.tokenize([query])[0])
+
+    assert fixed("angle brakcet") == ["angl", "bracket"]
+    assert fixed("angle bracket") is None  # nothing unknown: nothing to correct
+    assert fixed("deckstain") == ["deck", "stain"]  # run together: split into two catalog terms
+    assert fixed("m19 drill") is None  # model numbers are left alone
+    assert fixed("qwxz") is None  # nothing close
+    assert lexical.scores("brakcet").max() == 0 and lexical.corrected_scores("brakcet").argmax() == 0
+    assert lexical.corrected_scores("bracket") is None
+    lexical.add(["h1"], ["Claw Hammer"])  # the vocabulary follows the catalog
+    assert fixed("hammr") == ["hammer"]
+    lexical.remove(["h1"])
+    assert fixed("hammr") is None
 
 
 def test_document_frequency_follows_add_and_remove():
@@ -58,6 +88,8 @@ def test_candidates_are_the_union_of_both_top_lists():
     dense = np.array([0.9, 0.1, 0.2, 0.3, 0.0])
     assert list(candidate_rows(bm25, dense, 2)) == [0, 1, 3]  # BM25: 1, 3; dense: 0, 3
     assert list(candidate_rows(np.zeros(5), dense, 2)) == [0, 3]  # no term matches: no lexical candidate
+    corrected = np.array([0.0, 0.0, 2.0, 0.0, 0.0])
+    assert list(candidate_rows(bm25, dense, 2, corrected)) == [0, 1, 2, 3]  # plus the spelling-corrected top
 
 
 def test_labels_are_relevance_in_thirds():
@@ -128,7 +160,7 @@ def test_pipeline_orders_by_the_reranker_and_keeps_the_contract(reranked, items)
 
     from shoplm.rerank import rerank_all
 
-    queries = ["angle bracket galvanized", "motion sensor light", "drill"]
+    queries = ["angle bracket galvanized", "motion sensor light", "drill", "angle brakcet"]
     hits = reranked.search(queries, k=14)
     # the service's order is the evaluation's (`rerank_all` over whole-catalog arrays), which a plain fusion is not
     vectors = np.stack([reranked.encoder.encode_query(q) for q in queries])
@@ -188,3 +220,20 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     fine_tuned = [n for path, n in encoded if Path(path) == tmp_path / "model"]
     assert fine_tuned and max(fine_tuned) < 14  # its queries only: training cached its 14 item vectors
     assert max(n for path, n in encoded if Path(path) != tmp_path / "model") == 14  # the base model's catalog
+
+
+def test_pipeline_candidates_include_the_spelling_corrected_matches(reranked, monkeypatch):
+    """With the dense side silenced, a query whose only term is misspelt finds nothing by plain
+    BM25; its correction brings the catalog's brackets in as candidates, filters still hold."""
+    from shoplm.index import Hits
+
+    def no_dense(q, depth, *args):
+        return Hits(np.full((len(q), depth), "", dtype=object), np.full((len(q), depth), -np.inf, dtype=np.float32))
+
+    monkeypatch.setattr(reranked.vectors, "search", no_dense)
+    monkeypatch.setattr(reranked.vectors, "search_rows", no_dense)
+    brackets = {i for i, t in zip(reranked.lexical.ids, reranked.lexical.texts) if "bracket" in t.lower()}
+    assert brackets and reranked.lexical.scores("brakcets").max() == 0
+    found = {x for x in reranked.search(["brakcets"], k=10).ids[0] if x}
+    assert found == brackets
+    assert not any(reranked.search(["brakcets"], k=10, filter=ItemFilter(category="Paint")).ids[0])
