@@ -139,7 +139,7 @@ class Settings(BaseSettings):
     max_events_per_request: int = Field(1_000, ge=1, description="Larger event batches get 422.")
     max_items_per_request: int = Field(1_000, ge=1, description="Larger item batches get 422.")
     torch_threads: int | None = Field(
-        None, ge=1, description="CPU threads for torch; None = the cores not busy at start (cpu count - load)."
+        None, ge=1, description="CPU threads for torch; None = the cores not busy at start (cpu count - cores busy over 0.2 s)."
     )
     serve_workers: int = Field(1, ge=1, description="Worker processes of `shoplm serve`; each holds its own engine, "
                                "and a write through one reaches the others within milliseconds (docs/operations.md).")

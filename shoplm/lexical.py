@@ -3,6 +3,8 @@
 `LexicalIndex(ids, texts).search(queries, k) -> Hits` with BM25 as in Lucene
 (Robertson et al., 1994; idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.5, b = 0.75),
 English stop words removed and Snowball stemming, so "brackets" matches "bracket".
+`corrected` spells a query's unknown terms as the catalog's closest ones ("brakcet" ->
+"bracket"), for the re-ranker's candidates.
 
 bm25s builds a static sparse matrix, so `add` / `remove` change the item list and the
 matrix is rebuilt on the next search (54,667 Home Depot titles take about 3 s); a new

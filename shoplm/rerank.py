@@ -108,14 +108,16 @@ def fuzzy_features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str
     terms = list(dict.fromkeys(query_terms))
     if not terms or not len(item_terms):
         return out
-    vocabulary = list({t for title in item_terms for t in title})
-    column = {t: i for i, t in enumerate(vocabulary)}
-    close = process.cdist(terms, vocabulary, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN, workers=1) > 0 \
-        if vocabulary else np.zeros((len(terms), 0), dtype=bool)  # (q, V)
+    column: dict[str, int] = {}
+    flat = np.fromiter((column.setdefault(t, len(column)) for title in item_terms for t in title), dtype=np.int64)
+    lengths = np.fromiter(map(len, item_terms), dtype=np.int64, count=len(item_terms))  # (m,)
+    if len(flat):
+        close = process.cdist(terms, list(column), scorer=fuzz.ratio, score_cutoff=FUZZY_MIN, workers=1) > 0  # (q, V)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])[lengths > 0]
+        found = np.logical_or.reduceat(close[:, flat], starts, axis=1)  # (q, titles with terms)
+        out[lengths > 0, 0] = found.mean(axis=0)
     joined = {a + b for a, b in zip(query_terms, query_terms[1:])}
     for j, title in enumerate(item_terms):
-        if title:
-            out[j, 0] = close[:, [column[t] for t in title]].any(axis=1).mean()
         out[j, 1] = len(joined.intersection(title)) + len({a + b for a, b in zip(title, title[1:])}.intersection(terms))
     out[:, 2] = process.cdist([" ".join(query_terms)], [" ".join(t) for t in item_terms],
                               scorer=fuzz.partial_ratio, workers=1)[0] / 100

@@ -54,3 +54,21 @@ def test_the_export_is_cached(encoders):
 def test_an_unknown_backend_is_refused():
     with pytest.raises(ConfigError, match="onnx-int8"):
         Encoder(backend="tensorrt")
+
+
+def test_threads_follow_the_cores_busy_now(monkeypatch):
+    """Unset, torch threads are the cores other processes leave free, sampled from /proc/stat
+    (the load average lags a finished job by a minute); without /proc/stat, the load average."""
+    import shoplm.encoder as encoder
+
+    monkeypatch.setattr(encoder.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(encoder.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(encoder.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    samples = iter([(1000, 500), (1100, 550)])  # half of all CPU time busy: 2 of 4 cores
+    monkeypatch.setattr(encoder, "_cpu_times", lambda: next(samples))
+    assert encoder.pick_threads() == 2
+    samples = iter([(1000, 500), (1100, 600)])  # all idle, though the load average says 3
+    assert encoder.pick_threads() == 4
+    assert encoder.pick_threads(3) == 3  # asked for: taken as is
+    monkeypatch.setattr(encoder, "_cpu_times", lambda: None)
+    assert encoder.pick_threads() == 1  # 4 - load 3
