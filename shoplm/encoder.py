@@ -53,7 +53,7 @@ def busy_cores(seconds: float = 0.2) -> float:
     """How many cores other processes keep busy: sampled from /proc/stat over `seconds`, else
     the 1-minute load average. The load average lags by about a minute, so right after a
     training job it still reported a busy core, and `eval search` on the idle 2-core machine
-    ran on one thread (10 min 49 s with an empty cache instead of about 6)."""
+    ran on one thread (10 min 49 s with an empty cache against 8 min 40 s on two)."""
     first = _cpu_times()
     if first is None:
         return os.getloadavg()[0]

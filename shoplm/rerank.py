@@ -18,9 +18,9 @@ objective optimises NDCG directly) scores each candidate from a few such feature
 
 Candidates are the union of the top `depth` of each system, so the re-ranker can bring up
 an item that fusion would have left below the cut, and of BM25 over the query with its
-unknown terms spelling-corrected against the catalog (`LexicalIndex.corrected`). It learns on judged queries held out
-of the encoder's fine-tuning (`search_train.fit_reranker`): the fine-tuned model's scores
-of its own training queries are inflated. Saved as LightGBM's text model plus `ranker.json`,
+unknown terms spelling-corrected against the catalog (`LexicalIndex.corrected`). It learns
+on judged queries held out of the encoder's fine-tuning (`search_train.fit_reranker`): the
+fine-tuned model's scores of its own training queries are inflated. Saved as LightGBM's text model plus `ranker.json`,
 never a pickle.
 """
 
