@@ -71,14 +71,18 @@ class Engine:
             self._init_popularity()
 
     @classmethod
-    def open(cls, settings: Settings, store: Store) -> "Engine":
+    def open(cls, settings: Settings, store: Store, build: bool = True) -> "Engine":
         """The serving engine: indexes built from the store's catalog (embeddings come from the
-        cache, so a restart encodes nothing new) and the trained model if one is configured."""
+        cache, so a restart encodes nothing new) and the trained model if one is configured.
+        `build=False` opens the indexes already in `search_index_dir` as they are (workers of a
+        job whose driver built them: several builders swapping one directory in at once let a
+        reader miss its params.json)."""
         from shoplm.search import SearchPipeline, build_indexes
 
         items = store.items()
         if items:
-            build_indexes(items, settings, settings.search_index_dir)
+            if build:
+                build_indexes(items, settings, settings.search_index_dir)
             search = SearchPipeline.open(settings.search_index_dir, settings)
         else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
             search = SearchPipeline.empty(settings)

@@ -93,7 +93,9 @@ class RecommendBatch:
         from shoplm.store import open_store
 
         config = Settings(**settings)
-        self.engine = Engine.open(config, open_store(config.store_url))
+        # recommend_all built the indexes; a worker on a machine that does not share the directory builds its own
+        built = (Path(config.search_index_dir) / "params.json").is_file()
+        self.engine = Engine.open(config, open_store(config.store_url), build=not built)
         self.k = k
 
     def __call__(self, batch: dict) -> dict:
@@ -108,9 +110,14 @@ def recommend_all(settings: Settings, out: Path, k: int = 10, address: str | Non
 
     from shoplm.store import open_store
 
+    from shoplm.search import build_indexes
+
     store = open_store(settings.store_url)
     users = sorted(u for u in store.events_frame()["user_id"].drop_nulls().unique().to_list())
+    items = store.items()
     store.close()
+    if items:  # once, here: each worker building them would swap the directory under the others' feet
+        build_indexes(items, settings, settings.search_index_dir)
     start_ray(address, num_cpus=None if address else workers)
     dataset = ray.data.from_items([{"user_id": u} for u in users]).map_batches(
         RecommendBatch, fn_constructor_kwargs={"settings": _portable(settings), "k": k}, batch_size=batch_size,
