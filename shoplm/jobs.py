@@ -108,9 +108,8 @@ def recommend_all(settings: Settings, out: Path, k: int = 10, address: str | Non
     """Top k for every user in the store, on Ray, written as Parquet under `out`; returns the user count."""
     import ray
 
-    from shoplm.store import open_store
-
     from shoplm.search import build_indexes
+    from shoplm.store import open_store
 
     store = open_store(settings.store_url)
     users = sorted(u for u in store.events_frame()["user_id"].drop_nulls().unique().to_list())

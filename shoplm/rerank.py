@@ -192,10 +192,12 @@ def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector
                      depth: int) -> tuple[np.ndarray, np.ndarray]:
     """One query against a whole catalog held as arrays (evaluation and training): its candidate
     rows (of `lexical` / `item_vectors`, which must be in the same order) and their features."""
-    bm25 = lexical.scores(query)  # (n,)
+    tokens = lexical.tokenize([query])[0]  # once: BM25, its spelling correction and the features read them
+    bm25 = lexical.token_scores(tokens)  # (n,)
     dense = item_vectors @ query_vector  # (n,)
-    rows = candidate_rows(bm25, dense, depth, lexical.corrected_scores(query))
-    return rows, features(lexical.tokenize([query])[0], lexical.terms(rows), bm25[rows], dense[rows],
+    fixed = lexical.corrected(tokens)
+    rows = candidate_rows(bm25, dense, depth, None if fixed is None else lexical.token_scores(fixed))
+    return rows, features(tokens, lexical.terms(rows), bm25[rows], dense[rows],
                           lexical.document_frequency(), len(lexical))
 
 

@@ -117,27 +117,29 @@ class SearchPipeline:
             rows = self._lexical_rows()
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
         if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
-            bm25 = np.stack([self.lexical.scores(text) for text in queries])  # (n, n_lexical)
-            corrected = [self.lexical.corrected_scores(text) for text in queries]  # None: nothing to correct
-            spelled = [() if c is None else self.lexical.top(c[None], depth, mask).ids[0] for c in corrected]
-            fused = self._rerank(queries, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
+            tokens = self.lexical.tokenize(queries)  # once per query: BM25, its correction and the features
+            bm25 = np.stack([self.lexical.token_scores(t) for t in tokens])  # (n, n_lexical)
+            fixed = [self.lexical.corrected(t) for t in tokens]  # None: nothing to correct
+            spelled = [() if f is None else self.lexical.top(self.lexical.token_scores(f)[None], depth, mask).ids[0]
+                       for f in fixed]
+            fused = self._rerank(tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
         else:
             fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
 
-    def _rerank(self, queries: Sequence[str], q: np.ndarray, dense: Hits, lexical: Hits,
+    def _rerank(self, tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits, lexical: Hits,
                 spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int) -> Hits:
         """The union of the systems' candidates (`dense`, `lexical` and per query the top of
         its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
         from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
-        `shoplm eval search` scores hybrid_ft."""
+        `shoplm eval search` scores hybrid_ft. `tokens`: each query's BM25 tokens."""
         if self._positions_key != self.lexical.version:
             self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
             self._positions_key = self.lexical.version
-        out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
-        for i, query in enumerate(queries):
+        out = Hits(np.full((len(tokens), k), "", dtype=object), np.full((len(tokens), k), -np.inf, dtype=np.float32))
+        for i, query_terms in enumerate(tokens):
             ids = list(dict.fromkeys(x for x in (*dense.ids[i], *lexical.ids[i], *spelled[i]) if x))
             if not ids:
                 continue
@@ -147,7 +149,7 @@ class SearchPipeline:
             bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
             cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
             terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
-            scores = self.ranker.scores(features(self.lexical.tokenize([query])[0], terms, bm25, cosine,
+            scores = self.ranker.scores(features(query_terms, terms, bm25, cosine,
                                                  self.lexical.document_frequency(), len(self.lexical)))
             order = np.argsort(-scores, kind="stable")[:k]
             out.ids[i, :len(order)] = [ids[j] for j in order]
