@@ -182,15 +182,17 @@ class Encoder:
 
 
 RERANKER_DIR = "ranker"  # inside a fine-tuned model directory: see shoplm.rerank
+CROSS_DIR = "cross"  # and its cross-encoder: see shoplm.cross_encoder
 
 
 def model_fingerprint(path: Path) -> str:
     """Hash of the model's weights and configs: a changed or fine-tuned model gets new cache keys.
-    The re-ranker a fine-tuned model directory carries (`ranker/`) does not change a vector, so it
-    is left out: it is trained after the catalog was encoded, and must not void those vectors."""
+    The re-ranker and cross-encoder a fine-tuned model directory carries (`ranker/`, `cross/`) do
+    not change a vector, so they are left out: they are trained after the catalog was encoded,
+    and must not void those vectors."""
     digest = hashlib.blake2b(digest_size=16)
     for file in sorted(p for p in Path(path).rglob("*") if p.is_file() and p.suffix in (".json", ".safetensors", ".bin", ".txt")
-                       and p.relative_to(path).parts[0] != RERANKER_DIR):
+                       and p.relative_to(path).parts[0] not in (RERANKER_DIR, CROSS_DIR)):
         digest.update(str(file.relative_to(path)).encode())
         with open(file, "rb") as handle:
             while chunk := handle.read(1 << 22):

@@ -14,7 +14,9 @@ objective optimises NDCG directly) scores each candidate from a few such feature
 - the share of the query's idf the title matches, the query's bigrams found in the title,
   where in the title the first match is, the query's rarest term's idf;
 - the query's length, its share of terms the catalog has at all (misspellings), the title's length;
-- fuzzy matches for misspelt and run-together queries (`fuzzy_features`).
+- fuzzy matches for misspelt and run-together queries (`fuzzy_features`);
+- the cross-encoder's score (`shoplm.cross_encoder`) for the candidates that reciprocal-rank
+  fusion of BM25 and the dense model puts in its top `cross_depth`, missing for the rest.
 
 Candidates are the union of the top `depth` of each system, so the re-ranker can bring up
 an item that fusion would have left below the cut, and of BM25 over the query with its
@@ -36,10 +38,12 @@ import numpy as np
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, NoTrainingData
 
-VERSION = 2  # 2: fuzzy matching features and spelling-corrected BM25 candidates
+VERSION = 3  # 2: fuzzy matching features and spelling-corrected BM25 candidates; 3: the cross-encoder's score
 FEATURES = ("bm25", "bm25_gap", "bm25_rank", "dense", "dense_gap", "dense_rank", "term_share", "head_match",
             "numbers_matched", "query_numbers", "query_terms", "known_term_share", "title_terms", "idf_share",
-            "bigrams_matched", "first_match", "max_idf", "fuzzy_term_share", "compounds_matched", "partial_ratio")
+            "bigrams_matched", "first_match", "max_idf", "fuzzy_term_share", "compounds_matched", "partial_ratio",
+            "cross")
+CROSS = FEATURES.index("cross")  # NaN (missing to LightGBM) beyond the cross-encoder's depth, or without one
 FUZZY_MIN = 80.0  # rapidfuzz ratio (0-100) at which a title term counts as a (misspelt) query term
 _DIGIT = re.compile(r"\d")
 
@@ -89,7 +93,21 @@ def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm
     out[:, 11] = sum(document_frequency.get(t, 0) > 0 for t in terms) / max(len(terms), 1)
     out[:, 16] = max(idf.values(), default=0.0)
     out[:, 17:20] = fuzzy_features(query_terms, item_terms)
+    out[:, CROSS] = np.nan
     return out
+
+
+def add_cross(x: np.ndarray, cross, query: str, texts: Sequence[str], depth: int) -> np.ndarray:
+    """Fills `x`'s cross column in place for the `depth` candidates that reciprocal-rank fusion
+    of their BM25 and dense ranks puts first; `texts`: the candidates' item texts. `cross`:
+    a `CrossEncoder`, or None (the column stays missing)."""
+    if cross is None or depth <= 0 or not len(x):
+        return x
+    from shoplm.cross_encoder import cross_rows
+
+    top = cross_rows(x[:, 2], x[:, 5], depth)
+    x[top, CROSS] = cross.scores(query, [texts[j] for j in top])
+    return x
 
 
 def fuzzy_features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]]) -> np.ndarray:
@@ -130,20 +148,24 @@ def labels(relevance: np.ndarray) -> np.ndarray:
 
 
 class Reranker:
-    """`Reranker.fit(groups, relevances)` -> `.scores(features) -> (m,)`; `save` / `load`."""
+    """`Reranker.fit(groups, relevances)` -> `.scores(features) -> (m,)`; `save` / `load`.
+    `cross`: the cross-encoder whose scores fill the "cross" feature of the top `cross_depth`
+    candidates (`load_reranker` sets both from the model directory; None = the column stays missing)."""
 
     def __init__(self, booster, meta: dict):
         self.booster, self.meta = booster, meta
+        self.cross, self.cross_depth = None, int(meta.get("cross_depth", 0))
 
     @classmethod
     def fit(cls, groups: Sequence[np.ndarray], relevances: Sequence[np.ndarray], seed: int = 13, threads: int = 0,
-            rounds: int = 600) -> "Reranker":
+            rounds: int = 600, cross_depth: int = 0) -> "Reranker":
         """groups: per query (m_i, len(FEATURES)) features; relevances: per query (m_i,) graded
         relevance (0 = not relevant or not judged). Small trees (7 leaves of at least 100
         candidates), a low rate and a fixed number of rounds: on Home Depot (dev NDCG@10, 13
         features) 7 leaves gave 0.4127 against 0.4025 for 31, early stopping on a tenth of the
         held-out queries stopped after 5 rounds on noise (0.4026), and with these 17 features
-        600 rounds at rate 0.025 gave 0.4160 against 0.4137 for 300 at 0.05."""
+        600 rounds at rate 0.025 gave 0.4160 against 0.4137 for 300 at 0.05. `cross_depth`: how
+        many candidates per query the cross-encoder scored in `groups` (kept, so serving does the same)."""
         import lightgbm as lgb
 
         y = [labels(r) for r in relevances]
@@ -159,7 +181,8 @@ class Reranker:
         train = lgb.Dataset(np.concatenate([groups[i] for i in keep]), np.concatenate([y[i] for i in keep]),
                             group=[len(y[i]) for i in keep], feature_name=list(FEATURES))
         booster = lgb.train(params, train, num_boost_round=rounds)
-        return cls(booster, {"version": VERSION, "features": list(FEATURES), "queries": len(keep), "rounds": rounds})
+        return cls(booster, {"version": VERSION, "features": list(FEATURES), "queries": len(keep), "rounds": rounds,
+                             "cross_depth": cross_depth})
 
     def scores(self, features: np.ndarray) -> np.ndarray:
         """float64 (m,): higher is better; only the order within one query means anything."""
@@ -188,17 +211,33 @@ class Reranker:
         return cls(lgb.Booster(model_file=str(directory / "ranker.txt")), meta)
 
 
+def load_reranker(model: Path, use_cross: bool = True, device: str = "cpu", bf16: bool = False) -> Reranker | None:
+    """The re-ranker a fine-tuned model directory carries (`shoplm train search`), with its
+    cross-encoder when it has one and `use_cross`; None when the directory has no re-ranker."""
+    from shoplm.cross_encoder import CrossEncoder
+    from shoplm.encoder import CROSS_DIR, RERANKER_DIR
+
+    ranker = Reranker.load(Path(model) / RERANKER_DIR)
+    if ranker is not None and use_cross and ranker.cross_depth > 0:
+        ranker.cross = CrossEncoder.load(Path(model) / CROSS_DIR, device=device, bf16=bf16)
+        if ranker.cross is None:
+            raise IndexMismatch(f"{model}: the re-ranker was trained with a cross-encoder, but {Path(model) / CROSS_DIR} "
+                                "is missing; copy the whole model directory, or retrain it with `shoplm train search`")
+    return ranker
+
+
 def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector: np.ndarray,
-                     depth: int) -> tuple[np.ndarray, np.ndarray]:
+                     depth: int, cross=None, cross_depth: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One query against a whole catalog held as arrays (evaluation and training): its candidate
-    rows (of `lexical` / `item_vectors`, which must be in the same order) and their features."""
+    rows (of `lexical` / `item_vectors`, which must be in the same order) and their features,
+    the top `cross_depth` read by the cross-encoder `cross` when there is one."""
     tokens = lexical.tokenize([query])[0]  # once: BM25, its spelling correction and the features read them
     bm25 = lexical.token_scores(tokens)  # (n,)
     dense = item_vectors @ query_vector  # (n,)
     fixed = lexical.corrected(tokens)
     rows = candidate_rows(bm25, dense, depth, None if fixed is None else lexical.token_scores(fixed))
-    return rows, features(tokens, lexical.terms(rows), bm25[rows], dense[rows],
-                          lexical.document_frequency(), len(lexical))
+    x = features(tokens, lexical.terms(rows), bm25[rows], dense[rows], lexical.document_frequency(), len(lexical))
+    return rows, add_cross(x, cross, query, [lexical.texts[r] for r in rows], cross_depth)
 
 
 def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Sequence[str],
@@ -209,7 +248,7 @@ def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Seq
     ids = np.asarray(lexical.ids, dtype=object)
     out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
     for i, (query, vector) in enumerate(zip(queries, query_vectors)):
-        rows, x = query_candidates(lexical, item_vectors, query, vector, depth)
+        rows, x = query_candidates(lexical, item_vectors, query, vector, depth, ranker.cross, ranker.cross_depth)
         scores = ranker.scores(x)
         order = np.argsort(-scores, kind="stable")[:k]
         out.ids[i, :len(order)], out.scores[i, :len(order)] = ids[rows[order]], scores[order]

@@ -19,13 +19,13 @@ import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
-from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
+from shoplm.encoder import EmbeddingCache, Encoder
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.hybrid import Fusion, fuse, rescore
 from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
 from shoplm.lexical import LexicalIndex
 from shoplm.records import Item
-from shoplm.rerank import Reranker, features
+from shoplm.rerank import Reranker, add_cross, features, load_reranker
 from shoplm.text import item_texts
 
 VERSION = 1
@@ -53,10 +53,13 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     return params
 
 
-def _ranker_of(model: str | Path | None, settings: Settings) -> Reranker | None:
-    """The re-ranker a fine-tuned model directory carries (`shoplm train search`); the bundled
-    model has none, and `SHOPLM_SEARCH_RERANK=false` turns it off."""
-    return Reranker.load(Path(model) / RERANKER_DIR) if settings.search_rerank and model else None
+def _ranker_of(model: str | Path | None, settings: Settings, encoder: Encoder) -> Reranker | None:
+    """The re-ranker a fine-tuned model directory carries (`shoplm train search`), with its
+    cross-encoder when it was trained with one (on the query encoder's device and precision);
+    the bundled model has none, and `SHOPLM_SEARCH_RERANK=false` turns it off."""
+    if not (settings.search_rerank and model):
+        return None
+    return load_reranker(Path(model), device=encoder.device, bf16=encoder.bf16)
 
 
 class SearchPipeline:
@@ -80,7 +83,7 @@ class SearchPipeline:
             raise IndexMismatch(f"{directory} was built with another model or precision than {encoder.path} now is; "
                                 "rebuild it with `shoplm index build`")
         rescorer = Encoder.from_settings(settings, rescore_model) if rescore_model else None
-        ranker = _ranker_of(params["model"], settings) if rescorer is None else None
+        ranker = _ranker_of(params["model"], settings, encoder) if rescorer is None else None
         lexical = LexicalIndex.load(directory / "lexical")
         if ranker is not None:
             lexical.terms(())  # tokenize the catalog now, not in the first query
@@ -91,7 +94,7 @@ class SearchPipeline:
         """No items yet: everything added later is searchable at once."""
         encoder = Encoder.from_settings(settings)
         return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
-                   settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings))
+                   settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings, encoder))
 
     def add(self, items: Sequence[Item]) -> None:
         """Add or update items in both indexes; searchable at once, no rebuild."""
@@ -122,15 +125,15 @@ class SearchPipeline:
             fixed = [self.lexical.corrected(t) for t in tokens]  # None: nothing to correct
             spelled = [() if f is None else self.lexical.top(self.lexical.token_scores(f)[None], depth, mask).ids[0]
                        for f in fixed]
-            fused = self._rerank(tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
+            fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
         else:
             fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
 
-    def _rerank(self, tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits, lexical: Hits,
-                spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int) -> Hits:
+    def _rerank(self, queries: Sequence[str], tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits,
+                lexical: Hits, spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int) -> Hits:
         """The union of the systems' candidates (`dense`, `lexical` and per query the top of
         its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
         from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
@@ -149,8 +152,9 @@ class SearchPipeline:
             bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
             cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
             terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
-            scores = self.ranker.scores(features(query_terms, terms, bm25, cosine,
-                                                 self.lexical.document_frequency(), len(self.lexical)))
+            x = features(query_terms, terms, bm25, cosine, self.lexical.document_frequency(), len(self.lexical))
+            texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
+            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i], texts, self.ranker.cross_depth))
             order = np.argsort(-scores, kind="stable")[:k]
             out.ids[i, :len(order)] = [ids[j] for j in order]
             out.scores[i, :len(order)] = scores[order]

@@ -76,7 +76,9 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
         Judged queries are split into train and dev by query (settings.search_dev_fraction); dev NDCG@10
         picks the best step. A share of the train queries (settings.search_ranker_fraction) is held out
         of fine-tuning and trains the re-ranker (LambdaMART over the BM25 + dense candidates), saved in
-        DIR/ranker. --max-minutes bounds the whole command. Writes a model directory that --model of
+        DIR/ranker; before it, a cross-encoder learns from the fine-tuning pairs (DIR/cross, up to
+        settings.search_cross_minutes; settings.search_cross_depth=0 skips it) and the re-ranker reads
+        its scores of each query's top candidates. --max-minutes bounds the whole command. Writes a model directory that --model of
         the other commands accepts.
 
         [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
@@ -94,8 +96,9 @@ def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
             task = progress.add_task("fine-tune", total=None, info="")
 
             def report(step: int, steps: int, info: dict) -> None:
-                progress.update(task, completed=step, total=steps,
-                                info=f"loss {info['loss']:.3f}  dev ndcg@10 {info['dev_ndcg@10']:.4f}" if info else "")
+                text = "  ".join(f"{label} {info[key]:.{digits}f}" for key, label, digits in
+                                 (("loss", "loss", 3), ("dev_ndcg@10", "dev ndcg@10", 4)) if key in info)
+                progress.update(task, completed=step, total=steps, info=text)
 
             def stage(text: str) -> None:
                 progress.update(task, description=text)

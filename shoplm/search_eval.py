@@ -19,13 +19,13 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shoplm.config import Settings
-from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
+from shoplm.encoder import EmbeddingCache, Encoder
 from shoplm.hybrid import Fusion, fuse, ranked_lists, tune_fusion
 from shoplm.index import Hits, top_k
 from shoplm.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
 from shoplm.records import Item, Judgment
-from shoplm.rerank import Reranker, rerank_all
+from shoplm.rerank import load_reranker, rerank_all
 from shoplm.report import Section, write_report
 from shoplm.search_data import qrels_by_query, split_queries
 from shoplm.text import item_texts
@@ -116,7 +116,7 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
                                                               settings.search_split_seed)
         models[f"hybrid{suffix}"] = metrics_of(hybrid, qrels)
         progress(f"tune hybrid{suffix}", 1, 1)
-        ranker = Reranker.load(Path(model_dir) / RERANKER_DIR) if suffix else None
+        ranker = load_reranker(Path(model_dir), device=encoder.device, bf16=encoder.bf16) if suffix else None
         if ranker is not None:  # hybrid_ft is what `shoplm search` serves: candidates re-ranked
             models[f"hybrid{suffix}_fusion"] = models[f"hybrid{suffix}"]
             stage = f"re-rank hybrid{suffix}"

@@ -365,7 +365,8 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
     with_ranker = len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES
     if with_ranker:  # `max_minutes` bounds the whole command: fine-tuning leaves time to encode the catalog
         stage("time the encoder")
-        reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model)
+        reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model,
+                                 len(inputs.ranker_qrels))
         cfg = replace(cfg, max_minutes=max(cfg.max_minutes / 4, cfg.max_minutes - reserve / 60))
     stage("fine-tune")
     result = train_search(*inputs[:5], out, cfg, base_model or settings.encoder_model, progress)
@@ -377,10 +378,12 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
 RANKER_MIN_QUERIES = 50  # held-out judged queries below which no re-ranker is trained: it would learn noise
 
 
-def ranker_seconds(settings, texts: Sequence[str], model: Path | None, sample: int = 256) -> float:
+def ranker_seconds(settings, texts: Sequence[str], model: Path | None, queries: int = 0, sample: int = 256) -> float:
     """Estimated seconds of `fit_reranker`: the catalog's encoding, timed on a seeded sample
     with the base model (the fine-tuned one has the same size), plus a margin for the features
-    and the boosting."""
+    and the boosting; with a cross-encoder (`search_cross_depth` > 0) also its training
+    (`search_cross_minutes`) and its reading of `queries` x depth (query, item) pairs, each
+    counted as 2.5 item encodings (measured on Home Depot: 2.8 ms a pair against 1.1 ms a title)."""
     from shoplm.encoder import Encoder
 
     rng = random.Random(0)
@@ -389,7 +392,10 @@ def ranker_seconds(settings, texts: Sequence[str], model: Path | None, sample: i
     encoder.encode(chosen[:16])  # warm-up
     started = time.monotonic()
     encoder.encode(chosen)
-    return 1.15 * (time.monotonic() - started) * len(texts) / max(len(chosen), 1) + 45.0
+    per_text = (time.monotonic() - started) / max(len(chosen), 1)
+    cross = settings.search_cross_minutes * 60 + 2.5 * per_text * queries * settings.search_cross_depth \
+        if settings.search_cross_depth > 0 else 0.0
+    return 1.15 * per_text * len(texts) + 45.0 + cross
 
 
 def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
@@ -397,10 +403,23 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
                  progress: Callable[[int, int, dict], None] | None = None) -> dict:
     """Trains the re-ranker on the held-out queries' candidates under the fine-tuned model in
     `model_dir` and saves it to `model_dir/ranker`; returns its summary (queries, rounds, ...).
-    The catalog is encoded through the embedding cache, so `eval search` and `index build`
-    with this model find its vectors there."""
+    With `search_cross_depth` > 0 it first trains the cross-encoder on the fine-tuning pairs
+    (from the fine-tuned model's weights) into `model_dir/cross`, and the re-ranker learns
+    from its scores too. The catalog is encoded through the embedding cache, so `eval search`
+    and `index build` with this model find its vectors there."""
+    from shoplm.cross_encoder import CROSS_DIR, CrossConfig, train_cross_encoder
     from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
     from shoplm.rerank import Reranker, query_candidates
+
+    cross, depth = None, settings.search_cross_depth
+    if depth > 0:
+        stage("cross-encoder")
+        device = pick_device(settings.device)
+        cross = train_cross_encoder(
+            model_dir, inputs.texts, [(p.query, p.item_id) for p in inputs.train_pairs], inputs.negatives,
+            CrossConfig(steps=settings.search_cross_steps, max_minutes=settings.search_cross_minutes, seed=seed),
+            device, use_bf16(settings.encoder_bf16, device), progress)
+        cross.save(model_dir / CROSS_DIR)
 
     stage("encode the catalog with the fine-tuned model (for the re-ranker)")
     encoder = Encoder.from_settings(settings, model_dir)
@@ -415,14 +434,14 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
 
     item_vectors = cache.encode(encoder, texts, progress=advance)  # (n, dim)
     queries = sorted(inputs.ranker_qrels)
-    stage(f"re-ranker on {len(queries)} held-out queries")
+    stage(f"re-ranker on {len(queries)} held-out queries" + (" (cross-encoder reading)" if cross else ""))
     query_vectors = cache.encode(encoder, queries)  # (q, dim)
     groups, relevances = [], []
     for query, vector in zip(queries, query_vectors):
-        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth)
+        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth, cross, depth)
         judged = inputs.ranker_qrels[query]
         groups.append(x)
         relevances.append(np.array([judged.get(ids[r], 0.0) for r in rows]))
-    ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads())
+    ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads(), cross_depth=depth if cross else 0)
     ranker.save(model_dir / RERANKER_DIR)
     return ranker.meta

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from shoplm.encoder import RERANKER_DIR, model_fingerprint
+from shoplm.encoder import CROSS_DIR, RERANKER_DIR, model_fingerprint
 from shoplm.errors import IndexMismatch
 from shoplm.index import ItemFilter
 from shoplm.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
-from shoplm.rerank import FEATURES, Reranker, candidate_rows, features, labels
+from shoplm.rerank import FEATURES, Reranker, candidate_rows, features, labels, load_reranker
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -131,12 +131,15 @@ def test_reranker_learns_the_signal_and_round_trips(tmp_path):
         Reranker.load(tmp_path / "ranker")
 
 
-def test_fingerprint_leaves_the_reranker_out(tmp_path):
+def test_fingerprint_leaves_the_reranker_and_cross_encoder_out(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     before = model_fingerprint(tmp_path)
     (tmp_path / RERANKER_DIR).mkdir()
     (tmp_path / RERANKER_DIR / "ranker.json").write_text("{}")
     (tmp_path / RERANKER_DIR / "ranker.txt").write_text("tree")
+    (tmp_path / CROSS_DIR).mkdir()
+    (tmp_path / CROSS_DIR / "config.json").write_text('{"num_labels": 1}')
+    (tmp_path / CROSS_DIR / "model.safetensors").write_text("weights")
     assert model_fingerprint(tmp_path) == before
     (tmp_path / "config.json").write_text('{"changed": 1}')
     assert model_fingerprint(tmp_path) != before
@@ -192,17 +195,19 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     items_path, judgments_path = catalog_files
     for name, value in {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.4",
                         "SEARCH_RANKER_FRACTION": "0.5", "ENCODER_BF16": "false", "TORCH_THREADS": "1",
+                        "SEARCH_CROSS_STEPS": "2", "SEARCH_CROSS_DEPTH": "40",
                         "EMBEDDING_CACHE_DIR": str(tmp_path / "cache")}.items():
         monkeypatch.setenv(f"SHOPLM_{name}", value)
     runner = CliRunner()
     args = ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path), "--seed", "1"]
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "plain")]).exit_code == 0
-    assert not (tmp_path / "plain" / RERANKER_DIR).exists()
+    assert not (tmp_path / "plain" / RERANKER_DIR).exists() and not (tmp_path / "plain" / CROSS_DIR).exists()
     monkeypatch.setattr(shoplm.search_train, "RANKER_MIN_QUERIES", 1)
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     assert "re-ranker:" in result.output
-    assert Reranker.load(tmp_path / "model" / RERANKER_DIR) is not None
+    ranker = load_reranker(tmp_path / "model")  # with the cross-encoder trained beside it
+    assert ranker.cross is not None and ranker.cross_depth == 40
 
     import shoplm.encoder
 

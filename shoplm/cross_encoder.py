@@ -1,0 +1,135 @@
+"""The cross-encoder: a query and an item's text read together by one Transformer.
+
+The dense model compares two vectors computed apart; a cross-encoder attends across the
+query's and the item's tokens, so it sees which query term meets which part of the title
+(Nogueira & Cho, 2019, "Passage Re-ranking with BERT"). Too slow for a whole catalog, it
+scores each query's top `depth` candidates (by reciprocal-rank fusion of BM25 and the dense
+model), and its score is one more feature of the re-ranker (`shoplm.rerank`).
+
+It starts from the fine-tuned dense model's Transformer with a fresh one-logit head
+(transformers' `AutoModelForSequenceClassification`) and learns with the product's softmax
+objective: each judged positive against `group - 1` of its hard negatives (judged
+irrelevant, BM25 ranks 3-30), P(positive | query) = softmax over the group. The loop is
+ours, as in `search_train`: it is a dozen lines, and the time limit and the progress bar
+need to live inside it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from shoplm.atomic import recover_dir, staged_dir
+from shoplm.encoder import CROSS_DIR  # noqa: F401  (re-exported: where a model directory keeps it)
+
+
+@dataclass
+class CrossConfig:
+    steps: int = 1000  # of `batch_size` positives, each with `group - 1` negatives
+    batch_size: int = 16
+    group: int = 6
+    lr: float = 5e-5
+    warmup: float = 0.1
+    max_length: int = 64  # tokens of query + item text
+    max_minutes: float = 8.0
+    seed: int = 13
+
+
+class CrossEncoder:
+    """`CrossEncoder.load(dir).scores(query, texts) -> (m,)`; higher = more relevant."""
+
+    def __init__(self, model, tokenizer, max_length: int, device: str = "cpu", bf16: bool = False):
+        self.model, self.tokenizer, self.max_length = model.eval(), tokenizer, max_length
+        self.device, self.bf16 = device, bf16
+
+    def scores(self, query: str, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        out = np.zeros(len(texts), dtype=np.float32)
+        for s in range(0, len(texts), batch_size):
+            chunk = list(texts[s:s + batch_size])
+            with torch.inference_mode():
+                out[s:s + len(chunk)] = self._logits([query] * len(chunk), chunk).float().cpu().numpy()
+        return out
+
+    def _logits(self, queries: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
+        batch = self.tokenizer(list(queries), list(texts), padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt").to(self.device)
+        with torch.autocast(self.device.split(":")[0], dtype=torch.bfloat16, enabled=self.bf16):
+            return self.model(**batch).logits.view(-1)
+
+    def save(self, directory: Path) -> None:
+        with staged_dir(directory) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+
+    @classmethod
+    def load(cls, directory: Path, max_length: int = 64, device: str = "cpu", bf16: bool = False) -> "CrossEncoder | None":
+        """The cross-encoder saved in `directory`, or None when there is none."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        directory = recover_dir(Path(directory))
+        if not (directory / "config.json").is_file():
+            return None
+        model = AutoModelForSequenceClassification.from_pretrained(str(directory), local_files_only=True).to(device)
+        return cls(model, AutoTokenizer.from_pretrained(str(directory), local_files_only=True), max_length, device, bf16)
+
+
+def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: Sequence[tuple[str, str]],
+                        negatives: Mapping[str, Sequence[str]], cfg: CrossConfig, device: str = "cpu",
+                        bf16: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> CrossEncoder:
+    """Fine-tune a cross-encoder from `base_model` (a transformers/sentence-transformers
+    directory) on (query, item_id) `positives`, each against hard `negatives[query]`;
+    stops after `cfg.steps` or `cfg.max_minutes`, the rate decaying to 0 by whichever comes first."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the fresh head's "newly initialized" notice is expected
+    rng = random.Random(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    usable = [(q, i) for q, i in positives if i in texts and len([n for n in negatives.get(q, ()) if n in texts]) >= cfg.group - 1]
+    rng.shuffle(usable)
+    model = AutoModelForSequenceClassification.from_pretrained(str(base_model), num_labels=1, local_files_only=True).to(device)
+    encoder = CrossEncoder(model, AutoTokenizer.from_pretrained(str(base_model), local_files_only=True), cfg.max_length,
+                           device, bf16)
+    if not usable:
+        return encoder
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    started, warm = time.monotonic(), max(1, int(cfg.warmup * cfg.steps))
+    model.train()
+    for step in range(cfg.steps):
+        spent = (time.monotonic() - started) / (cfg.max_minutes * 60)
+        decay = min((cfg.steps - step) / max(1, cfg.steps - warm), (1 - spent) / (1 - cfg.warmup))
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * max(0.0, min((step + 1) / warm, decay))
+        queries, items = [], []
+        for k in range(cfg.batch_size):
+            query, item = usable[(step * cfg.batch_size + k) % len(usable)]
+            pool = [n for n in negatives[query] if n in texts]
+            queries += [query] * cfg.group
+            items += [texts[item]] + [texts[n] for n in rng.sample(pool, cfg.group - 1)]
+        logits = encoder._logits(queries, items).float().view(cfg.batch_size, cfg.group)
+        loss = torch.nn.functional.cross_entropy(logits, torch.zeros(cfg.batch_size, dtype=torch.long, device=device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        if progress:
+            progress(step + 1, cfg.steps, {"loss": float(loss.detach())})
+        if spent >= 1.0:
+            break
+    model.eval()
+    return encoder
+
+
+def cross_rows(bm25_rank: np.ndarray, dense_rank: np.ndarray, depth: int, rrf_k: int = 60) -> np.ndarray:
+    """Positions (among a query's candidates) of the `depth` best by reciprocal-rank fusion of
+    their BM25 and dense ranks: the ones the cross-encoder reads."""
+    fused = 1.0 / (rrf_k + bm25_rank) + 1.0 / (rrf_k + dense_rank)
+    return np.argsort(-fused, kind="stable")[:depth]
+
+

@@ -1,0 +1,115 @@
+"""The cross-encoder: which candidates it reads, that it learns the softmax objective and
+round-trips through its directory, and that the re-ranker, the pipeline and the model
+directory carry it consistently."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from shoplm.cross_encoder import CROSS_DIR, CrossConfig, CrossEncoder, cross_rows, train_cross_encoder
+from shoplm.encoder import RERANKER_DIR, default_model_dir
+from shoplm.errors import IndexMismatch
+from shoplm.rerank import CROSS, FEATURES, Reranker, add_cross, load_reranker
+
+from tests.search.conftest import CATALOG
+
+F = {name: i for i, name in enumerate(FEATURES)}
+TEXTS = {i: t for i, t, *_ in CATALOG}
+# each query names one item; the rest of the catalog are its negatives
+POSITIVES = [("cordless drill batteries", "d1"), ("hammer drill corded", "d2"), ("drill attachment", "d3"),
+             ("circular saw", "s1"), ("hand saw wood", "s2"), ("claw hammer", "h1"), ("house paint", "p1"),
+             ("deck stain", "p2"), ("paint roller", "p3"), ("angle bracket", "b1"), ("shelf bracket", "b2"),
+             ("light bulb", "l1"), ("motion sensor light", "l2"), ("compact driver kit", "d4")]
+NEGATIVES = {q: [i for i in TEXTS if i != item] for q, item in POSITIVES}
+
+
+def test_cross_rows_are_the_fused_top():
+    bm25_rank = np.array([0, 1, 2, 3, 4, 5])
+    dense_rank = np.array([5, 0, 4, 1, 3, 2])
+    # 1/(60 + bm25 rank) + 1/(60 + dense rank): candidate 1 (ranks 1, 0) .03306, 3 (3, 1) .03227, 0 (0, 5) .03205
+    assert cross_rows(bm25_rank, dense_rank, 3).tolist() == [1, 3, 0]
+    assert len(cross_rows(bm25_rank, dense_rank, 10)) == 6
+
+
+class _ByLength:
+    def scores(self, query, texts):
+        return np.array([len(t) for t in texts], dtype=np.float32)
+
+
+class _Parity:
+    def scores(self, query, texts):
+        return np.array([len(t) % 2 for t in texts], dtype=np.float32)
+
+
+def test_add_cross_fills_only_the_candidates_it_reads():
+    x = np.zeros((5, len(FEATURES)), dtype=np.float32)
+    x[:, CROSS] = np.nan
+    x[:, F["bm25_rank"]] = [4, 3, 2, 1, 0]
+    x[:, F["dense_rank"]] = [4, 3, 2, 1, 0]
+    texts = ["a", "bb", "ccc", "dddd", "eeeee"]
+    add_cross(x, _ByLength(), "q", texts, 2)
+    assert x[3, CROSS] == 4 and x[4, CROSS] == 5 and np.isnan(x[:3, CROSS]).all()
+    untouched = np.full((5, len(FEATURES)), np.nan, dtype=np.float32)
+    assert np.isnan(add_cross(untouched.copy(), None, "q", texts, 2)[:, CROSS]).all()
+    assert np.isnan(add_cross(untouched.copy(), _ByLength(), "q", texts, 0)[:, CROSS]).all()
+
+
+def _top1(encoder: CrossEncoder) -> int:
+    """Queries whose own item the encoder scores above the whole rest of the catalog."""
+    ids = list(TEXTS)
+    return sum(ids[int(np.argmax(encoder.scores(q, [TEXTS[i] for i in ids])))] == item for q, item in POSITIVES)
+
+
+def test_cross_encoder_learns_the_softmax_objective_and_round_trips(tmp_path):
+    base = default_model_dir()
+    untrained = train_cross_encoder(base, TEXTS, POSITIVES, NEGATIVES, CrossConfig(steps=0, seed=3))
+    trained = train_cross_encoder(base, TEXTS, POSITIVES, NEGATIVES,
+                                  CrossConfig(steps=60, batch_size=7, group=4, lr=1e-4, seed=3))
+    before, after = _top1(untrained), _top1(trained)
+    assert after >= 12 and after > before + 4, (before, after)
+    trained.save(tmp_path / CROSS_DIR)
+    loaded = CrossEncoder.load(tmp_path / CROSS_DIR)
+    texts = list(TEXTS.values())
+    assert np.allclose(loaded.scores("angle bracket", texts), trained.scores("angle bracket", texts), atol=1e-5)
+    assert CrossEncoder.load(tmp_path / "none") is None
+
+
+def test_model_directory_carries_the_cross_encoder_its_ranker_expects(tmp_path):
+    rng = np.random.default_rng(0)
+    groups = [rng.random((20, len(FEATURES))).astype(np.float32) for _ in range(40)]
+    relevances = [(g[:, CROSS] > 0.7) * 2.0 for g in groups]
+    Reranker.fit(groups, relevances, seed=1, threads=1, cross_depth=20).save(tmp_path / RERANKER_DIR)
+    with pytest.raises(IndexMismatch, match="retrain it with `shoplm train search`"):
+        load_reranker(tmp_path)
+    assert load_reranker(tmp_path, use_cross=False).cross is None  # served without it: the column stays missing
+    train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, CrossConfig(steps=0)).save(tmp_path / CROSS_DIR)
+    ranker = load_reranker(tmp_path)
+    assert ranker.cross is not None and ranker.cross_depth == 20
+    assert json.loads((tmp_path / RERANKER_DIR / "ranker.json").read_text())["cross_depth"] == 20
+
+
+def test_pipeline_reads_the_cross_encoder_as_the_evaluation_does(items, settings, tmp_path):
+    """`shoplm search` and `rerank_all` (the evaluation) fill the cross column the same way."""
+    from shoplm.rerank import rerank_all
+    from shoplm.search import SearchPipeline, build_indexes
+
+    build_indexes(items, settings, tmp_path / "index")
+    reranked = SearchPipeline.open(tmp_path / "index", settings)
+
+    rng = np.random.default_rng(4)
+    groups = [rng.random((30, len(FEATURES))).astype(np.float32) for _ in range(300)]
+    relevances = [2.0 * (g[:, CROSS] > 0.5) for g in groups]  # the ranker trusts the cross column alone
+    reranked.ranker = Reranker.fit(groups, relevances, seed=1, threads=1, cross_depth=6)
+    reranked.ranker.cross = _Parity()
+    queries = ["angle bracket galvanized", "cordless drill", "paint"]
+    hits = reranked.search(queries, k=14)
+    vectors = np.stack([reranked.encoder.encode_query(q) for q in queries])
+    expected = rerank_all(reranked.ranker, reranked.lexical, reranked.vectors.vectors, queries, vectors, 100, 14)
+    for i in range(len(queries)):
+        served, evaluated = dict(zip(hits.ids[i], hits.scores[i])), dict(zip(expected.ids[i], expected.scores[i]))
+        assert served.keys() == evaluated.keys() and all(np.isclose(served[x], evaluated[x]) for x in served)
+    reranked.ranker.cross = None  # the same ranker without the cross-encoder's scores orders differently
+    assert reranked.search(queries, k=14).scores.tolist() != hits.scores.tolist()
