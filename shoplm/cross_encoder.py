@@ -37,7 +37,7 @@ class CrossConfig:
     lr: float = 5e-5
     warmup: float = 0.1
     max_length: int = 64  # tokens of query + item text
-    max_minutes: float = 8.0
+    max_minutes: float = 9.0  # as settings.search_cross_minutes
     seed: int = 13
 
 
@@ -91,7 +91,8 @@ def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: S
     hf_logging.set_verbosity_error()  # the fresh head's "newly initialized" notice is expected
     rng = random.Random(cfg.seed)
     torch.manual_seed(cfg.seed)
-    usable = [(q, i) for q, i in positives if i in texts and len([n for n in negatives.get(q, ()) if n in texts]) >= cfg.group - 1]
+    pools = {q: [n for n in negatives.get(q, ()) if n in texts] for q in {q for q, _ in positives}}  # known negatives
+    usable = [(q, i) for q, i in positives if i in texts and len(pools[q]) >= cfg.group - 1]
     rng.shuffle(usable)
     model = AutoModelForSequenceClassification.from_pretrained(str(base_model), num_labels=1, local_files_only=True).to(device)
     encoder = CrossEncoder(model, AutoTokenizer.from_pretrained(str(base_model), local_files_only=True), cfg.max_length,
@@ -109,9 +110,8 @@ def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: S
         queries, items = [], []
         for k in range(cfg.batch_size):
             query, item = usable[(step * cfg.batch_size + k) % len(usable)]
-            pool = [n for n in negatives[query] if n in texts]
             queries += [query] * cfg.group
-            items += [texts[item]] + [texts[n] for n in rng.sample(pool, cfg.group - 1)]
+            items += [texts[item]] + [texts[n] for n in rng.sample(pools[query], cfg.group - 1)]
         logits = encoder._logits(queries, items).float().view(cfg.batch_size, cfg.group)
         loss = torch.nn.functional.cross_entropy(logits, torch.zeros(cfg.batch_size, dtype=torch.long, device=device))
         loss.backward()

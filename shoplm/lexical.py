@@ -28,7 +28,7 @@ from shoplm.index import Hits, top_k
 
 VERSION = 1
 SPELLING_MIN = 80.0  # rapidfuzz ratio (0-100) a catalog term needs to stand in for an unknown one
-_DIGIT = re.compile(r"\d")
+DIGIT = re.compile(r"\d")  # number-bearing terms: sizes, gauges, model numbers (also read by shoplm.rerank)
 
 
 def _stemmer():
@@ -136,7 +136,7 @@ class LexicalIndex:
             self._vocab = (self.version, [t for t, n in df.items() if n > 0 and len(t) >= 3])
         out, changed = [], False
         for token in tokens:
-            if df.get(token, 0) > 0 or len(token) < 3 or _DIGIT.search(token):
+            if df.get(token, 0) > 0 or len(token) < 3 or DIGIT.search(token):
                 out.append(token)
                 continue
             close = process.extract(token, self._vocab[1], scorer=fuzz.ratio, score_cutoff=SPELLING_MIN, limit=5)

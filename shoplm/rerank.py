@@ -29,14 +29,14 @@ never a pickle.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, NoTrainingData
+from shoplm.lexical import DIGIT
 
 VERSION = 3  # 2: fuzzy matching features and spelling-corrected BM25 candidates; 3: the cross-encoder's score
 FEATURES = ("bm25", "bm25_gap", "bm25_rank", "dense", "dense_gap", "dense_rank", "term_share", "head_match",
@@ -45,7 +45,6 @@ FEATURES = ("bm25", "bm25_gap", "bm25_rank", "dense", "dense_gap", "dense_rank",
             "cross")
 CROSS = FEATURES.index("cross")  # NaN (missing to LightGBM) beyond the cross-encoder's depth, or without one
 FUZZY_MIN = 80.0  # rapidfuzz ratio (0-100) at which a title term counts as a (misspelt) query term
-_DIGIT = re.compile(r"\d")
 
 
 def candidate_rows(bm25: np.ndarray, dense: np.ndarray, depth: int, corrected: np.ndarray | None = None) -> np.ndarray:
@@ -70,7 +69,7 @@ def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm
     if m == 0:
         return out
     terms = set(query_terms)
-    numbers = [t for t in terms if _DIGIT.search(t)]
+    numbers = [t for t in terms if DIGIT.search(t)]
     idf = {t: np.log(1 + (n_items - document_frequency.get(t, 0) + 0.5) / (document_frequency.get(t, 0) + 0.5))
            for t in terms}
     total_idf = sum(idf.values()) or 1.0
@@ -97,16 +96,16 @@ def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm
     return out
 
 
-def add_cross(x: np.ndarray, cross, query: str, texts: Sequence[str], depth: int) -> np.ndarray:
+def add_cross(x: np.ndarray, cross, query: str, text_of: Callable[[int], str], depth: int) -> np.ndarray:
     """Fills `x`'s cross column in place for the `depth` candidates that reciprocal-rank fusion
-    of their BM25 and dense ranks puts first; `texts`: the candidates' item texts. `cross`:
-    a `CrossEncoder`, or None (the column stays missing)."""
+    of their BM25 and dense ranks puts first; `text_of(j)`: candidate j's item text (asked only
+    for those). `cross`: a `CrossEncoder`, or None (the column stays missing)."""
     if cross is None or depth <= 0 or not len(x):
         return x
     from shoplm.cross_encoder import cross_rows
 
     top = cross_rows(x[:, 2], x[:, 5], depth)
-    x[top, CROSS] = cross.scores(query, [texts[j] for j in top])
+    x[top, CROSS] = cross.scores(query, [text_of(j) for j in top])
     return x
 
 
@@ -237,7 +236,7 @@ def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector
     fixed = lexical.corrected(tokens)
     rows = candidate_rows(bm25, dense, depth, None if fixed is None else lexical.token_scores(fixed))
     x = features(tokens, lexical.terms(rows), bm25[rows], dense[rows], lexical.document_frequency(), len(lexical))
-    return rows, add_cross(x, cross, query, [lexical.texts[r] for r in rows], cross_depth)
+    return rows, add_cross(x, cross, query, lambda j: lexical.texts[rows[j]], cross_depth)
 
 
 def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Sequence[str],

@@ -153,8 +153,9 @@ class SearchPipeline:
             cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
             terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
             x = features(query_terms, terms, bm25, cosine, self.lexical.document_frequency(), len(self.lexical))
-            texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
-            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i], texts, self.ranker.cross_depth))
+            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i],
+                                                  lambda j: self.lexical.texts[positions[j]] if positions[j] >= 0 else "",
+                                                  self.ranker.cross_depth))
             order = np.argsort(-scores, kind="stable")[:k]
             out.ids[i, :len(order)] = [ids[j] for j in order]
             out.scores[i, :len(order)] = scores[order]

@@ -50,11 +50,11 @@ def test_add_cross_fills_only_the_candidates_it_reads():
     x[:, F["bm25_rank"]] = [4, 3, 2, 1, 0]
     x[:, F["dense_rank"]] = [4, 3, 2, 1, 0]
     texts = ["a", "bb", "ccc", "dddd", "eeeee"]
-    add_cross(x, _ByLength(), "q", texts, 2)
+    add_cross(x, _ByLength(), "q", texts.__getitem__, 2)
     assert x[3, CROSS] == 4 and x[4, CROSS] == 5 and np.isnan(x[:3, CROSS]).all()
     untouched = np.full((5, len(FEATURES)), np.nan, dtype=np.float32)
-    assert np.isnan(add_cross(untouched.copy(), None, "q", texts, 2)[:, CROSS]).all()
-    assert np.isnan(add_cross(untouched.copy(), _ByLength(), "q", texts, 0)[:, CROSS]).all()
+    assert np.isnan(add_cross(untouched.copy(), None, "q", texts.__getitem__, 2)[:, CROSS]).all()
+    assert np.isnan(add_cross(untouched.copy(), _ByLength(), "q", texts.__getitem__, 0)[:, CROSS]).all()
 
 
 def _top1(encoder: CrossEncoder) -> int:
