@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     recommend_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     recommend_label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the full-softmax loss.")
     recommend_id_dropout: float = Field(0.2, ge=0, le=1, description="Share of items whose ID embedding is hidden per step, so text-only (new) items are ranked well too.")
+    recommend_new_item_exposure: float = Field(
+        1.0, ge=0, description="After training, items without training events (new items) are shifted so that they take "
+        "this multiple of their catalog share of the top-10 slots over the validation histories: 1 = a new item is "
+        "shown as often as an average item until its own events come in; 0 = no shift.")
     recommend_seed: int = Field(0, description="Seed of initialisation, batching and dropout.")
     recommend_threads: int = Field(
         1, ge=1, description="CPU threads for recommendation training and scoring. 1: on a 2-core machine shared "

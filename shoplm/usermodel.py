@@ -29,9 +29,9 @@ in training it is cross-fitted (`recommend_train`): a position's C comes from th
 half of the actors, never from the actor's own events, or the model would learn to trust
 a feature that contains its training targets. A new item has no co-occurrence, ID vector or
 popularity of its own; it borrows those of its nearest seen items by text
-(`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line),
-and after training
-`bias_new` is re-fitted on validation with pseudo-new items (`recommend_train.calibrate_new_items`).
+(`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line).
+After training, `bias_new` is shifted so that new items take their catalog share of the top
+slots over the validation histories (`recommend_train.calibrate_new_items`).
 
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
 """

@@ -166,3 +166,33 @@ def test_scoring_caches_item_vectors_until_a_weight_changes():
         assert torch.equal(other.item_vectors()[3], other.adaptor(other.item_whitened, other.item_text)[3])
     with torch.enable_grad():
         assert model.item_vectors().requires_grad  # training never reads the cache
+
+
+def test_new_items_are_calibrated_to_their_share_of_the_top_slots():
+    """After calibration, items without training events take `new_item_exposure` times their
+    catalog share of the top-k slots over the given histories; no new items, no shift."""
+    from shoplm.recommend_train import calibrate_new_items, model_scores, new_item_share
+
+    n = 40
+    rng = np.random.default_rng(0)
+    text = rng.normal(size=(n, 16)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    seen = torch.ones(n, dtype=torch.bool)
+    seen[:8] = False  # 20% of the catalog is new
+    items = [rng.integers(8, n, rng.integers(1, 6)) for _ in range(300)]  # histories of seen items
+    histories = Histories(items, [np.ones(len(h), np.float32) for h in items])
+    for exposure in (1.0, 2.0):
+        torch.manual_seed(0)
+        model = UserModel(small(new_item_neighbours=3)(n, 16), torch.from_numpy(text), seen).eval()
+        with torch.no_grad():
+            model.new_item_bias.fill_(-3.0)  # new items start far down, as an under-calibrated model has them
+        before = model.new_item_bias.item()
+        shift = calibrate_new_items(model, histories, TrainConfig(new_item_exposure=exposure), "cpu", k=5)
+        assert model.new_item_bias.item() == pytest.approx(before + shift)
+        scores = torch.from_numpy(model_scores(model, histories, 64, "cpu"))
+        share = new_item_share(scores, ~seen, 0.0, k=5)
+        assert share == pytest.approx(0.2 * exposure, abs=0.02), exposure
+        assert new_item_share(scores, ~seen, -0.5, k=5) < share  # lower offsets show them less
+    all_seen = UserModel(small()(n, 16), torch.from_numpy(text), torch.ones(n, dtype=torch.bool)).eval()
+    assert calibrate_new_items(all_seen, histories, TrainConfig(), "cpu") == 0.0
+    assert all_seen.new_item_bias.item() == 0.0
