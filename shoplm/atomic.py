@@ -9,6 +9,7 @@ beside old ids."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import tempfile
@@ -125,3 +126,19 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def dir_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on the directory `path` (on the file `path`.lock beside it), held for
+    the `with` block, across processes: several processes that build or open one index
+    directory (the workers of `shoplm serve --workers N`, a Ray job's workers) take turns,
+    so none reads it while another swaps it in. Advisory (flock): only code that takes it waits."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

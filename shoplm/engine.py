@@ -71,19 +71,21 @@ class Engine:
             self._init_popularity()
 
     @classmethod
-    def open(cls, settings: Settings, store: Store, build: bool = True) -> "Engine":
-        """The serving engine: indexes built from the store's catalog (embeddings come from the
-        cache, so a restart encodes nothing new) and the trained model if one is configured.
-        `build=False` opens the indexes already in `search_index_dir` as they are (workers of a
-        job whose driver built them: several builders swapping one directory in at once let a
-        reader miss its params.json)."""
-        from shoplm.search import SearchPipeline, build_indexes
+    def open(cls, settings: Settings, store: Store) -> "Engine":
+        """The serving engine: the store's catalog in the indexes of `search_index_dir`, built
+        unless the directory already holds them for exactly this catalog (embeddings come from
+        the cache, so a rebuild encodes nothing new), and the trained model if one is configured.
+        Several processes may open engines on one directory at once (`shoplm serve --workers N`,
+        a Ray job's workers): they take turns under a lock, so one builds, the others find the
+        indexes current, and none reads the directory while another swaps it in."""
+        from shoplm.atomic import dir_lock
+        from shoplm.search import SearchPipeline, ensure_indexes
 
         items = store.items()
         if items:
-            if build:
-                build_indexes(items, settings, settings.search_index_dir)
-            search = SearchPipeline.open(settings.search_index_dir, settings)
+            with dir_lock(settings.search_index_dir):
+                ensure_indexes(items, settings, settings.search_index_dir)
+                search = SearchPipeline.open(settings.search_index_dir, settings)
         else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
             search = SearchPipeline.empty(settings)
         scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None

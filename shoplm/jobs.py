@@ -93,9 +93,9 @@ class RecommendBatch:
         from shoplm.store import open_store
 
         config = Settings(**settings)
-        # recommend_all built the indexes; a worker on a machine that does not share the directory builds its own
-        built = (Path(config.search_index_dir) / "params.json").is_file()
-        self.engine = Engine.open(config, open_store(config.store_url), build=not built)
+        # recommend_all built the indexes, so this finds them current; a worker on a machine that
+        # does not share the directory builds its own
+        self.engine = Engine.open(config, open_store(config.store_url))
         self.k = k
 
     def __call__(self, batch: dict) -> dict:
@@ -108,15 +108,17 @@ def recommend_all(settings: Settings, out: Path, k: int = 10, address: str | Non
     """Top k for every user in the store, on Ray, written as Parquet under `out`; returns the user count."""
     import ray
 
-    from shoplm.search import build_indexes
+    from shoplm.atomic import dir_lock
+    from shoplm.search import ensure_indexes
     from shoplm.store import open_store
 
     store = open_store(settings.store_url)
     users = sorted(u for u in store.events_frame()["user_id"].drop_nulls().unique().to_list())
     items = store.items()
     store.close()
-    if items:  # once, here: each worker building them would swap the directory under the others' feet
-        build_indexes(items, settings, settings.search_index_dir)
+    if items:  # once, here, before the workers start: each of them then finds them current
+        with dir_lock(settings.search_index_dir):
+            ensure_indexes(items, settings, settings.search_index_dir)
     start_ray(address, num_cpus=None if address else workers)
     dataset = ray.data.from_items([{"user_id": u} for u in users]).map_batches(
         RecommendBatch, fn_constructor_kwargs={"settings": _portable(settings), "k": k}, batch_size=batch_size,

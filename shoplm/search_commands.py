@@ -170,6 +170,7 @@ def _register_index(index_app: typer.Typer, out: Console, err: Console) -> None:
 
         [bold]Example:[/bold] shoplm index build --store sqlite:///shop.db --model var/models/hd --out var/index
         """
+        from shoplm.atomic import dir_lock
         from shoplm.search import build_indexes
         from shoplm.store import open_store
 
@@ -181,7 +182,7 @@ def _register_index(index_app: typer.Typer, out: Console, err: Console) -> None:
         finally:
             db.close()
         target = out_dir or settings.search_index_dir
-        with _progress(err) as progress:
+        with _progress(err) as progress, dir_lock(target):  # a server opening the directory waits
             task = progress.add_task("encode items", total=len(catalog), info="")
             params = build_indexes(catalog, settings, target, model, lambda n: progress.advance(task, n))
         out.print(f"indexed {params['count']:,} items in {target} ({'HNSW' if params['hnsw'] else 'exact'} vectors + BM25)")

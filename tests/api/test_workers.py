@@ -197,3 +197,58 @@ def test_workers_that_cannot_start_stop_the_service(tmp_path):
                               "--port", "0"], capture_output=True, text=True, timeout=120,
                              env={**os.environ, "SHOPLM_SEARCH_INDEX_DIR": str(tmp_path / "index")})
     assert process.returncode != 0 and "could not start" in process.stderr, process.stderr[-2000:]
+
+
+def _open_and_search(url: str, index: str, cache: str, builds: str, query: str) -> list[str]:
+    """In a fresh process: open an engine (counting the index builds it does in `builds`)."""
+    import shoplm.search
+
+    build = shoplm.search.build_indexes
+
+    def counted(*args, **kwargs):
+        with open(builds, "a") as handle:
+            handle.write(f"{os.getpid()}\n")
+        return build(*args, **kwargs)
+
+    shoplm.search.build_indexes = counted
+    engine = Engine.open(Settings(search_index_dir=index, embedding_cache_dir=cache), open_store(url))
+    return [r.item_id for r in engine.search(query, k=3)]
+
+
+def test_engines_opened_at_once_on_one_directory_build_it_once(tmp_path):
+    """Three processes open engines on one fresh index directory at once, as the workers of
+    `shoplm serve --workers 3` do: one builds, the others read what it built, all serve."""
+    import multiprocessing
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    seed = open_store(url)
+    seed.upsert_items(catalog(40) + [Item("new-1", **NEW)])
+    seed.close()
+    builds = tmp_path / "builds.txt"
+    args = (url, str(tmp_path / "index"), str(tmp_path / "cache"), str(builds), "zanzibar copper kettle")
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        found = pool.starmap(_open_and_search, [args] * 3)
+    assert all(ids[0] == "new-1" for ids in found), found
+    assert len(builds.read_text().split()) == 1
+
+
+def test_an_engine_rebuilds_its_indexes_only_when_the_catalog_changed(tmp_path, monkeypatch):
+    import shoplm.search
+
+    url = f"sqlite:///{tmp_path / 'shop.db'}"
+    store = open_store(url)
+    store.upsert_items(catalog(40))
+    settings = Settings(search_index_dir=tmp_path / "index", embedding_cache_dir=tmp_path / "cache")
+    built = []
+    build = shoplm.search.build_indexes
+    monkeypatch.setattr(shoplm.search, "build_indexes", lambda *a, **k: built.append(1) or build(*a, **k))
+    Engine.open(settings, store)
+    Engine.open(settings, store)  # a restart of an unchanged shop reads its indexes
+    assert len(built) == 1
+    store.upsert_items([Item("new-1", **NEW)])  # written while no engine was up to apply it
+    assert _found(Engine.open(settings, store), "new-1", "zanzibar copper kettle")
+    store.upsert_items([Item("new-1", **{**NEW, "price": 31.0})])  # a filter field counts as a change too
+    Engine.open(settings, store)
+    assert len(built) == 3
+    Engine.open(settings.model_copy(update={"item_text_template": "{title}"}), store)
+    assert len(built) == 4
