@@ -269,7 +269,8 @@ def calibrate_new_items(model: UserModel, histories: Histories, cfg: TrainConfig
     new = (model.seen[:-1] == 0).cpu()  # (n,)
     if len(histories) == 0 or not new.any() or bool(new.all()):
         return 0.0
-    target = min(1.0, cfg.new_item_exposure * float(new.float().mean()))
+    n_new, top = int(new.sum()), min(k, model.cfg.n_items)
+    target = min(cfg.new_item_exposure * n_new / model.cfg.n_items, n_new / top, 1.0)  # at most a full top k
     rows = max(1, min(len(histories), max_cells // model.cfg.n_items))
     pick = np.sort(np.random.default_rng(cfg.seed + 2).permutation(len(histories))[:rows])
     sample = Histories([histories.items[i] for i in pick], [histories.weights[i] for i in pick])
@@ -283,7 +284,7 @@ def calibrate_new_items(model: UserModel, histories: Histories, cfg: TrainConfig
     for _ in range(30):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if new_item_share(scores, new, mid, k) < target else (lo, mid)
-    shift = (lo + hi) / 2
+    shift = hi  # the least shift found that reaches the target
     with torch.no_grad():
         model.new_item_bias += shift
     return shift

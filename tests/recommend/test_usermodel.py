@@ -193,6 +193,10 @@ def test_new_items_are_calibrated_to_their_share_of_the_top_slots():
         share = new_item_share(scores, ~seen, 0.0, k=5)
         assert share == pytest.approx(0.2 * exposure, abs=0.02), exposure
         assert new_item_share(scores, ~seen, -0.5, k=5) < share  # lower offsets show them less
+    # more exposure than 8 new items can fill in a top 5: all of them there, at a finite shift
+    shift = calibrate_new_items(model, histories, TrainConfig(new_item_exposure=10.0), "cpu", k=5)
+    assert abs(shift) < 1e3
+    assert new_item_share(torch.from_numpy(model_scores(model, histories, 64, "cpu")), ~seen, 0.0, k=5) == 1.0
     all_seen = UserModel(small()(n, 16), torch.from_numpy(text), torch.ones(n, dtype=torch.bool)).eval()
     assert calibrate_new_items(all_seen, histories, TrainConfig(), "cpu") == 0.0
     assert all_seen.new_item_bias.item() == 0.0
