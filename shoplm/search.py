@@ -20,7 +20,7 @@ import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
-from shoplm.encoder import EmbeddingCache, Encoder, default_model_dir, model_fingerprint
+from shoplm.encoder import EmbeddingCache, Encoder, model_dir, model_fingerprint
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.hybrid import Fusion, fuse, rescore
 from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
@@ -33,8 +33,9 @@ VERSION = 1
 
 
 def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
-                  progress: Callable[[int], None] | None = None) -> dict:
-    """Encode (through the embedding cache) and index every item; returns params.json's content."""
+                  progress: Callable[[int], None] | None = None, catalog: str | None = None) -> dict:
+    """Encode (through the embedding cache) and index every item; returns params.json's content.
+    `catalog`: the items' `catalog_key`, when the caller has it already."""
     out_dir = Path(out_dir)
     model = model or settings.encoder_model
     encoder = Encoder.from_settings(settings, model)
@@ -46,7 +47,7 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     index.add(ids, vectors, [ItemMeta.of(i) for i in items])
     params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
               "fingerprint": encoder.fingerprint, "template": settings.item_text_template, "count": len(ids),
-              "hnsw": index.is_hnsw, "catalog": catalog_key(items, settings, model)}
+              "hnsw": index.is_hnsw, "catalog": catalog or catalog_key(items, settings, model)}
     with staged_dir(out_dir) as tmp:  # vectors, lexical and params swap in together
         index.save(tmp / "vectors")
         LexicalIndex(ids, texts).save(tmp / "lexical")
@@ -57,10 +58,9 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
 def catalog_key(items: Sequence[Item], settings: Settings, model: Path | None = None) -> str:
     """Hash of everything `build_indexes` reads: the items' ids, texts and filter fields, the
     model's weights, the text template and the HNSW threshold."""
-    model = recover_dir(Path(model or settings.encoder_model)) if (model or settings.encoder_model) else default_model_dir()
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(json.dumps([VERSION, model_fingerprint(model), settings.item_text_template,
-                              settings.hnsw_min_items]).encode())
+    weights = model_fingerprint(model_dir(model or settings.encoder_model))
+    digest.update(json.dumps([VERSION, weights, settings.item_text_template, settings.hnsw_min_items]).encode())
     for item, text in zip(items, item_texts(items, settings.item_text_template)):
         digest.update(json.dumps([item.item_id, text, *ItemMeta.of(item)]).encode())
     return digest.hexdigest()
@@ -71,10 +71,10 @@ def ensure_indexes(items: Sequence[Item], settings: Settings, out_dir: Path) -> 
     and settings (`catalog_key`); returns whether it built. A restart of an unchanged shop
     then reads its indexes instead of rebuilding them. Call it under `atomic.dir_lock(out_dir)`
     where other processes may build or open the same directory."""
-    params = Path(out_dir) / "params.json"
-    if params.is_file() and json.loads(params.read_text()).get("catalog") == catalog_key(items, settings):
+    params, key = Path(out_dir) / "params.json", catalog_key(items, settings)
+    if params.is_file() and json.loads(params.read_text()).get("catalog") == key:
         return False
-    build_indexes(items, settings, out_dir)
+    build_indexes(items, settings, out_dir, catalog=key)
     return True
 
 
