@@ -26,7 +26,8 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from shoplm.encoder import autocast, default_model_dir, pick_device, use_bf16
+from shoplm.encoder import autocast, pick_device, use_bf16
+from shoplm.encoder import model_dir as resolve_model_dir  # fit_reranker has a parameter model_dir
 from shoplm.errors import NoTrainingData
 from shoplm.atomic import staged_dir
 from shoplm.lexical import LexicalIndex
@@ -204,7 +205,7 @@ def train_search(
     rng = random.Random(cfg.seed)
     device = pick_device(cfg.device)
     bf16 = use_bf16(cfg.bf16, device)
-    model = SentenceTransformer(str(base_model or default_model_dir()), device=device, local_files_only=True)
+    model = SentenceTransformer(str(resolve_model_dir(base_model)), device=device, local_files_only=True)
     saved_max_len = model.max_seq_length
     model.max_seq_length = cfg.max_seq_length
     loss_fn = InBatchSoftmaxLoss(replica.wrap(model), LossConfig(cfg.temperature, cfg.symmetric))
