@@ -444,5 +444,7 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
         groups.append(x)
         relevances.append(np.array([judged.get(ids[r], 0.0) for r in rows]))
     ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads(), cross_depth=depth if cross else 0)
+    if cross:
+        ranker.meta["cross_steps"] = cross.trained_steps
     ranker.save(model_dir / RERANKER_DIR)
     return ranker.meta

@@ -77,6 +77,34 @@ def test_cross_encoder_learns_the_softmax_objective_and_round_trips(tmp_path):
     assert CrossEncoder.load(tmp_path / "none") is None
 
 
+def test_length_sorted_chunks_give_the_one_batch_logits_in_input_order():
+    """`read` pads each chunk of similar lengths only to its own longest; the logits are those of
+    one padded batch, in the caller's order (a wrong un-sort would pass a shape check)."""
+    import torch
+
+    encoder = train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, CrossConfig(steps=0, seed=3))
+    queries = [q for q, _ in POSITIVES]
+    texts = [TEXTS[i] for _, i in POSITIVES][::-1]  # mixed lengths, so sorting reorders
+    with torch.inference_mode():
+        one_batch = encoder._logits(queries, texts).numpy()
+        chunked = encoder.read(queries, texts, chunk=3).numpy()
+    assert np.allclose(chunked, one_batch, atol=1e-4)
+    assert np.allclose(encoder.scores("angle bracket", texts), [encoder._logits(["angle bracket"], [t]).item() for t in texts],
+                       atol=1e-4)
+    assert encoder.read([], []).shape == (0,)
+
+
+def test_training_records_its_steps_and_gives_the_fresh_head_its_own_rate():
+    cfg = CrossConfig(steps=3, batch_size=2, group=3, lr=0.0, head_lr=1e-2, seed=3)
+    untrained = train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, CrossConfig(steps=0, seed=3))
+    trained = train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, cfg)
+    assert trained.trained_steps == 3 and untrained.trained_steps == 0
+    before, after = dict(untrained.model.named_parameters()), dict(trained.model.named_parameters())
+    assert not np.allclose(after["classifier.weight"].detach(), before["classifier.weight"].detach())
+    body = [name for name in after if not name.startswith("classifier")]
+    assert all(np.array_equal(after[n].detach(), before[n].detach()) for n in body)  # body rate 0: untouched
+
+
 def test_model_directory_carries_the_cross_encoder_its_ranker_expects(tmp_path):
     rng = np.random.default_rng(0)
     groups = [rng.random((20, len(FEATURES))).astype(np.float32) for _ in range(40)]
