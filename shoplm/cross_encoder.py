@@ -27,6 +27,7 @@ import torch
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.encoder import CROSS_DIR  # noqa: F401  (re-exported: where a model directory keeps it)
+from shoplm.encoder import in_length_chunks
 
 
 @dataclass
@@ -58,12 +59,8 @@ class CrossEncoder:
         """(m,) logits of the (query, text) pairs in their order, read in chunks of `chunk` pairs
         sorted by length, each padded only to its own longest: one batch padded every pair to the
         longest title of the lot (Home Depot: 20 tokens on average, 50 and more for some)."""
-        order = np.argsort([len(q) + len(t) for q, t in zip(queries, texts)], kind="stable")  # characters ~ tokens
-        parts = [self._logits([queries[i] for i in order[s:s + chunk]], [texts[i] for i in order[s:s + chunk]])
-                 for s in range(0, len(order), chunk)]
-        if not parts:
-            return torch.zeros(0)
-        return torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable")).to(parts[0].device)]
+        return in_length_chunks([len(q) + len(t) for q, t in zip(queries, texts)], chunk,  # characters ~ tokens
+                                lambda rows: self._logits([queries[i] for i in rows], [texts[i] for i in rows]))
 
     def _logits(self, queries: Sequence[str], texts: Sequence[str]) -> torch.Tensor:
         batch = self.tokenizer(list(queries), list(texts), padding=True, truncation=True,
@@ -110,15 +107,15 @@ def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: S
         return encoder
     head = [p for name, p in model.named_parameters() if name.startswith("classifier")]
     body = [p for name, p in model.named_parameters() if not name.startswith("classifier")]
-    peaks = [cfg.lr, cfg.head_lr]
-    optimizer = torch.optim.AdamW([{"params": body}, {"params": head}], lr=cfg.lr, weight_decay=0.01)
+    optimizer = torch.optim.AdamW([{"params": body, "peak": cfg.lr}, {"params": head, "peak": cfg.head_lr}],
+                                  lr=cfg.lr, weight_decay=0.01)
     started, warm = time.monotonic(), max(1, int(cfg.warmup * cfg.steps))
     model.train()
     for step in range(cfg.steps):
         spent = (time.monotonic() - started) / (cfg.max_minutes * 60)
         decay = min((cfg.steps - step) / max(1, cfg.steps - warm), (1 - spent) / (1 - cfg.warmup))
-        for group, peak in zip(optimizer.param_groups, peaks):
-            group["lr"] = peak * max(0.0, min((step + 1) / warm, decay))
+        for group in optimizer.param_groups:
+            group["lr"] = group["peak"] * max(0.0, min((step + 1) / warm, decay))
         queries, items = [], []
         for k in range(cfg.batch_size):
             query, item = usable[(step * cfg.batch_size + k) % len(usable)]

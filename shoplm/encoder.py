@@ -191,6 +191,17 @@ RERANKER_DIR = "ranker"  # inside a fine-tuned model directory: see shoplm.reran
 CROSS_DIR = "cross"  # and its cross-encoder: see shoplm.cross_encoder
 
 
+def in_length_chunks(lengths: Sequence[int], chunk: int, run: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
+    """`run(rows)` over chunks of `chunk` rows sorted by `lengths`, the results concatenated back
+    in the rows' own order: a Transformer batch is padded to its longest text, so chunks of
+    similar lengths spend little compute on padding (the fine-tuning loop and the cross-encoder)."""
+    order = np.argsort(lengths, kind="stable")
+    parts = [run(order[s:s + chunk]) for s in range(0, len(order), chunk)]
+    if not parts:
+        return torch.zeros(0)
+    return torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable")).to(parts[0].device)]
+
+
 def model_fingerprint(path: Path) -> str:
     """Hash of the model's weights and configs: a changed or fine-tuned model gets new cache keys.
     The re-ranker and cross-encoder a fine-tuned model directory carries (`ranker/`, `cross/`) do

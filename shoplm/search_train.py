@@ -26,7 +26,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from shoplm.encoder import autocast, pick_device, use_bf16
+from shoplm.encoder import autocast, in_length_chunks, pick_device, use_bf16
 from shoplm.encoder import model_dir as resolve_model_dir  # fit_reranker has a parameter model_dir
 from shoplm.errors import NoTrainingData
 from shoplm.atomic import staged_dir
@@ -295,10 +295,7 @@ def _embed_sorted(model, loss_fn: InBatchSoftmaxLoss, texts: list[str], device: 
     if chunk <= 0 or len(texts) <= chunk:
         return loss_fn.embed(_features(model, texts, device))
     lengths = [len(ids) for ids in model.tokenizer(texts, add_special_tokens=False)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")
-    parts = [loss_fn.embed(_features(model, [texts[i] for i in order[s:s + chunk]], device))
-             for s in range(0, len(texts), chunk)]
-    return torch.cat(parts)[torch.from_numpy(np.argsort(order, kind="stable")).to(device)]
+    return in_length_chunks(lengths, chunk, lambda rows: loss_fn.embed(_features(model, [texts[i] for i in rows], device)))
 
 
 def _save(model, out: Path, summary: dict) -> None:
