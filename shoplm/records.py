@@ -115,6 +115,7 @@ def _blank(value: Any) -> bool:
 _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
+_LINE_BREAK = re.compile("[\n\r]")
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # "." or ".." as a whole path segment
 
 
@@ -160,6 +161,11 @@ class _Checker:
             # URLs cannot carry a "." or ".." path segment (clients and proxies remove them),
             # so such an id could be stored but never fetched, and it reads like path traversal.
             self.fail(name, "an id without '.' or '..' path segments")
+            return None
+        if value is not None and _LINE_BREAK.search(value):
+            # Texts may hold line breaks, ids may not: a URL path with one matches no route
+            # (Starlette's path pattern stops at a newline), so the item could not be fetched.
+            self.fail(name, "an id without line breaks")
             return None
         return value
 

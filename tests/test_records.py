@@ -125,6 +125,13 @@ def test_ids_with_dot_path_segments_are_rejected(ident):
     assert isinstance(problems, list) and problems[0].field == "item_id"
 
 
+@pytest.mark.parametrize("ident", ["0\n0", "a\r\nb", "x\ry"])
+def test_ids_with_line_breaks_are_rejected_as_no_url_could_fetch_them(ident):
+    """Found by tests/reliability/test_hostile.py: item "0\n0" was stored, GET /v1/items/0%0A0 was a 404."""
+    problems = parse_item({"item_id": ident, "title": "t"})
+    assert isinstance(problems, list) and problems[0].field == "item_id" and "line breaks" in problems[0].expected
+
+
 def test_ids_with_slashes_and_dots_inside_names_are_kept():
     assert parse_item({"item_id": "AB/12.5", "title": "t"}).item_id == "AB/12.5"
 
