@@ -361,16 +361,32 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
     """`training_inputs` from the files -> `train_search`."""
     inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, stage)
     with_ranker = len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES
+    cross_minutes = settings.search_cross_minutes
     if with_ranker:  # `max_minutes` bounds the whole command: fine-tuning leaves time to encode the catalog
         stage("time the encoder")
         reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model,
                                  len(inputs.ranker_qrels))
-        cfg = replace(cfg, max_minutes=max(cfg.max_minutes / 4, cfg.max_minutes - reserve / 60))
+        fine_tune, cross_minutes = split_budget(cfg.max_minutes, reserve / 60, settings.search_cross_minutes
+                                                if settings.search_cross_depth > 0 else 0.0)
+        cfg = replace(cfg, max_minutes=fine_tune)
     stage("fine-tune")
     result = train_search(*inputs[:5], out, cfg, base_model or settings.encoder_model, progress)
     if with_ranker:
-        result.ranker = fit_reranker(settings, inputs, out, cfg.seed, stage, progress)
+        result.ranker = fit_reranker(settings, inputs, out, cfg.seed, stage, progress, cross_minutes)
     return result
+
+
+def split_budget(total: float, reserve: float, cross: float, cross_min: float = 1.0) -> tuple[float, float]:
+    """(fine-tuning, cross-encoder training) minutes out of `total`, given the estimated
+    `reserve` minutes of everything after fine-tuning, of which `cross` are the cross-encoder's
+    training. Fine-tuning keeps at least a quarter of `total`; when the rest does not fit, the
+    cross-encoder trains for less (never under `cross_min`), so the command keeps its bound: on
+    2026-11-29's slower bf16 CPU (2.6 ms a title) the reserve was 22 minutes of 18, fine-tuning
+    got its quarter and the whole command took 23 min 47 s before this rule."""
+    floor, fixed = total / 4, reserve - cross
+    if cross > 0:
+        cross = min(cross, max(cross_min, total - floor - fixed))
+    return max(floor, total - fixed - cross), cross
 
 
 RANKER_MIN_QUERIES = 50  # held-out judged queries below which no re-ranker is trained: it would learn noise
@@ -398,7 +414,8 @@ def ranker_seconds(settings, texts: Sequence[str], model: Path | None, queries: 
 
 def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
                  stage: Callable[[str], None] = lambda text: None,
-                 progress: Callable[[int, int, dict], None] | None = None) -> dict:
+                 progress: Callable[[int, int, dict], None] | None = None,
+                 cross_minutes: float | None = None) -> dict:
     """Trains the re-ranker on the held-out queries' candidates under the fine-tuned model in
     `model_dir` and saves it to `model_dir/ranker`; returns its summary (queries, rounds, ...).
     With `search_cross_depth` > 0 it first trains the cross-encoder on the fine-tuning pairs
@@ -415,7 +432,8 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
         device = pick_device(settings.device)
         cross = train_cross_encoder(
             model_dir, inputs.texts, [(p.query, p.item_id) for p in inputs.train_pairs], inputs.negatives,
-            CrossConfig(steps=settings.search_cross_steps, max_minutes=settings.search_cross_minutes, seed=seed),
+            CrossConfig(steps=settings.search_cross_steps, seed=seed,
+                        max_minutes=settings.search_cross_minutes if cross_minutes is None else cross_minutes),
             device, use_bf16(settings.encoder_bf16, device), progress)
         cross.save(model_dir / CROSS_DIR)
 
@@ -443,5 +461,6 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
     ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads(), cross_depth=depth if cross else 0)
     if cross:
         ranker.meta["cross_steps"] = cross.trained_steps
+        ranker.meta["cross_minutes"] = round(settings.search_cross_minutes if cross_minutes is None else cross_minutes, 2)
     ranker.save(model_dir / RERANKER_DIR)
     return ranker.meta

@@ -75,6 +75,27 @@ def test_cross_encoder_learns_the_softmax_objective_and_round_trips(tmp_path):
     texts = list(TEXTS.values())
     assert np.allclose(loaded.scores("angle bracket", texts), trained.scores("angle bracket", texts), atol=1e-5)
     assert CrossEncoder.load(tmp_path / "none") is None
+    (tmp_path / CROSS_DIR / "head.safetensors").unlink()  # as an older shoplm saved it: a [CLS] head inside the body
+    with pytest.raises(IndexMismatch, match="retrain the model directory"):
+        CrossEncoder.load(tmp_path / CROSS_DIR)
+
+
+def test_the_head_reads_the_mean_of_the_pair_token_vectors():
+    """The logit is the head over the mean of the pair's token vectors, padding left out: the
+    vectors all-MiniLM-L6-v2 was trained to be read by (its [CLS] pooler was never trained)."""
+    import torch
+
+    encoder = train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, CrossConfig(steps=0, seed=3))
+    model, tok = encoder.model, encoder.tokenizer
+    with torch.inference_mode():
+        alone = tok(["angle bracket"], ["simpson strong-tie 2 in. angle"], return_tensors="pt")
+        hidden = model.body(**alone).last_hidden_state[0]
+        expected = model.head(hidden.mean(0)).item()
+        padded = tok(["angle bracket", "a much longer query about a garden hose reel"],
+                     ["simpson strong-tie 2 in. angle", "hose reel cart with wheels and a crank"], padding=True,
+                     return_tensors="pt")
+        assert np.isclose(model(**alone).item(), expected, atol=1e-5)
+        assert np.isclose(model(**padded)[0].item(), expected, atol=1e-4)
 
 
 def test_length_sorted_chunks_give_the_one_batch_logits_in_input_order():
@@ -100,8 +121,9 @@ def test_training_records_its_steps_and_gives_the_fresh_head_its_own_rate():
     trained = train_cross_encoder(default_model_dir(), TEXTS, POSITIVES, NEGATIVES, cfg)
     assert trained.trained_steps == 3 and untrained.trained_steps == 0
     before, after = dict(untrained.model.named_parameters()), dict(trained.model.named_parameters())
-    assert not np.allclose(after["classifier.weight"].detach(), before["classifier.weight"].detach())
-    body = [name for name in after if not name.startswith("classifier")]
+    assert not np.allclose(after["head.weight"].detach(), before["head.weight"].detach())
+    body = [name for name in after if not name.startswith("head.")]
+    assert len(body) > 90 and all(name.startswith("body.") for name in body)
     assert all(np.array_equal(after[n].detach(), before[n].detach()) for n in body)  # body rate 0: untouched
 
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from shoplm.encoder import Encoder
 from shoplm.search_data import Pair
-from shoplm.search_train import SearchTrainConfig, lr_at, make_batches
+from shoplm.search_train import SearchTrainConfig, lr_at, make_batches, split_budget
 
 
 def test_batches_never_repeat_a_text():
@@ -76,3 +76,14 @@ def test_training_from_events_only(catalog_files, tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "shoplm_train.json").read_text())
     assert summary["pairs"] > 0 and Encoder(out, bf16=False).dim == 384
+
+
+def test_the_cross_encoder_trains_for_less_when_the_whole_would_not_fit():
+    """`train search` keeps its bound: fine-tuning gets what the estimated rest leaves (at least a
+    quarter), and when even that does not fit the cross-encoder's minutes shrink first."""
+    assert split_budget(18, 5, 0) == (13, 0)  # no cross-encoder: fine-tuning gets the rest
+    assert split_budget(18, 13, 9) == (5, 9)  # everything fits
+    fine_tune, cross = split_budget(18, 15, 9)  # 6 fixed + 9: the cross-encoder gives up 1.5 minutes
+    assert (fine_tune, cross) == (4.5, 7.5) and fine_tune + (15 - 9) + cross == 18
+    assert split_budget(18, 22.2, 9) == (4.5, 1.0)  # 2026-11-29's slower CPU: both floors, as close as it gets
+    assert split_budget(18, 3, 2) == (15, 2)
