@@ -192,7 +192,8 @@ class Settings(BaseSettings):
         "on a 2-core CPU in search and evaluation and ~10 more minutes of training (docs/search.md).")
     search_cross_steps: int = Field(1000, ge=1, description="Cross-encoder training steps (16 positives, 5 negatives each).")
     search_cross_minutes: float = Field(
-        9.0, gt=0, description="Most minutes of `shoplm train search` that go to the cross-encoder (within search_max_minutes).")
+        9.0, gt=0, description="Most minutes of `shoplm train search` that go to the cross-encoder; fewer when "
+        "the whole command would otherwise pass search_max_minutes (never under 1).")
     search_positive_min_relevance: float = Field(
         1.0, ge=0, description="Judged pairs with relevance >= this are training positives (Home Depot: rating >= 2)."
     )
