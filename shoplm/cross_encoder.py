@@ -8,8 +8,8 @@ model), and its score is one more feature of the re-ranker (`shoplm.rerank`).
 
 It starts from the fine-tuned dense model's Transformer with a fresh one-logit head over the
 mean of the pair's token vectors (`CrossModel`; the head learns at its own, higher rate) and
-learns with the product's softmax objective: each judged positive against `group - 1` of its hard negatives (judged
-irrelevant, BM25 ranks 3-30), P(positive | query) = softmax over the group. The loop is
+learns with the product's softmax objective: each judged positive against `group - 1` of its
+hard negatives (judged irrelevant, BM25 ranks 3-30), P(positive | query) = softmax over the group. The loop is
 ours, as in `search_train`: it is a dozen lines, and the time limit and the progress bar
 need to live inside it.
 
