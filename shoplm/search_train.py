@@ -361,7 +361,6 @@ def run_training(settings, items_path: Path, judgments_path: Path | None, events
     """`training_inputs` from the files -> `train_search`."""
     inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, stage)
     with_ranker = len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES
-    cross_minutes = settings.search_cross_minutes
     if with_ranker:  # `max_minutes` bounds the whole command: fine-tuning leaves time to encode the catalog
         stage("time the encoder")
         reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model,
@@ -427,13 +426,13 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
     from shoplm.rerank import Reranker, query_candidates
 
     cross, depth = None, settings.search_cross_depth
+    minutes = settings.search_cross_minutes if cross_minutes is None else cross_minutes
     if depth > 0:
         stage("cross-encoder")
         device = pick_device(settings.device)
         cross = train_cross_encoder(
             model_dir, inputs.texts, [(p.query, p.item_id) for p in inputs.train_pairs], inputs.negatives,
-            CrossConfig(steps=settings.search_cross_steps, seed=seed,
-                        max_minutes=settings.search_cross_minutes if cross_minutes is None else cross_minutes),
+            CrossConfig(steps=settings.search_cross_steps, max_minutes=minutes, seed=seed),
             device, use_bf16(settings.encoder_bf16, device), progress)
         cross.save(model_dir / CROSS_DIR)
 
@@ -461,6 +460,6 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
     ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads(), cross_depth=depth if cross else 0)
     if cross:
         ranker.meta["cross_steps"] = cross.trained_steps
-        ranker.meta["cross_minutes"] = round(settings.search_cross_minutes if cross_minutes is None else cross_minutes, 2)
+        ranker.meta["cross_minutes"] = round(minutes, 2)
     ranker.save(model_dir / RERANKER_DIR)
     return ranker.meta
