@@ -175,6 +175,30 @@ class Encoder:
         return out
 
     @torch.inference_mode()
+    def encode_tokens(self, texts: Sequence[str], progress: Callable[[int], None] | None = None,
+                      ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(float32[n, dim] pooled vectors as `encode` gives them, each text's float16 (t_i, dim)
+        L2-normalised token vectors without [CLS] and [SEP]) from one forward pass, batches
+        sorted by length (`shoplm.late`). Always the torch model, also under the ONNX backend."""
+        pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
+        tokens: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float16)] * len(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            features = self.model.preprocess([texts[i] for i in rows])
+            features = {k: v.to(self.device) for k, v in features.items() if isinstance(v, torch.Tensor)}
+            with autocast(self.device, self.bf16):
+                out = self.model.forward(features)
+            pooled[rows] = torch.nn.functional.normalize(out["sentence_embedding"].float(), dim=-1).cpu().numpy()
+            words = torch.nn.functional.normalize(out["token_embeddings"].float(), dim=-1).half().cpu().numpy()
+            lengths = features["attention_mask"].sum(dim=1).tolist()
+            for j, i in enumerate(rows):
+                tokens[i] = words[j, 1:max(int(lengths[j]) - 1, 1)]
+            if progress:
+                progress(len(rows))
+        return pooled, tokens
+
+    @torch.inference_mode()
     def encode_query(self, text: str) -> np.ndarray:
         """float32[dim], L2-normalised: one forward pass, no batching machinery."""
         if self.runner is not None:
@@ -264,6 +288,15 @@ class EmbeddingCache:
             self._rows.update((k, start + i) for i, k in enumerate(missing))
             self.save()
         return self._vectors[[self._rows[k] for k in keys]]
+
+    def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Adopt vectors encoded elsewhere (`TokenStore.get`'s joint pass), then save."""
+        fresh = {k: v for k, v in zip(map(text_hash, texts), vectors) if k not in self._rows}
+        if fresh:
+            start = len(self._vectors)
+            self._vectors = np.concatenate([self._vectors, np.stack(list(fresh.values())).astype(np.float32)])
+            self._rows.update((k, start + i) for i, k in enumerate(fresh))
+            self.save()
 
     def save(self) -> None:
         """Merge with what is on disk, then write, under an exclusive lock: processes sharing the

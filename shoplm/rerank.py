@@ -15,6 +15,8 @@ objective optimises NDCG directly) scores each candidate from a few such feature
   where in the title the first match is, the query's rarest term's idf;
 - the query's length, its share of terms the catalog has at all (misspellings), the title's length;
 - fuzzy matches for misspelt and run-together queries (`fuzzy_features`);
+- late interaction (`shoplm.late`): the mean and the minimum over the query's tokens of
+  their best cosine among the title's token vectors (MaxSim), every candidate (`add_late`);
 - the cross-encoder's score (`shoplm.cross_encoder`) for the candidates that reciprocal-rank
   fusion of BM25 and the dense model puts in its top `cross_depth`, missing for the rest.
 
@@ -38,12 +40,13 @@ from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, NoTrainingData
 from shoplm.lexical import DIGIT
 
-VERSION = 3  # 2: fuzzy matching features and spelling-corrected BM25 candidates; 3: the cross-encoder's score
+VERSION = 4  # 2: fuzzy matching features and spelling-corrected BM25 candidates; 3: the cross-encoder's score; 4: MaxSim
 FEATURES = ("bm25", "bm25_gap", "bm25_rank", "dense", "dense_gap", "dense_rank", "term_share", "head_match",
             "numbers_matched", "query_numbers", "query_terms", "known_term_share", "title_terms", "idf_share",
             "bigrams_matched", "first_match", "max_idf", "fuzzy_term_share", "compounds_matched", "partial_ratio",
-            "cross")
+            "cross", "maxsim_mean", "maxsim_min")
 CROSS = FEATURES.index("cross")  # NaN (missing to LightGBM) beyond the cross-encoder's depth, or without one
+LATE = FEATURES.index("maxsim_mean")  # and the next: `shoplm.late.maxsim`, NaN where no token vectors were given
 FUZZY_MIN = 80.0  # rapidfuzz ratio (0-100) at which a title term counts as a (misspelt) query term
 
 
@@ -93,7 +96,18 @@ def features(query_terms: Sequence[str], item_terms: Sequence[Sequence[str]], bm
     out[:, 16] = max(idf.values(), default=0.0)
     out[:, 17:20] = fuzzy_features(query_terms, item_terms)
     out[:, CROSS] = np.nan
+    out[:, LATE:LATE + 2] = np.nan
     return out
+
+
+def add_late(x: np.ndarray, query_tokens: np.ndarray | None, item_tokens: Sequence[np.ndarray] | None) -> np.ndarray:
+    """Fills `x`'s MaxSim columns in place from the query's and each candidate's token vectors
+    (`shoplm.late`); left missing when either is None."""
+    if query_tokens is not None and item_tokens is not None and len(x):
+        from shoplm.late import maxsim
+
+        x[:, LATE:LATE + 2] = maxsim(query_tokens, item_tokens)
+    return x
 
 
 def add_cross(x: np.ndarray, cross, query: str, text_of: Callable[[int], str], depth: int) -> np.ndarray:
@@ -226,28 +240,34 @@ def load_reranker(model: Path, use_cross: bool = True, device: str = "cpu", bf16
 
 
 def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector: np.ndarray,
-                     depth: int, cross=None, cross_depth: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                     depth: int, cross=None, cross_depth: int = 0, query_tokens: np.ndarray | None = None,
+                     item_tokens: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One query against a whole catalog held as arrays (evaluation and training): its candidate
     rows (of `lexical` / `item_vectors`, which must be in the same order) and their features,
-    the top `cross_depth` read by the cross-encoder `cross` when there is one."""
+    the top `cross_depth` read by the cross-encoder `cross` when there is one, and MaxSim from
+    the query's token vectors and the catalog's (`item_tokens`, in the same order) when given."""
     tokens = lexical.tokenize([query])[0]  # once: BM25, its spelling correction and the features read them
     bm25 = lexical.token_scores(tokens)  # (n,)
     dense = item_vectors @ query_vector  # (n,)
     fixed = lexical.corrected(tokens)
     rows = candidate_rows(bm25, dense, depth, None if fixed is None else lexical.token_scores(fixed))
     x = features(tokens, lexical.terms(rows), bm25[rows], dense[rows], lexical.document_frequency(), len(lexical))
+    add_late(x, query_tokens, None if item_tokens is None else [item_tokens[r] for r in rows])
     return rows, add_cross(x, cross, query, lambda j: lexical.texts[rows[j]], cross_depth)
 
 
 def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Sequence[str],
-               query_vectors: np.ndarray, depth: int, k: int, progress=lambda done: None):
-    """Hits (n, k): every query's candidates ordered by the re-ranker."""
+               query_vectors: np.ndarray, depth: int, k: int, progress=lambda done: None,
+               query_tokens: Sequence[np.ndarray] | None = None, item_tokens: Sequence[np.ndarray] | None = None):
+    """Hits (n, k): every query's candidates ordered by the re-ranker (MaxSim from the token
+    vectors of the queries and of the catalog, in `lexical`'s order, when given)."""
     from shoplm.index import Hits
 
     ids = np.asarray(lexical.ids, dtype=object)
     out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
     for i, (query, vector) in enumerate(zip(queries, query_vectors)):
-        rows, x = query_candidates(lexical, item_vectors, query, vector, depth, ranker.cross, ranker.cross_depth)
+        rows, x = query_candidates(lexical, item_vectors, query, vector, depth, ranker.cross, ranker.cross_depth,
+                                   None if query_tokens is None else query_tokens[i], item_tokens)
         scores = ranker.scores(x)
         order = np.argsort(-scores, kind="stable")[:k]
         out.ids[i, :len(order)], out.scores[i, :len(order)] = ids[rows[order]], scores[order]

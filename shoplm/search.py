@@ -20,13 +20,14 @@ import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.config import Settings
-from shoplm.encoder import EmbeddingCache, Encoder, model_dir, model_fingerprint
+from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder, model_dir, model_fingerprint
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.hybrid import Fusion, fuse, rescore
 from shoplm.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
+from shoplm.late import TokenStore
 from shoplm.lexical import LexicalIndex
 from shoplm.records import Item
-from shoplm.rerank import Reranker, add_cross, features, load_reranker
+from shoplm.rerank import Reranker, add_cross, add_late, features, load_reranker
 from shoplm.text import item_texts
 
 VERSION = 1
@@ -41,8 +42,11 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     encoder = Encoder.from_settings(settings, model)
     texts = item_texts(items, settings.item_text_template)
     ids = [i.item_id for i in items]
-    vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(
-        encoder, texts, progress=progress)  # (n, dim)
+    cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
+    if model and (model_dir(model) / RERANKER_DIR / "ranker.json").is_file():
+        # the re-ranker reads the items' token vectors too: one pass fills both stores
+        TokenStore.of(cache).get(encoder, texts, cache, progress=progress)
+    vectors = cache.encode(encoder, texts, progress=progress)  # (n, dim)
     index = FaissIndex(encoder.dim, settings.hnsw_min_items)
     index.add(ids, vectors, [ItemMeta.of(i) for i in items])
     params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
@@ -92,6 +96,7 @@ class SearchPipeline:
                  template: str, rescorer: Encoder | None = None, ranker: Reranker | None = None):
         self.encoder, self.vectors, self.lexical, self.settings = encoder, vectors, lexical, settings
         self.template, self.rescorer, self.ranker = template, rescorer, ranker
+        self._tokens: TokenStore | None = None  # see tokens()
         self._positions_key, self._positions = None, {}
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
         self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
@@ -112,7 +117,10 @@ class SearchPipeline:
         lexical = LexicalIndex.load(directory / "lexical")
         if ranker is not None:
             lexical.terms(())  # tokenize the catalog now, not in the first query
-        return cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
+        pipeline = cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
+        if ranker is not None:
+            pipeline.tokens()  # and read the items' token vectors
+        return pipeline
 
     @classmethod
     def empty(cls, settings: Settings) -> "SearchPipeline":
@@ -135,7 +143,13 @@ class SearchPipeline:
     def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None) -> Hits:
         """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
         depth = max(k, self.settings.hybrid_depth)
-        q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
+        query_tokens = None
+        if self.ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
+            encoded = [self.encoder.encode_tokens([text]) for text in queries]
+            q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
+            query_tokens = [tokens[0] for _, tokens in encoded]
+        else:
+            q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
         keep = self.vectors.allowed(filter)  # (rows,)
         if filter is None or np.array_equal(keep, self.vectors.alive):
             # no filter, or one that leaves out no live item (say, available_only when all are)
@@ -150,7 +164,8 @@ class SearchPipeline:
             fixed = [self.lexical.corrected(t) for t in tokens]  # None: nothing to correct
             spelled = [() if f is None else self.lexical.top(self.lexical.token_scores(f)[None], depth, mask).ids[0]
                        for f in fixed]
-            fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth)
+            fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth,
+                                 query_tokens)
         else:
             fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
         if self.rescorer is not None:
@@ -158,11 +173,13 @@ class SearchPipeline:
         return Hits(fused.ids[:, :k], fused.scores[:, :k])
 
     def _rerank(self, queries: Sequence[str], tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits,
-                lexical: Hits, spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int) -> Hits:
+                lexical: Hits, spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int,
+                query_tokens: Sequence[np.ndarray] | None = None) -> Hits:
         """The union of the systems' candidates (`dense`, `lexical` and per query the top of
         its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
         from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
-        `shoplm eval search` scores hybrid_ft. `tokens`: each query's BM25 tokens."""
+        `shoplm eval search` scores hybrid_ft. `tokens`: each query's BM25 tokens; `query_tokens`:
+        each query's token vectors (encoded here when None: the ONNX backend gives vectors only)."""
         if self._positions_key != self.lexical.version:
             self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
             self._positions_key = self.lexical.version
@@ -178,13 +195,23 @@ class SearchPipeline:
             cosine = self.vectors.vectors[[self.vectors._row[x] for x in ids]] @ q[i]  # (m,)
             terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
             x = features(query_terms, terms, bm25, cosine, self.lexical.document_frequency(), len(self.lexical))
-            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i],
-                                                  lambda j: self.lexical.texts[positions[j]] if positions[j] >= 0 else "",
+            texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
+            add_late(x, self.encoder.encode_tokens([queries[i]])[1][0] if query_tokens is None else query_tokens[i],
+                     self.tokens().get(self.encoder, texts, save=False))
+            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i], texts.__getitem__,
                                                   self.ranker.cross_depth))
             order = np.argsort(-scores, kind="stable")[:k]
             out.ids[i, :len(order)] = [ids[j] for j in order]
             out.scores[i, :len(order)] = scores[order]
         return out
+
+    def tokens(self) -> TokenStore:
+        """The items' token vectors for the re-ranker's MaxSim features: those `index build` or
+        `train search` stored beside the embedding cache; a new item's are encoded when it is
+        first a candidate and kept in memory."""
+        if self._tokens is None:
+            self._tokens = TokenStore.beside(self.settings.embedding_cache_dir, self.encoder)
+        return self._tokens
 
     def _lexical_rows(self) -> np.ndarray:
         """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached

@@ -22,6 +22,7 @@ from shoplm.config import Settings
 from shoplm.encoder import EmbeddingCache, Encoder
 from shoplm.hybrid import Fusion, fuse, ranked_lists, tune_fusion
 from shoplm.index import Hits, top_k
+from shoplm.late import TokenStore
 from shoplm.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
 from shoplm.records import Item, Judgment
@@ -120,8 +121,10 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
         if ranker is not None:  # hybrid_ft is what `shoplm search` serves: candidates re-ranked
             models[f"hybrid{suffix}_fusion"] = models[f"hybrid{suffix}"]
             stage = f"re-rank hybrid{suffix}"
+            item_tokens = TokenStore.of(cache).get(encoder, texts, cache)  # written by `train search`
             reranked = rerank_all(ranker, lexical_index, item_vectors, queries, query_vectors, depth, depth,
-                                  progress=lambda done, stage=stage: progress(stage, done, len(queries)))
+                                  progress=lambda done, stage=stage: progress(stage, done, len(queries)),
+                                  query_tokens=encoder.encode_tokens(queries)[1], item_tokens=item_tokens)
             models[f"hybrid{suffix}"] = metrics_of(reranked, qrels)
         seconds[f"dense{suffix}+hybrid{suffix}"] = time.monotonic() - t
     order = ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft_fusion", "hybrid_ft"]

@@ -423,6 +423,7 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
     and `index build` with this model find its vectors there."""
     from shoplm.cross_encoder import CROSS_DIR, CrossConfig, train_cross_encoder
     from shoplm.encoder import RERANKER_DIR, EmbeddingCache, Encoder
+    from shoplm.late import TokenStore
     from shoplm.rerank import Reranker, query_candidates
 
     cross, depth = None, settings.search_cross_depth
@@ -447,13 +448,17 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
         if progress:
             progress(done[0], len(texts), {})
 
-    item_vectors = cache.encode(encoder, texts, progress=advance)  # (n, dim)
+    # one pass gives the token vectors (MaxSim features, kept for `eval search` and serving) and the pooled ones
+    item_tokens = TokenStore.of(cache).get(encoder, texts, cache, progress=advance)
+    item_vectors = cache.encode(encoder, texts)  # (n, dim), from the pass above
     queries = sorted(inputs.ranker_qrels)
     stage(f"re-ranker on {len(queries)} held-out queries" + (" (cross-encoder reading)" if cross else ""))
     query_vectors = cache.encode(encoder, queries)  # (q, dim)
+    query_tokens = encoder.encode_tokens(queries)[1]
     groups, relevances = [], []
-    for query, vector in zip(queries, query_vectors):
-        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth, cross, depth)
+    for query, vector, tokens in zip(queries, query_vectors, query_tokens):
+        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth, cross, depth,
+                                   tokens, item_tokens)
         judged = inputs.ranker_qrels[query]
         groups.append(x)
         relevances.append(np.array([judged.get(ids[r], 0.0) for r in rows]))

@@ -63,3 +63,16 @@ def settings(tmp_path: Path) -> Settings:
     """Half the fixture queries in dev; cache and index under tmp_path; fp32 so results do not depend on the CPU."""
     return Settings(embedding_cache_dir=tmp_path / "cache", search_index_dir=tmp_path / "index",
                     search_dev_fraction=0.5, encoder_bf16=False, torch_threads=1, store_url="memory://")
+
+
+def evaluation_order(pipeline, queries, k):
+    """What `eval search` makes of `queries` on `pipeline`'s catalog with its re-ranker
+    (`rerank_all` over whole-catalog arrays, MaxSim from the same token vectors)."""
+    import numpy as np
+
+    from shoplm.rerank import rerank_all
+
+    vectors = np.stack([pipeline.encoder.encode_query(q) for q in queries])
+    return rerank_all(pipeline.ranker, pipeline.lexical, pipeline.vectors.vectors, queries, vectors, 100, k,
+                      query_tokens=pipeline.encoder.encode_tokens(queries)[1],
+                      item_tokens=pipeline.tokens().get(pipeline.encoder, pipeline.lexical.texts))

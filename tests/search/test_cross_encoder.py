@@ -14,7 +14,7 @@ from shoplm.encoder import RERANKER_DIR, default_model_dir
 from shoplm.errors import IndexMismatch
 from shoplm.rerank import CROSS, FEATURES, Reranker, add_cross, load_reranker
 
-from tests.search.conftest import CATALOG
+from tests.search.conftest import CATALOG, evaluation_order
 
 F = {name: i for i, name in enumerate(FEATURES)}
 TEXTS = {i: t for i, t, *_ in CATALOG}
@@ -143,7 +143,6 @@ def test_model_directory_carries_the_cross_encoder_its_ranker_expects(tmp_path):
 
 def test_pipeline_reads_the_cross_encoder_as_the_evaluation_does(items, settings, tmp_path):
     """`shoplm search` and `rerank_all` (the evaluation) fill the cross column the same way."""
-    from shoplm.rerank import rerank_all
     from shoplm.search import SearchPipeline, build_indexes
 
     build_indexes(items, settings, tmp_path / "index")
@@ -156,8 +155,7 @@ def test_pipeline_reads_the_cross_encoder_as_the_evaluation_does(items, settings
     reranked.ranker.cross = _Parity()
     queries = ["angle bracket galvanized", "cordless drill", "paint"]
     hits = reranked.search(queries, k=14)
-    vectors = np.stack([reranked.encoder.encode_query(q) for q in queries])
-    expected = rerank_all(reranked.ranker, reranked.lexical, reranked.vectors.vectors, queries, vectors, 100, 14)
+    expected = evaluation_order(reranked, queries, 14)
     for i in range(len(queries)):
         served, evaluated = dict(zip(hits.ids[i], hits.scores[i])), dict(zip(expected.ids[i], expected.scores[i]))
         assert served.keys() == evaluated.keys() and all(np.isclose(served[x], evaluated[x]) for x in served)

@@ -17,6 +17,7 @@ from shoplm.index import ItemFilter
 from shoplm.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
 from shoplm.rerank import FEATURES, Reranker, candidate_rows, features, labels, load_reranker
+from tests.search.conftest import evaluation_order
 
 F = {name: i for i, name in enumerate(FEATURES)}
 
@@ -161,13 +162,10 @@ def reranked(items, settings, tmp_path):
 def test_pipeline_orders_by_the_reranker_and_keeps_the_contract(reranked, items):
     from shoplm.records import Item
 
-    from shoplm.rerank import rerank_all
-
     queries = ["angle bracket galvanized", "motion sensor light", "drill", "angle brakcet"]
     hits = reranked.search(queries, k=14)
     # the service's order is the evaluation's (`rerank_all` over whole-catalog arrays), which a plain fusion is not
-    vectors = np.stack([reranked.encoder.encode_query(q) for q in queries])
-    expected = rerank_all(reranked.ranker, reranked.lexical, reranked.vectors.vectors, queries, vectors, 100, 14)
+    expected = evaluation_order(reranked, queries, 14)
     for i in range(len(queries)):  # the same score for every item (ties may sit in either order)
         served, evaluated = dict(zip(hits.ids[i], hits.scores[i])), dict(zip(expected.ids[i], expected.scores[i]))
         assert served.keys() == evaluated.keys() and all(np.isclose(served[x], evaluated[x]) for x in served)
@@ -212,9 +210,11 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     import shoplm.encoder
 
     encoded = []
-    original = shoplm.encoder.Encoder.encode
+    original, original_tokens = shoplm.encoder.Encoder.encode, shoplm.encoder.Encoder.encode_tokens
     monkeypatch.setattr(shoplm.encoder.Encoder, "encode",
                         lambda self, texts, **kw: encoded.append((self.path, len(texts))) or original(self, texts, **kw))
+    monkeypatch.setattr(shoplm.encoder.Encoder, "encode_tokens", lambda self, texts, **kw:
+                        encoded.append((self.path, len(texts))) or original_tokens(self, texts, **kw))
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["eval", "search", "--items", str(items_path), "--judgments", str(judgments_path),
                                  "--model", str(tmp_path / "model"), "--json", str(out)])
@@ -223,7 +223,8 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     assert list(models) == ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft_fusion", "hybrid_ft"]
     assert all(0 <= v <= 1 for m in models.values() for v in m.values())
     fine_tuned = [n for path, n in encoded if Path(path) == tmp_path / "model"]
-    assert fine_tuned and max(fine_tuned) < 14  # its queries only: training cached its 14 item vectors
+    # its queries only: training cached its 14 item vectors and their token vectors
+    assert fine_tuned and max(fine_tuned) < 14
     assert max(n for path, n in encoded if Path(path) != tmp_path / "model") == 14  # the base model's catalog
 
 

@@ -1,0 +1,59 @@
+"""Late interaction (MaxSim) features and the token vector store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from shoplm.encoder import EmbeddingCache, Encoder
+from shoplm.late import TokenStore, maxsim
+
+
+def test_maxsim_by_hand():
+    query = np.array([[1.0, 0.0], [0.0, 1.0]])  # two query tokens
+    items = [np.array([[1.0, 0.0]]),  # meets the first token only
+             np.array([[0.6, 0.8], [1.0, 0.0]]),  # the first fully, the second at 0.8
+             np.zeros((0, 2))]  # no token at all
+    out = maxsim(query, items)
+    assert out.shape == (3, 2)
+    assert np.allclose(out[0], [0.5, 0.0]) and np.allclose(out[1], [0.9, 0.8]) and np.allclose(out[2], [0.0, 0.0])
+    assert np.allclose(maxsim(np.zeros((0, 2)), items), 0.0)
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return Encoder(bf16=False)
+
+
+def test_token_vectors_come_with_the_pooled_vectors_and_are_stored_once(encoder, items, tmp_path, monkeypatch):
+    texts = [i.title for i in items] + [items[0].title]  # a repeated text is encoded once
+    cache = EmbeddingCache(tmp_path, encoder.fingerprint, encoder.dim)
+    store = TokenStore.of(cache)
+    tokens = store.get(encoder, texts, cache)
+    lengths = [len(ids) - 2 for ids in encoder.model.tokenizer(texts)["input_ids"]]  # [CLS] and [SEP] left out
+    assert [len(t) for t in tokens] == lengths and all(t.dtype == np.float16 for t in tokens)
+    assert np.allclose(np.linalg.norm(np.concatenate(tokens).astype(np.float32), axis=1), 1.0, atol=1e-3)
+    assert len(store) == len(items)
+
+    # the same pass gave the pooled vectors: the embedding cache has them, as `encode` computes them
+    calls = []
+    monkeypatch.setattr(Encoder, "encode", lambda self, t, **kw: calls.append(t) or np.zeros((len(t), self.dim)))
+    cached = cache.encode(encoder, texts)
+    assert calls == []
+    monkeypatch.undo()
+    assert np.min(np.sum(cached * encoder.encode(texts), axis=1)) > 0.9999
+
+    # saved, read back by another store, and nothing is encoded again
+    monkeypatch.setattr(Encoder, "encode_tokens", lambda self, t, **kw: pytest.fail(f"encoded {t} again"))
+    again = TokenStore.of(EmbeddingCache(tmp_path, encoder.fingerprint, encoder.dim)).get(encoder, texts[::-1])
+    assert all(np.array_equal(a, b) for a, b in zip(again, tokens[::-1]))
+
+
+def test_maxsim_sees_the_query_term_a_title_lacks(encoder, tmp_path):
+    """The minimum over query tokens is what the pooled cosine blurs: a title without the
+    colour the query asks for scores low on it."""
+    store = TokenStore(tmp_path, encoder.dim)
+    query = encoder.encode_tokens(["white shelf bracket"])[1][0]
+    with_white, without = store.get(encoder, ["Shelf bracket white steel 8 in.", "Shelf bracket black steel 8 in."])
+    (mean_w, min_w), (mean_b, min_b) = maxsim(query, [with_white, without])
+    assert min_w > min_b + 0.05 and mean_w > mean_b
