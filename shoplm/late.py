@@ -11,8 +11,8 @@ NDCG@10; limited to the top 60 candidates by fusion it gained less (0.4431), so 
 candidate gets them, and the catalog's token vectors are kept (`TokenStore`).
 
 `TokenStore` maps a text to its token vectors (float16, L2-normalised, [CLS] and [SEP] left
-out), encodes only texts it does not hold, and saves as three plain arrays beside the
-embedding cache. No library keeps ragged per-text matrices keyed by text, hence this file.
+out), encodes only texts it does not hold, and saves as one `.npz` of three plain arrays beside
+the embedding cache. No library keeps ragged per-text matrices keyed by text, hence this class.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-from shoplm.atomic import save_array, write_text
+from shoplm.atomic import atomic_write
 from shoplm.encoder import EmbeddingCache, Encoder, text_hash
 
 TOKENS_DIR = "tokens"  # inside an embedding cache's model directory
+FILE = "tokens.npz"
 
 
 def maxsim(query: np.ndarray, items: Sequence[np.ndarray]) -> np.ndarray:
@@ -43,19 +44,15 @@ def maxsim(query: np.ndarray, items: Sequence[np.ndarray]) -> np.ndarray:
 
 
 class TokenStore:
-    """Token vectors by text hash for one model: `<cache dir>/<fingerprint>/tokens/`
-    (`hashes.npy` (n, 16) uint8, `offsets.npy` (n + 1,) int64, `vectors.npy` (N, dim) float16)."""
+    """Token vectors by text hash for one model, in `<cache dir>/<fingerprint>/tokens/tokens.npz`
+    (`hashes` (n, 16) uint8, `offsets` (n + 1,) int64, `vectors` (N, dim) float16), one file
+    replaced atomically, so a reader never pairs one save's offsets with another's vectors."""
 
     def __init__(self, directory: Path | None, dim: int):
         self.dir, self.dim = (Path(directory) if directory else None), dim
         self._rows: dict[bytes, int] = {}
         self._parts: list[np.ndarray] = []  # the i-th text's (t_i, dim) float16 vectors
-        if self.dir is not None and (self.dir / "offsets.npy").is_file():
-            hashes, offsets = np.load(self.dir / "hashes.npy"), np.load(self.dir / "offsets.npy")
-            vectors = np.load(self.dir / "vectors.npy")
-            for i, h in enumerate(hashes[:len(offsets) - 1]):
-                self._rows[h.tobytes()] = i
-                self._parts.append(vectors[offsets[i]:offsets[i + 1]])
+        self._merge_from_disk()
 
     @classmethod
     def of(cls, cache: EmbeddingCache) -> "TokenStore":
@@ -69,6 +66,18 @@ class TokenStore:
 
     def __len__(self) -> int:
         return len(self._rows)
+
+    def _merge_from_disk(self) -> None:
+        """Adopt every text on disk that this store does not hold yet (another process may have
+        added some since)."""
+        if self.dir is None or not (self.dir / FILE).is_file():
+            return
+        with np.load(self.dir / FILE) as saved:
+            hashes, offsets, vectors = saved["hashes"], saved["offsets"], saved["vectors"]
+        for i, h in enumerate(hashes):
+            if h.tobytes() not in self._rows:
+                self._rows[h.tobytes()] = len(self._parts)
+                self._parts.append(vectors[offsets[i]:offsets[i + 1]])
 
     def get(self, encoder: Encoder, texts: Sequence[str], vectors: EmbeddingCache | None = None,
             progress=None, save: bool = True) -> list[np.ndarray]:
@@ -91,14 +100,16 @@ class TokenStore:
         return [self._parts[self._rows[k]] for k in keys]
 
     def save(self) -> None:
+        """Merge with what is on disk, then write, under an exclusive lock (as `EmbeddingCache`)."""
+        import fcntl
+
         self.dir.mkdir(parents=True, exist_ok=True)
-        offsets = np.zeros(len(self._parts) + 1, dtype=np.int64)
-        np.cumsum([len(p) for p in self._parts], out=offsets[1:])
-        hashes = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
-        vectors = np.concatenate(self._parts) if self._parts else np.zeros((0, self.dim), dtype=np.float16)
-        # vectors first, offsets last: a reader takes the offsets' count, so a crash in between
-        # leaves a consistent (older) prefix
-        save_array(self.dir / "vectors.npy", vectors)
-        save_array(self.dir / "hashes.npy", hashes)
-        save_array(self.dir / "offsets.npy", offsets)
-        write_text(self.dir / "params.json", f'{{"dim": {self.dim}, "count": {len(self._parts)}, "version": 1}}')
+        with open(self.dir / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            self._merge_from_disk()
+            offsets = np.zeros(len(self._parts) + 1, dtype=np.int64)
+            np.cumsum([len(p) for p in self._parts], out=offsets[1:])
+            hashes = np.frombuffer(b"".join(self._rows), dtype=np.uint8).reshape(-1, 16)
+            vectors = np.concatenate(self._parts) if self._parts else np.zeros((0, self.dim), dtype=np.float16)
+            atomic_write(self.dir / FILE, lambda handle: np.savez(handle, hashes=hashes, offsets=offsets,
+                                                                  vectors=vectors.astype(np.float16)))

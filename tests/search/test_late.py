@@ -57,3 +57,21 @@ def test_maxsim_sees_the_query_term_a_title_lacks(encoder, tmp_path):
     with_white, without = store.get(encoder, ["Shelf bracket white steel 8 in.", "Shelf bracket black steel 8 in."])
     (mean_w, min_w), (mean_b, min_b) = maxsim(query, [with_white, without])
     assert min_w > min_b + 0.05 and mean_w > mean_b
+
+
+class FakeEncoder:
+    """Token vectors of a text: one row per character, each the text's length (dim 4)."""
+
+    def encode_tokens(self, texts, progress=None):
+        return (np.zeros((len(texts), 4), dtype=np.float32),
+                [np.full((len(t), 4), len(t), dtype=np.float16) for t in texts])
+
+
+def test_two_writers_keep_both_sets(tmp_path):
+    first, second = TokenStore(tmp_path, 4), TokenStore(tmp_path, 4)  # both read an empty store
+    first.get(FakeEncoder(), ["drill", "saw"])
+    second.get(FakeEncoder(), ["hammer"])  # saved last; must not drop drill and saw
+    third = TokenStore(tmp_path, 4)
+    assert len(third) == 3
+    got = third.get(None, ["saw", "hammer", "drill"])  # nothing to encode: no encoder needed
+    assert [t.shape for t in got] == [(3, 4), (6, 4), (5, 4)] and [t[0, 0] for t in got] == [3, 6, 5]
