@@ -282,15 +282,12 @@ class EmbeddingCache:
         missing = list(dict.fromkeys(k for k in keys if k not in self._rows))
         if missing:
             first = {k: t for k, t in zip(keys, texts)}
-            fresh = encoder.encode([first[k] for k in missing], show_progress=show_progress, progress=progress)
-            start = len(self._vectors)
-            self._vectors = np.concatenate([self._vectors, fresh])
-            self._rows.update((k, start + i) for i, k in enumerate(missing))
-            self.save()
+            fresh = [first[k] for k in missing]
+            self.add(fresh, encoder.encode(fresh, show_progress=show_progress, progress=progress))
         return self._vectors[[self._rows[k] for k in keys]]
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
-        """Adopt vectors encoded elsewhere (`TokenStore.get`'s joint pass), then save."""
+        """Adopt `vectors` of `texts` not held yet (`encode`, and `TokenStore.get`'s joint pass), then save."""
         fresh = {k: v for k, v in zip(map(text_hash, texts), vectors) if k not in self._rows}
         if fresh:
             start = len(self._vectors)

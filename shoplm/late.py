@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from shoplm.atomic import atomic_write
+from shoplm.atomic import atomic_write, dir_lock
 from shoplm.encoder import EmbeddingCache, Encoder, text_hash
 
 TOKENS_DIR = "tokens"  # inside an embedding cache's model directory
@@ -101,11 +101,8 @@ class TokenStore:
 
     def save(self) -> None:
         """Merge with what is on disk, then write, under an exclusive lock (as `EmbeddingCache`)."""
-        import fcntl
-
         self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        with dir_lock(self.dir):
             self._merge_from_disk()
             offsets = np.zeros(len(self._parts) + 1, dtype=np.int64)
             np.cumsum([len(p) for p in self._parts], out=offsets[1:])
