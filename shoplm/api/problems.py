@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -37,10 +38,20 @@ class Unprocessable(HTTPProblem):
     status = 422
 
 
+class ProblemResponse(JSONResponse):
+    """An error body with every non-ASCII character escaped (`\\uXXXX`, still the same JSON
+    text to a client). Messages quote the client's input, and a JSON body may carry a lone
+    surrogate (`"\\ud800"`, or its raw bytes, which Python's JSON decoder passes through):
+    `JSONResponse` encodes to UTF-8, which has no such character, and answered 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_response(status: int, message: str, details: list[dict[str, Any]] | None = None,
                    headers: dict[str, str] | None = None) -> JSONResponse:
     body = {"error": {"status": status, "message": message, "details": details or []}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return ProblemResponse(body, status_code=status, headers=headers)
 
 
 def _validation_details(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:

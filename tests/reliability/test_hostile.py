@@ -150,6 +150,18 @@ def _ok_status(response) -> int:
     return response.status_code
 
 
+def test_a_lone_surrogate_in_a_rejected_field_name_is_quoted_back_not_a_500(api):
+    """Found by the property test below (2026-11-29): an attribute named by a lone surrogate made
+    the 422's body unencodable as UTF-8, and the client got a 500."""
+    client, store = api
+    request = _body({"items": [{"item_id": "x", "title": "", "attributes": {"\ud800": "Infinity"}}]})
+    response = client.post("/v1/items", content=request["content"], headers={**A, **request["headers"]})
+    assert response.status_code == 422, response.text[:300]
+    details = response.json()["error"]["details"]
+    assert ["body", "items", 0, "\ud800"] in [d["loc"] for d in details], details
+    assert store.items(["x"]) == []
+
+
 @HYPOTHESIS
 @given(events=st.lists(_event(), max_size=5))
 def test_hostile_event_batches(api, events):
