@@ -84,7 +84,10 @@ class Settings(BaseSettings):
     recommend_lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     recommend_weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
     recommend_label_smoothing: float = Field(0.1, ge=0, lt=1, description="Label smoothing of the full-softmax loss.")
-    recommend_id_dropout: float = Field(0.2, ge=0, le=1, description="Share of items whose ID embedding is hidden per step, so text-only (new) items are ranked well too.")
+    recommend_id_dropout: float = Field(0.0, ge=0, le=1, description="Share of items whose ID embedding is hidden per step, so text-only (new) items are ranked well too; the floor, for the most frequent items.")
+    recommend_id_dropout_rare: float = Field(1.0, ge=0, le=1, description="Extra ID dropout for rare items: an item with n training "
+                                             "events is hidden with chance id_dropout + id_dropout_rare * half / (half + n), so rare items are ranked on their text.")
+    recommend_id_dropout_half: float = Field(5.0, gt=0, description="Training events at which the extra ID dropout of rare items is halved.")
     recommend_new_item_exposure: float = Field(
         1.0, ge=0, description="After training, items without training events (new items) are shifted so that they take "
         "this multiple of their catalog share of the top-10 slots over the validation histories: 1 = a new item is "

@@ -43,7 +43,9 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
-    id_dropout: float = 0.2  # share of items whose ID is hidden per step
+    id_dropout: float = 0.0  # share of items whose ID is hidden per step: the floor, for frequent items
+    id_dropout_rare: float = 1.0  # extra share for rare ones: + rare * half / (half + training events)
+    id_dropout_half: float = 5.0  # training events at which the extra share is halved
     new_item_exposure: float = 1.0  # new items' share of the top 10 / their catalog share, see calibrate_new_items
     seed: int = 0
     eval_batch: int = 1024
@@ -55,7 +57,8 @@ def train_config(settings: Settings, **overrides) -> TrainConfig:
         epochs=settings.recommend_epochs, patience=settings.recommend_patience,
         batch_size=settings.recommend_batch_size, lr=settings.recommend_lr,
         weight_decay=settings.recommend_weight_decay, label_smoothing=settings.recommend_label_smoothing,
-        id_dropout=settings.recommend_id_dropout, seed=settings.recommend_seed,
+        id_dropout=settings.recommend_id_dropout, id_dropout_rare=settings.recommend_id_dropout_rare,
+        id_dropout_half=settings.recommend_id_dropout_half, seed=settings.recommend_seed,
         new_item_exposure=settings.recommend_new_item_exposure,
         max_minutes=settings.recommend_max_minutes,
     )
@@ -133,6 +136,7 @@ class TrainingSet(NamedTuple):
     mean_weight: float  # of all training events: the loss is a weighted mean with this scale
     cooc: list  # per fold: (C, C') dense (n + 1, n) each, or None without the co-occurrence path
     unseen: torch.Tensor  # bool (n,): items without training events
+    id_drop: torch.Tensor  # float (n + 1,): each item's chance that its ID is hidden in a step, see id_drop_rates
     id_rng: torch.Generator | None  # RNG of the ID-dropout draws (None: the global one)
 
 
@@ -146,8 +150,27 @@ def training_set(model: UserModel, train: Sequences, cfg: TrainConfig, device: s
     # per fold (C, C'): ID-hidden items borrow their text neighbours' co-occurrence, as new ones do
     cooc = [c if c is None else (c, model.spread_to_new_items(c))
             for c in cross_fitted_cooccurrence(model, train, folds, device)]
+    id_drop = F.pad(id_drop_rates(item_frequency(train, model.cfg.n_items), cfg), (0, 1)).to(device)  # (n + 1,)
     return TrainingSet(windows, weights, np.array([len(w) for w in windows]), folds[owners],
-                       float(np.concatenate(weights).mean()), cooc, model.seen[:-1] == 0, id_rng)
+                       float(np.concatenate(weights).mean()), cooc, model.seen[:-1] == 0, id_drop, id_rng)
+
+
+def id_drop_rates(counts: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
+    """float32 (n,): the chance that an item's ID vector (with its popularity and co-occurrence)
+    is hidden in a training step, from its training events `counts` (n,):
+    id_dropout + id_dropout_rare * half / (half + count), at most 1.
+
+    A rare item's ID vector is learnt from a handful of events and is mostly noise, yet with
+    one dropout rate for all the model leaned on it as much as on a frequent item's. Hiding it
+    more often makes the model rank rare items on their text, which generalises, and keeps
+    the ID where there is evidence behind it: the frequency-aware form of DropoutNet's input
+    dropout (Volkovs et al., NeurIPS 2017). On Amazon Scientific the default (0, 1, 5: an item
+    with n events is hidden with chance 5 / (5 + n)) took validation NDCG@10 from 0.0860 to
+    0.0872 against a flat 0.2, the best of six settings on validation; test Recall@10 went from
+    0.1318 to 0.1360, most of it on targets with 1-4 training events (docs/recommendation.md)."""
+    counts = torch.from_numpy(np.asarray(counts, dtype=np.float32))
+    half = max(cfg.id_dropout_half, 1e-9)
+    return (cfg.id_dropout + cfg.id_dropout_rare * half / (half + counts)).clamp(0.0, 1.0)
 
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: TrainingSet, fold: int,
@@ -167,7 +190,7 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Tra
     w = pad_left([data.weights[i] for i in mine], model.cfg.max_len + 1, 0).to(device).float()  # (B, L + 1)
     history, target, w = seq[:, :-1], seq[:, 1:], w[:, 1:]  # (B, L) each
     rows, cols = torch.nonzero((target != model.pad) & (history != model.pad), as_tuple=True)  # (P,) each
-    id_keep = (torch.rand(model.pad + 1, device=device, generator=data.id_rng) >= cfg.id_dropout).float()  # (n + 1,)
+    id_keep = (torch.rand(model.pad + 1, device=device, generator=data.id_rng) >= data.id_drop).float()  # (n + 1,)
     logits = net(history, rows, cols, id_keep, data.cooc[fold])  # (P, n)
     # Items without training events are left out of the softmax: as never-bought
     # negatives they would teach the model that a new item is never the answer.

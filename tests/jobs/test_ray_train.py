@@ -141,7 +141,7 @@ def test_without_dropout_two_workers_take_the_in_process_steps(local_ray, sequen
 
     items, events, cache = sequential_shop
     settings = _recommend_env(monkeypatch, cache, RECOMMEND_EPOCHS="4", RECOMMEND_DROPOUT="0",
-                              RECOMMEND_ID_DROPOUT="0")
+                              RECOMMEND_ID_DROPOUT="0", RECOMMEND_ID_DROPOUT_RARE="0")
     item_ids, split, _, vectors = prepare(settings, items, events)
     model = UserModel(model_config(settings, len(item_ids), vectors.shape[1]), torch.from_numpy(vectors),
                       torch.from_numpy(item_frequency(split.train, len(item_ids)) > 0))

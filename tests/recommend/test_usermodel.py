@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from shoplm.recommend_train import TrainConfig, TrainedUserModel, fit_user_model, load_model, save_model
+from shoplm.recommend_train import (TrainConfig, TrainedUserModel, fit_user_model, id_drop_rates, load_model, save_model,
+                                    training_set)
 from shoplm.recommenders import FitData
 from shoplm.recommenders.item_knn import co_occurrence
 from shoplm.sequences import Cases, Histories, Sequences
@@ -47,12 +48,32 @@ def small(encoder="transformer", **kw):
 ])
 def test_learns_a_deterministic_pattern(name, make):
     train = cycles()
-    rec = TrainedUserModel(name, make, TrainConfig(epochs=40, patience=40, batch_size=8, lr=1e-2, id_dropout=0.0))
+    rec = TrainedUserModel(name, make, TrainConfig(epochs=40, patience=40, batch_size=8, lr=1e-2, id_dropout=0.0,
+                                                  id_dropout_rare=0.0))
     rec.fit(FitData(train, cases_of(train), text_vectors()))
     scores = rec.score(Histories([np.array([3, 4, 5]), np.array([10, 11])], [np.ones(3), np.ones(2)]))
     assert scores.shape == (2, N)
     assert scores.argmax(axis=1).tolist() == [6, 0], name
     assert rec.log[-1]["valid_ndcg@10"] > 0.9
+
+
+def test_rare_items_lose_their_id_more_often():
+    cfg = TrainConfig(id_dropout=0.1, id_dropout_rare=0.8, id_dropout_half=5.0)
+    rates = id_drop_rates(np.array([1, 5, 20, 10**6]), cfg).numpy()
+    assert rates == pytest.approx([0.1 + 0.8 * 5 / 6, 0.1 + 0.4, 0.1 + 0.8 * 5 / 25, 0.1], abs=1e-4)
+    assert (np.diff(rates) < 0).all()
+    assert id_drop_rates(np.array([0]), TrainConfig(id_dropout=0.5, id_dropout_rare=0.8)).item() == 1.0  # capped
+    flat = id_drop_rates(np.array([1, 5, 10**6]), TrainConfig(id_dropout=0.2, id_dropout_rare=0.0)).numpy()
+    assert flat == pytest.approx([0.2] * 3)
+    # training reads each item's rate from its training events; the padding row is never hidden
+    train = Sequences(["a", "b"], [np.array([0, 1, 2, 0, 0]), np.array([0, 1])], [np.ones(5, np.float32), np.ones(2, np.float32)],
+                      [np.arange(5.0), np.arange(2.0)])
+    counts = np.bincount(np.concatenate(train.items), minlength=N)
+    model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), torch.from_numpy(counts > 0))
+    data = training_set(model, train, cfg, "cpu")
+    assert data.id_drop.shape == (N + 1,) and data.id_drop[-1] == 0.0
+    assert data.id_drop[:N].numpy() == pytest.approx(id_drop_rates(counts, cfg).numpy())
+    assert data.id_drop[0] < data.id_drop[1] < data.id_drop[2]  # 4, 2 and 1 training events
 
 
 def test_save_load_round_trip(tmp_path):
