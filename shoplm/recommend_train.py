@@ -166,7 +166,7 @@ def id_drop_rates(counts: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
     the ID where there is evidence behind it: the frequency-aware form of DropoutNet's input
     dropout (Volkovs et al., NeurIPS 2017). On Amazon Scientific the default (0, 1, 5: an item
     with n events is hidden with chance 5 / (5 + n)) took validation NDCG@10 from 0.0860 to
-    0.0872 against a flat 0.2, the best of six settings on validation; test Recall@10 went from
+    0.0872 against a flat 0.2, the best of seven settings on validation; test Recall@10 went from
     0.1318 to 0.1360, most of it on targets with 1-4 training events (docs/recommendation.md)."""
     counts = torch.from_numpy(np.asarray(counts, dtype=np.float32))
     half = max(cfg.id_dropout_half, 1e-9)

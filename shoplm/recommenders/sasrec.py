@@ -25,6 +25,7 @@ def sasrec(settings: Settings, device: str | None = None) -> TrainedUserModel:
             text_path=False, history_bias=False, cooc_path=False,
         )
 
-    config: TrainConfig = train_config(settings, id_dropout=0.0, id_dropout_rare=0.0, label_smoothing=settings.sasrec_label_smoothing,
+    config: TrainConfig = train_config(settings, id_dropout=0.0, id_dropout_rare=0.0,
+                                       label_smoothing=settings.sasrec_label_smoothing,
                                        patience=settings.sasrec_patience)
     return TrainedUserModel("sasrec", model_config, config, device=device)
