@@ -87,7 +87,10 @@ class Settings(BaseSettings):
     recommend_id_dropout: float = Field(0.0, ge=0, le=1, description="Share of items whose ID embedding is hidden per step, so text-only (new) items are ranked well too; the floor, for the most frequent items.")
     recommend_id_dropout_rare: float = Field(1.0, ge=0, le=1, description="Extra ID dropout for rare items: an item with n training "
                                              "events is hidden with chance id_dropout + id_dropout_rare * half / (half + n), so rare items are ranked on their text.")
-    recommend_id_dropout_half: float = Field(5.0, gt=0, description="Training events at which the extra ID dropout of rare items is halved.")
+    recommend_id_dropout_half: float = Field(20.0, gt=0, description="Training events at which the extra ID dropout of rare items is halved.")
+    recommend_id_dropout_scoring: float = Field(
+        0.75, ge=0, le=1, description="When scoring, each seen item's ID evidence is weighted 1 - this x its training ID "
+        "dropout chance: 0 uses every ID in full, 1 scores each item as training saw it on average.")
     recommend_new_item_exposure: float = Field(
         1.0, ge=0, description="After training, items without training events (new items) are shifted so that they take "
         "this multiple of their catalog share of the top-10 slots over the validation histories: 1 = a new item is "

@@ -31,7 +31,7 @@ from shoplm.replica import IN_PROCESS, Replica
 from shoplm.sequences import Cases, Histories, Sequences, Split, item_frequency
 from shoplm.usermodel import SIM_CACHE_ITEMS, UserModel, UserModelConfig, pad_left
 
-FORMAT_VERSION = 2  # 2: new items borrow their text neighbours' ID vector and popularity
+FORMAT_VERSION = 3  # 2: new items borrow their text neighbours' ID vector and popularity; 3: id_weight, new_item_shift
 Progress = Callable[[int, int, dict], None]  # (epoch, max_epochs, {"loss": .., "valid_ndcg@10": ..})
 
 
@@ -45,7 +45,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     id_dropout: float = 0.0  # share of items whose ID is hidden per step: the floor, for frequent items
     id_dropout_rare: float = 1.0  # extra share for rare ones: + rare * half / (half + training events)
-    id_dropout_half: float = 5.0  # training events at which the extra share is halved
+    id_dropout_half: float = 20.0  # training events at which the extra share is halved
+    id_dropout_scoring: float = 0.75  # share of its dropout chance by which scoring lowers an item's ID weight
     new_item_exposure: float = 1.0  # new items' share of the top 10 / their catalog share, see calibrate_new_items
     seed: int = 0
     eval_batch: int = 1024
@@ -58,7 +59,8 @@ def train_config(settings: Settings, **overrides) -> TrainConfig:
         batch_size=settings.recommend_batch_size, lr=settings.recommend_lr,
         weight_decay=settings.recommend_weight_decay, label_smoothing=settings.recommend_label_smoothing,
         id_dropout=settings.recommend_id_dropout, id_dropout_rare=settings.recommend_id_dropout_rare,
-        id_dropout_half=settings.recommend_id_dropout_half, seed=settings.recommend_seed,
+        id_dropout_half=settings.recommend_id_dropout_half, id_dropout_scoring=settings.recommend_id_dropout_scoring,
+        seed=settings.recommend_seed,
         new_item_exposure=settings.recommend_new_item_exposure,
         max_minutes=settings.recommend_max_minutes,
     )
@@ -164,10 +166,12 @@ def id_drop_rates(counts: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
     one dropout rate for all the model leaned on it as much as on a frequent item's. Hiding it
     more often makes the model rank rare items on their text, which generalises, and keeps
     the ID where there is evidence behind it: the frequency-aware form of DropoutNet's input
-    dropout (Volkovs et al., NeurIPS 2017). On Amazon Scientific the default (0, 1, 5: an item
-    with n events is hidden with chance 5 / (5 + n)) took validation NDCG@10 from 0.0860 to
-    0.0872 against a flat 0.2, the best of seven settings on validation; test Recall@10 went from
-    0.1318 to 0.1360, most of it on targets with 1-4 training events (docs/recommendation.md)."""
+    dropout (Volkovs et al., NeurIPS 2017). On Amazon Scientific (0, 1, 5: chance 5 / (5 + n))
+    took validation NDCG@10 from 0.0860 to 0.0872 against a flat 0.2, test Recall@10 from 0.1318
+    to 0.1360, most of it on targets with 1-4 training events. With scoring at the expected ID
+    weight (`UserModel.set_id_weight`) a larger half helps too: over eight seeds, validation
+    NDCG@10 0.0878, 0.0889 and 0.0900 for half 5, 10 and 20, hence the default 20
+    (docs/recommendation.md)."""
     counts = torch.from_numpy(np.asarray(counts, dtype=np.float32))
     half = max(cfg.id_dropout_half, 1e-9)
     return (cfg.id_dropout + cfg.id_dropout_rare * half / (half + counts)).clamp(0.0, 1.0)
@@ -216,6 +220,7 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
     data = training_set(model, train, cfg, device, replica.shared_generator(cfg.seed + 3, device))
     if data is None:
         return []
+    model.set_id_weight(data.id_drop, cfg.id_dropout_scoring)  # before validation picks the epoch
     net = replica.wrap(model)
     # fused: one kernel for all parameters; the per-tensor loop cost ~15% of a CPU epoch.
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
@@ -275,7 +280,7 @@ def new_item_share(scores: torch.Tensor, new: torch.Tensor, shift: float, k: int
 
 def calibrate_new_items(model: UserModel, histories: Histories, cfg: TrainConfig, device: str,
                         k: int = 10, max_cells: int = 50_000_000) -> float:
-    """Shifts the offset of the items without training events (`new_item_bias`) so that,
+    """Shifts the offset of the items without training events (`new_item_shift`) so that,
     over the validation histories, they take `new_item_exposure` times their catalog share
     of the top-k slots; returns the shift. No target is read: the rule is a prior, that a
     new item is shown as often as an average item until its own events come in.
@@ -309,7 +314,7 @@ def calibrate_new_items(model: UserModel, histories: Histories, cfg: TrainConfig
         lo, hi = (mid, hi) if new_item_share(scores, new, mid, k) < target else (lo, mid)
     shift = hi  # the least shift found that reaches the target
     with torch.no_grad():
-        model.new_item_bias += shift
+        model.new_item_shift += shift
     return shift
 
 

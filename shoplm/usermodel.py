@@ -12,13 +12,17 @@ Scores for the next item j after a history h_1..h_t:
 
     s_j = cos(state_t, v_j) / temperature            # sequence model over adapted items (t learned)
         + alpha * sum_k a_k cos(e_{h_{t-k}}, e_j)    # direct text path: the last K items' text
-        + gamma * sum_k c_k C(h_{t-k}, j)             # co-occurrence path (as item k-NN)
-        + beta * [j in history] + bias_j * seen_j     # repeat propensity, popularity
-        + (bias_new + rho * mean_nb(bias)_j) * (1 - seen_j)  # new items: an offset + their neighbours' popularity
-        + gamma * sum_k c_k C'(h_{t-k}, j) * (1 - seen_j)  # a new item borrows its text neighbours' C
+        + gamma * sum_k c_k C(h_{t-k}, j) * w_j       # co-occurrence path (as item k-NN)
+        + beta * [j in history] + bias_j * w_j        # repeat propensity, popularity
+        + (bias_new + rho * mean_nb(bias)_j) * (1 - w_j)  # ID-less items: an offset + their neighbours' popularity
+        + gamma * sum_k c_k C'(h_{t-k}, j) * (1 - w_j)  # an ID-less item borrows its text neighbours' C
+        + shift * (1 - seen_j)                         # new items' lift, set after training
 
-where a new item's vector v_j is its adapted text plus sigma * mean_nb(ID)_j, and mean_nb(x)_j
-is the similarity-weighted mean of x over j's nearest seen items by text (`borrowed`).
+where w_j is the weight of item j's ID evidence: in training 1 or 0 (ID dropout), in scoring
+`id_weight`, 0 for new items and 1 - share * (j's training dropout chance) for seen ones. A
+new item's vector v_j is its adapted text plus sigma * mean_nb(ID)_j (an item's: its text +
+w_j * ID_j + (1 - w_j) * sigma * mean_nb(ID)_j), and mean_nb(x)_j is the similarity-weighted
+mean of x over j's nearest seen items by text (`borrowed`).
 
 The direct text path keeps what the zero-shot text baseline gets right (on Amazon, the
 next purchase is often from the same product line as the last), and the co-occurrence path
@@ -30,8 +34,8 @@ half of the actors, never from the actor's own events, or the model would learn 
 a feature that contains its training targets. A new item has no co-occurrence, ID vector or
 popularity of its own; it borrows those of its nearest seen items by text
 (`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line).
-After training, `bias_new` is shifted so that new items take their catalog share of the top
-slots over the validation histories (`recommend_train.calibrate_new_items`).
+After training, `shift` is set so that new items take their catalog share of the top slots
+over the validation histories (`recommend_train.calibrate_new_items`).
 
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
 """
@@ -120,6 +124,9 @@ class UserModel(nn.Module):
         self.register_buffer("item_text", text)  # (n + 1, text_dim); the pad row is zero
         seen_f = torch.zeros(n + 1) if seen is None else F.pad(seen.float(), (0, 1))
         self.register_buffer("seen", seen_f)  # (n + 1,) 1.0 for items seen in training
+        # The weight of each item's ID evidence (ID vector, popularity, co-occurrence) when
+        # scoring: `seen` until training sets it from the ID dropout, see set_id_weight().
+        self.register_buffer("id_weight", seen_f.clone())  # (n + 1,)
         whitened = whitening(text[:-1], d) if cfg.use_text and item_text is not None else torch.zeros(n, d)
         self.register_buffer("item_whitened", F.pad(whitened, (0, 0, 0, 1)))  # (n + 1, dim)
         self.adaptor = TextAdaptor(d, cfg.n_experts, cfg.text_dim) if cfg.use_text else None
@@ -136,6 +143,9 @@ class UserModel(nn.Module):
             nn.init.normal_(self.item_id.weight, std=0.02)
         self.item_bias = nn.Parameter(torch.zeros(n + 1))  # (n + 1,) popularity, seen items only
         self.new_item_bias = nn.Parameter(torch.tensor(0.0))  # for items without ID evidence
+        # After training, the lift of items without training events alone (calibrate_new_items);
+        # new_item_bias also lends to rare items, which scoring treats as partly ID-less.
+        self.register_buffer("new_item_shift", torch.tensor(0.0))
         # How much of their text neighbours' ID vector (sigma) and popularity (rho) new items take.
         self.borrow_id = nn.Parameter(torch.tensor(1.0))
         self.borrow_bias = nn.Parameter(torch.tensor(1.0))
@@ -168,7 +178,8 @@ class UserModel(nn.Module):
     def item_vectors(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
         """(n + 1, dim): adapted text + ID embedding for seen items; `id_keep` (n + 1,) float
         zeroes the ID of some items during training (ID dropout) so that the model also learns
-        to rank items on text alone, as it must for new ones.
+        to rank items on text alone, as it must for new ones. Without it (scoring), the ID
+        enters with `id_weight`.
 
         In eval mode, without gradients and `id_keep` (scoring), the result is cached until
         the model goes back to training or a tensor it is computed from changes: the adaptor
@@ -190,12 +201,12 @@ class UserModel(nn.Module):
         """Every tensor `item_vectors` reads: a load or an in-place edit bumps one's version,
         a move changes its storage."""
         return [*(self.adaptor.parameters() if self.adaptor is not None else ()), self.item_whitened, self.item_text,
-                self.seen, self.borrow_id, *((self.item_id.weight,) if self.item_id is not None else ())]
+                self.seen, self.id_weight, self.borrow_id, *((self.item_id.weight,) if self.item_id is not None else ())]
 
     def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
         vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
         if self.item_id is not None:
-            keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
+            keep = self.id_weight if id_keep is None else self.seen * id_keep  # (n + 1,)
             vectors = vectors + self.item_id.weight * keep[:, None]
             borrowed = self.borrowed(self.item_id.weight, keep)  # (n + 1, dim) or None
             if borrowed is not None:
@@ -237,11 +248,12 @@ class UserModel(nn.Module):
         else:
             items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
             out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
-        keep = self.seen if id_keep is None else self.seen * id_keep  # (n + 1,)
+        keep = self.id_weight if id_keep is None else self.seen * id_keep  # (n + 1,)
         # New items (and, in training, items whose ID is hidden) share one learned offset in
         # place of ID, popularity and co-occurrence evidence, which calibrates them against
-        # items that have it; ID dropout hides a uniform share of items, as a cold start does.
+        # items that have it; ID dropout hides rare items most, as a cold start does new ones.
         bias = self.item_bias * keep + self.new_item_bias * (1 - keep)  # (n + 1,)
+        bias = bias + self.new_item_shift * (1 - self.seen)
         borrowed = self.borrowed(self.item_bias, keep)  # (n + 1,) or None
         if borrowed is not None:
             bias = bias + self.borrow_bias * borrowed * (1 - keep)
@@ -261,6 +273,16 @@ class UserModel(nn.Module):
         if self.cfg.history_bias:
             out = out + self.history_scale * self._in_history(history, rows, cols)
         return out
+
+    def set_id_weight(self, drop: torch.Tensor, share: float) -> None:
+        """Scoring's weight of each seen item's ID evidence: 1 - share * drop, where `drop`
+        (n + 1,) is the chance that training hid the item's ID. share 0 keeps every seen item's
+        ID whole; share 1 scores each item as training saw it on average, the weight-scaling
+        rule of dropout (Srivastava et al., 2014). With frequency-aware ID dropout a rare
+        item's ID was hidden most of the time, so scoring it with its full, barely trained ID
+        vector and popularity asks the model for what it was least trained on."""
+        with torch.no_grad():
+            self.id_weight.copy_(self.seen * (1 - share * drop.to(self.seen.device)))
 
     def forward(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                 id_keep: torch.Tensor | None = None,

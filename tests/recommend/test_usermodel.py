@@ -76,11 +76,58 @@ def test_rare_items_lose_their_id_more_often():
     assert data.id_drop[0] < data.id_drop[1] < data.id_drop[2]  # 4, 2 and 1 training events
 
 
+def test_scoring_weighs_each_id_by_its_training_dropout():
+    """Scoring gives a seen item's ID evidence the weight 1 - share x its dropout chance: with
+    0/1 chances that is exactly training's view with those IDs hidden, in between it mixes the
+    two views; training sets the weights from its own rates; the new-item lift moves new items only."""
+    torch.manual_seed(0)
+    seen = torch.ones(N, dtype=torch.bool)
+    seen[0] = False
+    model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), seen).eval()
+    with torch.no_grad():
+        model.item_bias.normal_()
+        model.new_item_bias.fill_(-1.0)
+    history = pad_left([np.array([3, 4, 5]), np.array([7])], 10, model.pad)
+    rows, cols = torch.arange(2), torch.full((2,), history.shape[1] - 1)
+    hidden = torch.zeros(N + 1)
+    hidden[[2, 6]] = 1.0  # these two IDs always hidden in training
+    full = model.scores(history)
+    model.set_id_weight(hidden, 0.0)
+    assert torch.equal(model.id_weight, model.seen) and torch.equal(model.scores(history), full)
+    model.set_id_weight(hidden, 1.0)
+    with torch.no_grad():
+        as_trained = model.logits(history, rows, cols, id_keep=1 - hidden)
+    assert torch.allclose(model.scores(history), as_trained, atol=1e-5)
+    assert not torch.allclose(model.scores(history)[:, [2, 6]], full[:, [2, 6]])
+    assert torch.allclose(model.scores(history)[:, 3:6], full[:, 3:6], atol=1e-5)  # other items' IDs stay whole
+    model.set_id_weight(hidden, 0.5)
+    assert model.id_weight[[2, 6]].tolist() == [0.5, 0.5] and model.id_weight[0] == 0.0  # new items have no ID
+    vectors = model.item_vectors()
+    assert torch.allclose(vectors[2], (model._item_vectors(torch.ones(N + 1))[2] + model._item_vectors(1 - hidden)[2]) / 2, atol=1e-6)
+    before = model.scores(history)
+    with torch.no_grad():
+        model.new_item_shift.fill_(5.0)
+    lifted = model.scores(history) - before
+    assert lifted[:, 0].tolist() == pytest.approx([5.0, 5.0]) and lifted[:, 1:].abs().max() < 1e-5
+    # training sets the weights from its dropout rates, before validation picks the epoch
+    train = cycles()
+    counts = np.bincount(np.concatenate(train.items), minlength=N)
+    cfg = TrainConfig(epochs=1, batch_size=8, id_dropout_rare=1.0, id_dropout_half=50.0, id_dropout_scoring=0.5)
+    rec = TrainedUserModel("shoplm", small(), cfg)
+    rec.fit(FitData(train, cases_of(train), text_vectors()))
+    expected = 1 - 0.5 * id_drop_rates(counts, cfg).numpy()
+    assert rec.model.id_weight[:N].numpy() == pytest.approx(expected, abs=1e-6)
+    assert (expected < 0.9).all()
+
+
 def test_save_load_round_trip(tmp_path):
     torch.manual_seed(0)
     seen = torch.ones(N, dtype=torch.bool)
     model = UserModel(small()(N, 16), torch.from_numpy(text_vectors()), seen)
     model.set_cooccurrence(co_occurrence(cycles(), N, window=2))  # CSR arrays of data-dependent length
+    model.set_id_weight(torch.linspace(0, 1, N + 1), 0.75)  # scoring's ID weights and the new-item lift are saved
+    with torch.no_grad():
+        model.new_item_shift.fill_(2.0)
     history = pad_left([np.array([1, 2, 3]), np.array([5])], 10, model.pad)
     before = model.eval().scores(history)
     save_model(model, [f"i{i}" for i in range(N)], tmp_path / "m", {"cold_items": 0.0})
@@ -88,6 +135,7 @@ def test_save_load_round_trip(tmp_path):
     loaded, item_ids, params = load_model(tmp_path / "m", "cpu")
     assert item_ids[0] == "i0" and params["cold_items"] == 0.0
     assert torch.allclose(loaded.scores(history), before)
+    assert torch.equal(loaded.id_weight, model.id_weight) and loaded.new_item_shift.item() == 2.0
     # no pickle anywhere: the id array loads with allow_pickle=False
     np.load(tmp_path / "m" / "item_ids.npy", allow_pickle=False)
 
@@ -207,9 +255,10 @@ def test_new_items_are_calibrated_to_their_share_of_the_top_slots():
         model = UserModel(small(new_item_neighbours=3)(n, 16), torch.from_numpy(text), seen).eval()
         with torch.no_grad():
             model.new_item_bias.fill_(-3.0)  # new items start far down, as an under-calibrated model has them
-        before = model.new_item_bias.item()
+        before = model.new_item_shift.item()
         shift = calibrate_new_items(model, histories, TrainConfig(new_item_exposure=exposure), "cpu", k=5)
-        assert model.new_item_bias.item() == pytest.approx(before + shift)
+        assert model.new_item_shift.item() == pytest.approx(before + shift)
+        assert model.new_item_bias.item() == -3.0  # the offset that ID-less seen items share is not moved
         scores = torch.from_numpy(model_scores(model, histories, 64, "cpu"))
         share = new_item_share(scores, ~seen, 0.0, k=5)
         assert share == pytest.approx(0.2 * exposure, abs=0.02), exposure
@@ -220,4 +269,4 @@ def test_new_items_are_calibrated_to_their_share_of_the_top_slots():
     assert new_item_share(torch.from_numpy(model_scores(model, histories, 64, "cpu")), ~seen, 0.0, k=5) == 1.0
     all_seen = UserModel(small()(n, 16), torch.from_numpy(text), torch.ones(n, dtype=torch.bool)).eval()
     assert calibrate_new_items(all_seen, histories, TrainConfig(), "cpu") == 0.0
-    assert all_seen.new_item_bias.item() == 0.0
+    assert all_seen.new_item_shift.item() == 0.0
