@@ -206,7 +206,7 @@ class UserModel(nn.Module):
     def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
         vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
         if self.item_id is not None:
-            keep = self.id_weight if id_keep is None else self.seen * id_keep  # (n + 1,)
+            keep = self.id_keep_weights(id_keep)  # (n + 1,)
             vectors = vectors + self.item_id.weight * keep[:, None]
             borrowed = self.borrowed(self.item_id.weight, keep)  # (n + 1, dim) or None
             if borrowed is not None:
@@ -248,7 +248,7 @@ class UserModel(nn.Module):
         else:
             items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
             out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
-        keep = self.id_weight if id_keep is None else self.seen * id_keep  # (n + 1,)
+        keep = self.id_keep_weights(id_keep)  # (n + 1,)
         # New items (and, in training, items whose ID is hidden) share one learned offset in
         # place of ID, popularity and co-occurrence evidence, which calibrates them against
         # items that have it; ID dropout hides rare items most, as a cold start does new ones.
@@ -273,6 +273,11 @@ class UserModel(nn.Module):
         if self.cfg.history_bias:
             out = out + self.history_scale * self._in_history(history, rows, cols)
         return out
+
+    def id_keep_weights(self, id_keep: torch.Tensor | None) -> torch.Tensor:
+        """(n + 1,) the weight of each item's ID evidence: training's 0/1 draw `id_keep` on seen
+        items, or, scoring (None), `id_weight`."""
+        return self.id_weight if id_keep is None else self.seen * id_keep
 
     def set_id_weight(self, drop: torch.Tensor, share: float) -> None:
         """Scoring's weight of each seen item's ID evidence: 1 - share * drop, where `drop`
