@@ -62,7 +62,7 @@ def bench_encoder(settings: Settings, n_items: int, n_queries: int, repeats: int
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from shoplm.encoder import Encoder, default_model_dir
+    from shoplm.lm.encoder import Encoder, default_model_dir
 
     torch.set_num_threads(os.cpu_count() or 1)
     texts, queries = _homedepot_texts(settings, n_items, n_queries)
@@ -114,8 +114,8 @@ def _homedepot_texts(settings: Settings, n_items: int, n_queries: int) -> tuple[
     """Item texts as the search index builds them, and distinct judged queries."""
     import polars as pl
 
-    from shoplm.search_data import read_items
-    from shoplm.text import item_texts
+    from shoplm.search.data import read_items
+    from shoplm.data.text import item_texts
 
     converted = _converted_homedepot(settings)
     items = read_items(converted / "items.csv")[:n_items]
@@ -144,7 +144,7 @@ def _search_quality(settings: Settings) -> dict:
 def bench_ann(settings: Settings, sizes: list[int], n_queries: int) -> dict:
     import faiss
 
-    from shoplm.index import FaissIndex
+    from shoplm.search.index import FaissIndex
 
     faiss.omp_set_num_threads(os.cpu_count() or 1)
     rows = {}
@@ -192,7 +192,7 @@ EF_SEARCH = (16, 32, 64, 128, 256)
 
 
 def _homedepot_vectors(settings: Settings) -> np.ndarray | None:
-    from shoplm.encoder import Encoder
+    from shoplm.lm.encoder import Encoder
 
     fingerprint = Encoder.from_settings(settings.model_copy(update={"encoder_backend": "torch"})).fingerprint
     path = settings.embedding_cache_dir / fingerprint / "vectors.npy"
@@ -217,8 +217,8 @@ def bench_ingest(settings: Settings, n_events: int, pg_url: str | None, repeats:
     median quoted) and through `/v1/events`."""
     import tempfile
 
-    from shoplm.ingest import ingest
-    from shoplm.records import Item
+    from shoplm.store.ingest import ingest
+    from shoplm.data.records import Item
     from shoplm.store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="shoplm-bench-"))

@@ -3,7 +3,7 @@ rows of each batch this process trains on and how it combines results with the o
 
 `Replica()` is the only process, i.e. in-process training (`shoplm train ...`): nothing is
 split or exchanged, and the loops run exactly as they do without it.
-`shoplm.jobs_train.RayReplica` is one worker of a Ray Train group (`shoplm jobs train ...`):
+`shoplm.jobs.train.RayReplica` is one worker of a Ray Train group (`shoplm jobs train ...`):
 every worker runs the same loop with the same seed on the same data, so it draws the same
 batches; each trains on rows rank::world of every batch, DDP averages the gradients, and
 `all_sum` / `all_gather` combine what must be global (validation metrics, the decision to

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shoplm.aggregates import dataset_stats, item_counts, item_popularity, user_summaries
-from shoplm.records import Event, Item
+from shoplm.data.aggregates import dataset_stats, item_counts, item_popularity, user_summaries
+from shoplm.data.records import Event, Item
 
 DAY = 86_400.0
 WEIGHTS = {"search": 0.0, "view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}

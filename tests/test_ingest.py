@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.ingest import ingest
+from shoplm.store.ingest import ingest
 from shoplm.store import open_store
 
 FIXTURES = Path(__file__).parent / "fixtures"

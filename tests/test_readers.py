@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from shoplm.errors import InputFileMissing, UnsupportedFileType
-from shoplm.readers import RawRecord, count_rows, read_records
+from shoplm.data.readers import RawRecord, count_rows, read_records
 
 
 def test_csv_rows_are_line_numbers(tmp_path):

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from shoplm.aggregates import dataset_stats
+from shoplm.data.aggregates import dataset_stats
 from shoplm.cli import app
-from shoplm.convert import convert
-from shoplm.ingest import ingest
+from shoplm.data.convert import convert
+from shoplm.store.ingest import ingest
 from shoplm.store import open_store
 
 pytestmark = pytest.mark.slow

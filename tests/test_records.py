@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shoplm.records import Event, FieldProblem, Item, parse_event, parse_item, parse_judgment
+from shoplm.data.records import Event, FieldProblem, Item, parse_event, parse_item, parse_judgment
 
 
 def fields(result):

@@ -6,8 +6,9 @@ import pytest
 import sqlalchemy as sa
 
 from shoplm.errors import SchemaVersionMismatch, StoreError
-from shoplm.records import Event, Item, Judgment
-from shoplm.store import SCHEMA_VERSION, open_store
+from shoplm.data.records import Event, Item, Judgment
+from shoplm.store import open_store
+from shoplm.store.base import SCHEMA_VERSION
 
 
 def _items():

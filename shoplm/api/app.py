@@ -16,7 +16,7 @@ from shoplm.api.middleware import BodyLimit, Metrics, RateLimit
 from shoplm.api.problems import install_error_handlers
 from shoplm.api.routes import health, router
 from shoplm.config import Settings
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 
 STATIC = Path(__file__).parent / "static"
 

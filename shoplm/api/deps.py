@@ -13,7 +13,7 @@ from typing import Annotated, Mapping
 from fastapi import Depends, Request
 
 from shoplm.api.problems import Forbidden, Unauthorized
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 
 
 async def get_engine(request: Request) -> Engine:

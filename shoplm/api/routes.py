@@ -19,10 +19,10 @@ from shoplm.api.schemas import (
     PRINTABLE, Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
     ProfilePublic, Reloaded, ReloadRequest, WriteResult,
 )
-from shoplm.engine import Engine, Rec
+from shoplm.engine.engine import Engine, Rec
 from shoplm.errors import InvalidRecords, NotFound
-from shoplm.index import ItemFilter
-from shoplm.records import Event, Item, parse_event, parse_item
+from shoplm.search.index import ItemFilter
+from shoplm.data.records import Event, Item, parse_event, parse_item
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 403, 404, 413, 422, 429, 503)

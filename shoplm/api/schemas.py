@@ -2,7 +2,7 @@
 client sends), `...Public` (what the service returns).
 
 Types are checked here; the data model's rules (non-empty title, price >= 0, finite
-numbers, no control characters, ...) are checked once, by shoplm.records, so the API and
+numbers, no control characters, ...) are checked once, by shoplm.data.records, so the API and
 file ingestion can never disagree on what a valid record is.
 """
 
@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shoplm.records import EVENT_TYPES
+from shoplm.data.records import EVENT_TYPES
 
 EventType = Literal[EVENT_TYPES]  # type: ignore[valid-type]
 

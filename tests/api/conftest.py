@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from shoplm.api import create_app
 from shoplm.config import Settings
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 from shoplm.store import open_store
 
 READ, ADMIN = "read-key-for-tests", "admin-key-for-tests"

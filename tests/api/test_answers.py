@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 
 from shoplm.api import create_app
 from shoplm.config import Settings
-from shoplm.engine import Engine
-from shoplm.records import Event, Item
+from shoplm.engine.engine import Engine
+from shoplm.data.records import Event, Item
 from shoplm.store import open_store
 from tests.api.conftest import A, ADMIN, R, READ
 

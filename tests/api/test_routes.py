@@ -145,7 +145,7 @@ def test_admin_routes_refuse_when_no_admin_key_is_configured(store_url):
 
     from shoplm.api import create_app
     from shoplm.config import Settings
-    from shoplm.engine import Engine
+    from shoplm.engine.engine import Engine
     from shoplm.store import open_store
 
     settings = Settings()

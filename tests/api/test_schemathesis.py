@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 
 from shoplm.api import create_app
 from shoplm.config import Settings
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 from shoplm.store import open_store
 from tests.api.conftest import ADMIN, READ
 from tests.api.test_answers import CATALOG

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from shoplm.config import Settings
-from shoplm.engine import Engine
-from shoplm.index import FaissIndex, ItemFilter, ItemMeta
+from shoplm.engine.engine import Engine
+from shoplm.search.index import FaissIndex, ItemFilter, ItemMeta
 from shoplm.store import open_store
 from tests.reliability.conftest import catalog
 
@@ -27,7 +27,7 @@ def test_partitioned_pick_equals_the_full_sort(engine, seed):
     """`_pick` partitions before sorting; with heavy ties, a per-category limit and masked rows
     it must still return exactly what a stable sort of every candidate gives."""
     rng = np.random.default_rng(seed)
-    n = len(engine._index.ids)
+    n = engine.catalog.n_rows
     scores = rng.integers(0, 4 if seed % 2 else 40, n).astype(np.float64)  # many ties at every level
     mask = rng.random(n) > 0.2
     for k in (1, 5, 10, 40):

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 from shoplm.api import create_app
 from shoplm.api.dispatch import split_change
 from shoplm.config import Settings
-from shoplm.engine import Engine
-from shoplm.records import Event, Item
+from shoplm.engine.engine import Engine
+from shoplm.data.records import Event, Item
 from shoplm.store import open_store
 from tests.reliability.conftest import catalog
 from tests.service import ServiceProcess
@@ -50,12 +50,12 @@ def test_an_engines_writes_reach_its_peer(tmp_path):
     a, b = _engines(tmp_path)
     a.upsert_items([Item("new-1", **NEW)])
     assert _found(b, "new-1", "zanzibar copper kettle") and b.get_item("new-1").brand == "Zz"
-    before = b.popularity[b._row("new-1")]
+    before = b.popularity[b.catalog.row("new-1")]
     a.add_events([Event(time.time(), "purchase", "u1", "s1", "new-1")])
-    assert b.popularity[b._row("new-1")] == before + a.settings.event_weights["purchase"]
+    assert b.popularity[b.catalog.row("new-1")] == before + a.settings.event_weights["purchase"]
     np.testing.assert_array_equal(a.popularity, b.popularity)
     assert b.delete_user("u1") == 1
-    assert a.popularity[a._row("new-1")] == 0.0  # the erased user's purchase counts nowhere
+    assert a.popularity[a.catalog.row("new-1")] == 0.0  # the erased user's purchase counts nowhere
     b.delete_item("new-1")
     assert not _found(a, "new-1", "zanzibar copper kettle") and "new-1" not in a.items
 
@@ -201,16 +201,16 @@ def test_workers_that_cannot_start_stop_the_service(tmp_path):
 
 def _open_and_search(url: str, index: str, cache: str, builds: str, query: str) -> list[str]:
     """In a fresh process: open an engine (counting the index builds it does in `builds`)."""
-    import shoplm.search
+    import shoplm.search.pipeline
 
-    build = shoplm.search.build_indexes
+    build = shoplm.search.pipeline.build_indexes
 
     def counted(*args, **kwargs):
         with open(builds, "a") as handle:
             handle.write(f"{os.getpid()}\n")
         return build(*args, **kwargs)
 
-    shoplm.search.build_indexes = counted
+    shoplm.search.pipeline.build_indexes = counted
     engine = Engine.open(Settings(search_index_dir=index, embedding_cache_dir=cache), open_store(url))
     return [r.item_id for r in engine.search(query, k=3)]
 
@@ -233,15 +233,15 @@ def test_engines_opened_at_once_on_one_directory_build_it_once(tmp_path):
 
 
 def test_an_engine_rebuilds_its_indexes_only_when_the_catalog_changed(tmp_path, monkeypatch):
-    import shoplm.search
+    import shoplm.search.pipeline
 
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     store = open_store(url)
     store.upsert_items(catalog(40))
     settings = Settings(search_index_dir=tmp_path / "index", embedding_cache_dir=tmp_path / "cache")
     built = []
-    build = shoplm.search.build_indexes
-    monkeypatch.setattr(shoplm.search, "build_indexes", lambda *a, **k: built.append(1) or build(*a, **k))
+    build = shoplm.search.pipeline.build_indexes
+    monkeypatch.setattr(shoplm.search.pipeline, "build_indexes", lambda *a, **k: built.append(1) or build(*a, **k))
     Engine.open(settings, store)
     Engine.open(settings, store)  # a restart of an unchanged shop reads its indexes
     assert len(built) == 1

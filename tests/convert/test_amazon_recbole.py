@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.convert import convert
-from shoplm.convert.amazon_recbole import BASE_TIMESTAMP, STEP_SECONDS, category_paths, category_root
+from shoplm.data.convert import convert
+from shoplm.data.convert.amazon_recbole import BASE_TIMESTAMP, STEP_SECONDS, category_paths, category_root
 from shoplm.errors import ConvertError, SourceFileMissing
 
 ROOT = "Industrial & Scientific"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.convert import convert
+from shoplm.data.convert import convert
 from shoplm.errors import ConvertError
 
 LOG = (

@@ -10,9 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from shoplm.convert import CONVERTERS, FILE_FORMATS, convert
+from shoplm.data.convert import CONVERTERS, FILE_FORMATS, convert
 from shoplm.errors import ConvertError, SourceFileMissing, UnknownConverter, UnsupportedFileType, WriteError
-from shoplm.writers import WRITERS, write_records
+from shoplm.data.writers import WRITERS, write_records
 
 PRODUCTS = 'product_uid,title\n100001,Simpson Strong-Tie 12-Gauge Angle\n100002,"BEHR Premium, Textured DeckOver"\n'
 LABELS = "query,product_uid,relevance\nangle bracket,100001,3\ndeck over,100002,2.33\ndeck over,100001,1\n"

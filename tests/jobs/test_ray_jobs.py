@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from shoplm.config import Settings
-from shoplm.encoder import Encoder
-from shoplm.engine import Engine
-from shoplm.records import Event
+from shoplm.lm.encoder import Encoder
+from shoplm.engine.engine import Engine
+from shoplm.data.records import Event
 from shoplm.store import open_store
 from tests.reliability.conftest import catalog
 
@@ -18,7 +18,7 @@ import ray  # noqa: E402 - the ray extra; make test installs it, so a missing Ra
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from shoplm.jobs import start_ray
+    from shoplm.jobs.batch import start_ray
 
     start_ray(num_cpus=2)
     yield
@@ -31,9 +31,9 @@ def _write_items(path, items) -> None:
 
 
 def test_ray_embeddings_equal_the_in_process_ones(local_ray, tmp_path):
-    from shoplm.jobs import embed_catalog, read_embeddings
-    from shoplm.search_data import read_items
-    from shoplm.text import item_texts
+    from shoplm.jobs.batch import embed_catalog, read_embeddings
+    from shoplm.search.data import read_items
+    from shoplm.data.text import item_texts
 
     items = catalog(40)
     _write_items(tmp_path / "items.csv", items)
@@ -51,7 +51,7 @@ def test_ray_embeddings_equal_the_in_process_ones(local_ray, tmp_path):
 def test_ray_recommend_all_equals_the_engine(local_ray, tmp_path):
     import pyarrow.parquet as pq
 
-    from shoplm.jobs import recommend_all, recommend_users
+    from shoplm.jobs.batch import recommend_all, recommend_users
 
     url = f"sqlite:///{tmp_path / 'shop.db'}"
     store = open_store(url)

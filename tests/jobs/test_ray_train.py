@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from shoplm.cli import app
 from shoplm.config import Settings
-from shoplm.encoder import Encoder, default_model_dir
+from shoplm.lm.encoder import Encoder, default_model_dir
 
 import ray  # noqa: E402, F401 - the ray extra; make test installs it, so a missing Ray fails here instead of skipping
 
@@ -28,7 +28,7 @@ BRANDS = ["Bosch", "Makita", "Stanley", "Gorilla", "Philips", "Pyrex"]
 
 @pytest.fixture(scope="module")
 def local_ray():
-    from shoplm.jobs import start_ray
+    from shoplm.jobs.batch import start_ray
 
     start_ray(num_cpus=2)
     yield
@@ -98,9 +98,10 @@ def _train_both(items, events, tmp_path) -> tuple:
 
 
 def test_two_workers_reach_the_in_process_validation_ndcg(local_ray, sequential_shop, tmp_path, monkeypatch):
-    from shoplm.recommend_eval import prepare
-    from shoplm.recommend_train import TrainedUserModel, evaluate, load_model, model_config, train_config
-    from shoplm.recommenders import FitData
+    from shoplm.recommend.evaluate import prepare
+    from shoplm.recommend.checkpoint import load_model
+    from shoplm.recommend.train import TrainedUserModel, evaluate, model_config, train_config
+    from shoplm.recommend.recommender import FitData
 
     items, events, cache = sequential_shop
     settings = _recommend_env(monkeypatch, cache, RECOMMEND_EPOCHS="30")
@@ -134,10 +135,10 @@ def test_two_workers_reach_the_in_process_validation_ndcg(local_ray, sequential_
 
 
 def test_without_dropout_two_workers_take_the_in_process_steps(local_ray, sequential_shop, tmp_path, monkeypatch):
-    from shoplm.recommend_eval import prepare
-    from shoplm.recommend_train import fold_batches, model_config, train_config, training_set
-    from shoplm.sequences import item_frequency
-    from shoplm.usermodel import UserModel
+    from shoplm.recommend.evaluate import prepare
+    from shoplm.recommend.train import fold_batches, model_config, train_config, training_set
+    from shoplm.recommend.sequences import item_frequency
+    from shoplm.recommend.model import UserModel
 
     items, events, cache = sequential_shop
     settings = _recommend_env(monkeypatch, cache, RECOMMEND_EPOCHS="4", RECOMMEND_DROPOUT="0",
@@ -185,8 +186,8 @@ def german_queries(tmp_path_factory):
 def _fine_tune_both(items, judgments, tmp_path, cfg, base_model=None) -> tuple[dict, dict]:
     """`run_training` (what `shoplm train search` runs) and the 2-worker job, same settings and config;
     their shoplm_train.json summaries."""
-    from shoplm.jobs_train import train_search_job
-    from shoplm.search_train import run_training
+    from shoplm.jobs.train import train_search_job
+    from shoplm.search.train import run_training
 
     # no re-ranker hold-out: these tests compare the fine-tuning loops on every train query
     settings = Settings(search_dev_fraction=0.3, search_ranker_fraction=0, encoder_bf16=False, torch_threads=1)
@@ -197,7 +198,7 @@ def _fine_tune_both(items, judgments, tmp_path, cfg, base_model=None) -> tuple[d
 
 
 def test_two_workers_fine_tune_search_like_one_process(local_ray, german_queries, tmp_path):
-    from shoplm.search_train import SearchTrainConfig
+    from shoplm.search.train import SearchTrainConfig
 
     items, judgments = german_queries
     cfg = SearchTrainConfig(batch_size=16, epochs=2, eval_every=4, patience=10, seed=1, device="cpu", bf16=False)
@@ -215,7 +216,7 @@ def test_two_workers_fine_tune_search_like_one_process(local_ray, german_queries
 def test_without_dropout_the_gathered_softmax_takes_the_in_process_steps(local_ray, german_queries, tmp_path):
     """Each worker encodes half of every batch; the losses match only if every worker's softmax
     sees the whole batch's negatives and the gradients come back to the rows' owners."""
-    from shoplm.search_train import SearchTrainConfig, make_batches, training_inputs
+    from shoplm.search.train import SearchTrainConfig, make_batches, training_inputs
 
     items, judgments = german_queries
     base = tmp_path / "base"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from shoplm.recommenders import FitData
-from shoplm.recommenders.item_knn import ItemKNN
-from shoplm.recommenders.popularity import Popularity
-from shoplm.recommenders.text_zero_shot import TextZeroShot
-from shoplm.sequences import Cases, Histories, Sequences
+from shoplm.recommend.recommender import FitData
+from shoplm.recommend.baselines.item_knn import ItemKNN
+from shoplm.recommend.baselines.popularity import Popularity
+from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
+from shoplm.recommend.sequences import Cases, Histories, Sequences
 
 DAY = 86_400.0
 

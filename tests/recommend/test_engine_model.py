@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from shoplm.cli import app
-from shoplm.engine import Engine
-from shoplm.ingest import ingest
-from shoplm.records import Event, Item
+from shoplm.engine.engine import Engine
+from shoplm.store.ingest import ingest
+from shoplm.data.records import Event, Item
 from shoplm.store import open_store
 
 runner = CliRunner()
@@ -62,8 +62,8 @@ def test_personalized_search_beats_query_only_on_the_shop(trained, small_setting
 def test_blend_tuning_picks_popularity_when_it_helps_and_not_when_it_hurts():
     import numpy as np
 
-    from shoplm.personalize import tune_recommend_blend
-    from shoplm.sequences import Cases, Histories
+    from shoplm.recommend.blend import tune_recommend_blend
+    from shoplm.recommend.sequences import Cases, Histories
 
     rng = np.random.default_rng(0)
     n, m = 40, 120

@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from shoplm.cli import app
 from shoplm.metrics import single_target_metrics
-from shoplm.recommend_eval import METRICS, case_ranks
-from shoplm.sequences import Cases, Histories
+from shoplm.recommend.evaluate import METRICS, case_ranks
+from shoplm.recommend.sequences import Cases, Histories
 
 runner = CliRunner()
 

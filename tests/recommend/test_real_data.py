@@ -7,14 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shoplm.convert import convert
-from shoplm.convert.amazon_recbole import read_index, read_interactions
+from shoplm.data.convert import convert
+from shoplm.data.convert.amazon_recbole import read_index, read_interactions
 from shoplm.metrics import single_target_metrics
-from shoplm.recommend_eval import case_ranks
-from shoplm.recommenders import FitData
-from shoplm.recommenders.item_knn import ItemKNN
-from shoplm.recommenders.popularity import Popularity
-from shoplm.sequences import build_sequences, leave_last_out, read_catalog
+from shoplm.recommend.evaluate import case_ranks
+from shoplm.recommend.recommender import FitData
+from shoplm.recommend.baselines.item_knn import ItemKNN
+from shoplm.recommend.baselines.popularity import Popularity
+from shoplm.recommend.sequences import build_sequences, leave_last_out, read_catalog
 
 pytestmark = pytest.mark.slow
 

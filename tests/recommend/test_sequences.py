@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from shoplm.errors import RecommendDataError
-from shoplm.records import Event
-from shoplm.sequences import apply_cold_items, build_sequences, cold_items, item_frequency, leave_last_out
+from shoplm.data.records import Event
+from shoplm.recommend.sequences import apply_cold_items, build_sequences, cold_items, item_frequency, leave_last_out
 
 WEIGHTS = {"search": 0.0, "view": 1.0, "click": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 ITEMS = ["a", "b", "c", "d", "e"]

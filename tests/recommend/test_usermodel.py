@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from shoplm.recommend_train import (TrainConfig, TrainedUserModel, fit_user_model, id_drop_rates, load_model, save_model,
-                                    training_set)
-from shoplm.recommenders import FitData
-from shoplm.recommenders.item_knn import co_occurrence
-from shoplm.sequences import Cases, Histories, Sequences
-from shoplm.usermodel import UserModel, UserModelConfig, pad_left
+from shoplm.recommend.checkpoint import load_model, save_model
+from shoplm.recommend.train import TrainConfig, TrainedUserModel, fit_user_model, id_drop_rates, training_set
+from shoplm.recommend.recommender import FitData
+from shoplm.recommend.cooccurrence import co_occurrence
+from shoplm.recommend.sequences import Cases, Histories, Sequences
+from shoplm.recommend.model import UserModel, UserModelConfig, pad_left
 
 N = 12
 
@@ -155,7 +155,7 @@ def test_unseen_items_get_no_id_embedding():
 
 def test_cooccurrence_is_cross_fitted():
     """A training position never sees co-occurrence counted from its own actor's events."""
-    from shoplm.recommend_train import cross_fitted_cooccurrence
+    from shoplm.recommend.train import cross_fitted_cooccurrence
 
     train = Sequences(["a", "b"], [np.array([0, 1]), np.array([2, 3])], [np.ones(2, np.float32)] * 2,
                       [np.arange(2.0)] * 2)
@@ -240,7 +240,8 @@ def test_scoring_caches_item_vectors_until_a_weight_changes():
 def test_new_items_are_calibrated_to_their_share_of_the_top_slots():
     """After calibration, items without training events take `new_item_exposure` times their
     catalog share of the top-k slots over the given histories; no new items, no shift."""
-    from shoplm.recommend_train import calibrate_new_items, model_scores, new_item_share
+    from shoplm.recommend.model import model_scores
+    from shoplm.recommend.train import calibrate_new_items, new_item_share
 
     n = 40
     rng = np.random.default_rng(0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from shoplm.records import Item
+from shoplm.data.records import Item
 
 WORDS = ["cordless drill", "hammer", "wood glue", "duct tape", "sandpaper", "circular saw", "screwdriver set",
          "paint roller", "ladder", "work gloves", "safety goggles", "tape measure", "spirit level", "wrench",

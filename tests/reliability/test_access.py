@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from shoplm.api import create_app
 from shoplm.api.deps import require_admin
 from shoplm.config import Settings
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 from shoplm.store import open_store
 from tests.api.conftest import A, ADMIN, R, READ
 from tests.service import ServiceProcess

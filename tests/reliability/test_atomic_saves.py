@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from shoplm.atomic import recover_dir, replace_dir, staged_dir
-from shoplm.index import load_index
-from shoplm.recommend_train import load_model
+from shoplm.search.index import load_index
+from shoplm.recommend.checkpoint import load_model
 
 KILLS = 12
 
@@ -29,9 +29,9 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     import torch
-    from shoplm.index import FaissIndex, ItemMeta
-    from shoplm.recommend_train import save_model
-    from shoplm.usermodel import UserModel, UserModelConfig
+    from shoplm.search.index import FaissIndex, ItemMeta
+    from shoplm.recommend.checkpoint import save_model
+    from shoplm.recommend.model import UserModel, UserModelConfig
 
     out = Path(sys.argv[1])
     n, dim = 2000, 32

@@ -23,10 +23,10 @@ from shoplm.api import create_app
 from shoplm.api.routes import _to_items
 from shoplm.api.schemas import ItemCreate
 from shoplm.config import Settings
-from shoplm.engine import Engine
+from shoplm.engine.engine import Engine
 from shoplm.errors import ShopLMError
-from shoplm.ingest import ingest
-from shoplm.records import parse_event, parse_item
+from shoplm.store.ingest import ingest
+from shoplm.data.records import parse_event, parse_item
 from shoplm.store import open_store
 from tests.api.conftest import A, ADMIN, R, READ
 from tests.reliability.conftest import catalog, report

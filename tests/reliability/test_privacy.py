@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 
 from shoplm.config import Settings
-from shoplm.engine import Engine
-from shoplm.records import Event
+from shoplm.engine.engine import Engine
+from shoplm.data.records import Event
 from shoplm.store import open_store
 
 

@@ -16,7 +16,7 @@ from collections import defaultdict
 import httpx
 import numpy as np
 
-from shoplm.records import Event
+from shoplm.data.records import Event
 from shoplm.store import open_store
 from tests.reliability.conftest import WORDS, report
 from tests.service import ServiceProcess

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from shoplm.config import Settings
-from shoplm.records import Item
+from shoplm.data.records import Item
 
 CATALOG = [
     ("d1", "Cordless drill 18V with two batteries", "Tools > Power Tools > Drills", "DeWalt", 129.0, True),
@@ -70,7 +70,7 @@ def evaluation_order(pipeline, queries, k):
     (`rerank_all` over whole-catalog arrays, MaxSim from the same token vectors)."""
     import numpy as np
 
-    from shoplm.rerank import rerank_all
+    from shoplm.search.rerank import rerank_all
 
     vectors = np.stack([pipeline.encoder.encode_query(q) for q in queries])
     return rerank_all(pipeline.ranker, pipeline.lexical, pipeline.vectors.vectors, queries, vectors, 100, k,

@@ -9,10 +9,10 @@ import json
 import numpy as np
 import pytest
 
-from shoplm.cross_encoder import CROSS_DIR, CrossConfig, CrossEncoder, cross_rows, train_cross_encoder
-from shoplm.encoder import RERANKER_DIR, default_model_dir
+from shoplm.search.cross_encoder import CROSS_DIR, CrossConfig, CrossEncoder, cross_rows, train_cross_encoder
+from shoplm.lm.encoder import RERANKER_DIR, default_model_dir
 from shoplm.errors import IndexMismatch
-from shoplm.rerank import CROSS, FEATURES, Reranker, add_cross, load_reranker
+from shoplm.search.rerank import CROSS, FEATURES, Reranker, add_cross, load_reranker
 
 from tests.search.conftest import CATALOG, evaluation_order
 
@@ -143,7 +143,7 @@ def test_model_directory_carries_the_cross_encoder_its_ranker_expects(tmp_path):
 
 def test_pipeline_reads_the_cross_encoder_as_the_evaluation_does(items, settings, tmp_path):
     """`shoplm search` and `rerank_all` (the evaluation) fill the cross column the same way."""
-    from shoplm.search import SearchPipeline, build_indexes
+    from shoplm.search.pipeline import SearchPipeline, build_indexes
 
     build_indexes(items, settings, tmp_path / "index")
     reranked = SearchPipeline.open(tmp_path / "index", settings)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shoplm.records import Event, Judgment
-from shoplm.search_data import Pair, pairs_from_events, pairs_from_judgments, split_queries
+from shoplm.data.records import Event, Judgment
+from shoplm.search.data import Pair, pairs_from_events, pairs_from_judgments, split_queries
 
 QUERIES = [f"query {i}" for i in range(2000)]
 

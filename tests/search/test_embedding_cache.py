@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shoplm.encoder import EmbeddingCache
+from shoplm.lm.cache import EmbeddingCache
 
 
 class FakeEncoder:

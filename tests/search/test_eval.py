@@ -6,9 +6,9 @@ import json
 
 from typer.testing import CliRunner
 
-from shoplm.encoder import Encoder, default_model_dir
-from shoplm.search_data import read_items, read_judgments
-from shoplm.search_eval import evaluate_search
+from shoplm.lm.encoder import Encoder, default_model_dir
+from shoplm.search.data import read_items, read_judgments
+from shoplm.search.evaluate import evaluate_search
 
 
 def test_eval_json_shape_and_report(catalog_files, tmp_path, monkeypatch):

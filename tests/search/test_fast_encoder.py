@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from shoplm.config import Settings
-from shoplm.encoder import Encoder
+from shoplm.lm.encoder import Encoder
 from shoplm.errors import ConfigError
 
 TEXTS = ["Cordless drill 18V with two batteries", "Hammer drill 750W corded", "Drill bit set for wood and metal",
@@ -59,16 +59,16 @@ def test_an_unknown_backend_is_refused():
 def test_threads_follow_the_cores_busy_now(monkeypatch):
     """Unset, torch threads are the cores other processes leave free, sampled from /proc/stat
     (the load average lags a finished job by a minute); without /proc/stat, the load average."""
-    import shoplm.encoder as encoder
+    import shoplm.device as device
 
-    monkeypatch.setattr(encoder.os, "cpu_count", lambda: 4)
-    monkeypatch.setattr(encoder.time, "sleep", lambda seconds: None)
-    monkeypatch.setattr(encoder.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    monkeypatch.setattr(device.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(device.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
     samples = iter([(1000, 500), (1100, 550)])  # half of all CPU time busy: 2 of 4 cores
-    monkeypatch.setattr(encoder, "_cpu_times", lambda: next(samples))
-    assert encoder.pick_threads() == 2
+    monkeypatch.setattr(device, "_cpu_times", lambda: next(samples))
+    assert device.pick_threads() == 2
     samples = iter([(1000, 500), (1100, 600)])  # all idle, though the load average says 3
-    assert encoder.pick_threads() == 4
-    assert encoder.pick_threads(3) == 3  # asked for: taken as is
-    monkeypatch.setattr(encoder, "_cpu_times", lambda: None)
-    assert encoder.pick_threads() == 1  # 4 - load 3
+    assert device.pick_threads() == 4
+    assert device.pick_threads(3) == 3  # asked for: taken as is
+    monkeypatch.setattr(device, "_cpu_times", lambda: None)
+    assert device.pick_threads() == 1  # 4 - load 3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shoplm.hybrid import Fusion, fuse, fuse_one, rescore, tune_fusion
-from shoplm.index import Hits
+from shoplm.search.fusion import Fusion, fuse, fuse_one, rescore, tune_fusion
+from shoplm.search.index import Hits
 
 
 def hits(rows):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shoplm.index import FaissIndex, ItemFilter, ItemMeta, MemoryIndex, load_index
+from shoplm.search.index import FaissIndex, ItemFilter, ItemMeta, MemoryIndex, load_index
 
 DIM = 16
 BACKENDS = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from shoplm.encoder import EmbeddingCache, Encoder
-from shoplm.late import TokenStore, maxsim
+from shoplm.lm.cache import EmbeddingCache
+from shoplm.lm.encoder import Encoder
+from shoplm.search.late import TokenStore, maxsim
 
 
 def test_maxsim_by_hand():

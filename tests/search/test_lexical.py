@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shoplm.lexical import LexicalIndex
+from shoplm.search.lexical import LexicalIndex
 
 DOCS = ["red apple pie", "green apple", "apple apple tart with red berries", "blue cheese"]
 

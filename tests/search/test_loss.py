@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from shoplm.loss import InBatchSoftmaxLoss, LossConfig, in_batch_softmax
+from shoplm.search.loss import InBatchSoftmaxLoss, LossConfig, in_batch_softmax
 
 
 def test_matches_manual_cross_entropy():

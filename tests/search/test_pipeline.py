@@ -8,9 +8,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from shoplm.index import ItemFilter
-from shoplm.records import Item
-from shoplm.search import SearchPipeline, build_indexes
+from shoplm.search.index import ItemFilter
+from shoplm.data.records import Item
+from shoplm.search.pipeline import SearchPipeline, build_indexes
 
 NEW = Item(item_id="new1", title="Ryobi 40V cordless leaf blower with battery", category="Outdoor > Blowers",
            brand="Ryobi", price=149.0)

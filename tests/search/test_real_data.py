@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from shoplm.config import Settings
-from shoplm.convert import convert
-from shoplm.lexical import LexicalIndex
+from shoplm.data.convert import convert
+from shoplm.search.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
-from shoplm.search_data import qrels_by_query, read_items, read_judgments, split_queries
-from shoplm.text import item_texts
+from shoplm.search.data import qrels_by_query, read_items, read_judgments, split_queries
+from shoplm.data.text import item_texts
 
 pytestmark = pytest.mark.slow
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from shoplm.encoder import CROSS_DIR, RERANKER_DIR, model_fingerprint
+from shoplm.lm.encoder import CROSS_DIR, RERANKER_DIR, model_fingerprint
 from shoplm.errors import IndexMismatch
-from shoplm.index import ItemFilter
-from shoplm.lexical import LexicalIndex
+from shoplm.search.index import ItemFilter
+from shoplm.search.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
-from shoplm.rerank import FEATURES, Reranker, candidate_rows, features, labels, load_reranker
+from shoplm.search.rerank import FEATURES, Reranker, candidate_rows, features, labels, load_reranker
 from tests.search.conftest import evaluation_order
 
 F = {name: i for i, name in enumerate(FEATURES)}
@@ -149,7 +149,7 @@ def test_fingerprint_leaves_the_reranker_and_cross_encoder_out(tmp_path):
 @pytest.fixture
 def reranked(items, settings, tmp_path):
     """The pipeline over the tiny catalog with a re-ranker that trusts term matches only."""
-    from shoplm.search import SearchPipeline, build_indexes
+    from shoplm.search.pipeline import SearchPipeline, build_indexes
 
     build_indexes(items, settings, tmp_path / "index")
     pipeline = SearchPipeline.open(tmp_path / "index", settings)
@@ -160,7 +160,7 @@ def reranked(items, settings, tmp_path):
 
 
 def test_pipeline_orders_by_the_reranker_and_keeps_the_contract(reranked, items):
-    from shoplm.records import Item
+    from shoplm.data.records import Item
 
     queries = ["angle bracket galvanized", "motion sensor light", "drill", "angle brakcet"]
     hits = reranked.search(queries, k=14)
@@ -187,7 +187,7 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     """Below RANKER_MIN_QUERIES no re-ranker is trained; with the floor lowered the tiny set gets
     one, `eval search` reports hybrid_ft as its ranking and hybrid_ft_fusion beside it, and the
     catalog vectors encoded for it are in the cache, so the evaluation encodes no item again."""
-    import shoplm.search_train
+    import shoplm.search.train
     from shoplm.cli import app
 
     items_path, judgments_path = catalog_files
@@ -200,20 +200,20 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
     args = ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path), "--seed", "1"]
     assert runner.invoke(app, [*args, "--out", str(tmp_path / "plain")]).exit_code == 0
     assert not (tmp_path / "plain" / RERANKER_DIR).exists() and not (tmp_path / "plain" / CROSS_DIR).exists()
-    monkeypatch.setattr(shoplm.search_train, "RANKER_MIN_QUERIES", 1)
+    monkeypatch.setattr(shoplm.search.train, "RANKER_MIN_QUERIES", 1)
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "model")])
     assert result.exit_code == 0, result.output
     assert "re-ranker:" in result.output
     ranker = load_reranker(tmp_path / "model")  # with the cross-encoder trained beside it
     assert ranker.cross is not None and ranker.cross_depth == 40
 
-    import shoplm.encoder
+    import shoplm.lm.encoder
 
     encoded = []
-    original, original_tokens = shoplm.encoder.Encoder.encode, shoplm.encoder.Encoder.encode_tokens
-    monkeypatch.setattr(shoplm.encoder.Encoder, "encode",
+    original, original_tokens = shoplm.lm.encoder.Encoder.encode, shoplm.lm.encoder.Encoder.encode_tokens
+    monkeypatch.setattr(shoplm.lm.encoder.Encoder, "encode",
                         lambda self, texts, **kw: encoded.append((self.path, len(texts))) or original(self, texts, **kw))
-    monkeypatch.setattr(shoplm.encoder.Encoder, "encode_tokens", lambda self, texts, **kw:
+    monkeypatch.setattr(shoplm.lm.encoder.Encoder, "encode_tokens", lambda self, texts, **kw:
                         encoded.append((self.path, len(texts))) or original_tokens(self, texts, **kw))
     out = tmp_path / "eval.json"
     result = runner.invoke(app, ["eval", "search", "--items", str(items_path), "--judgments", str(judgments_path),
@@ -231,7 +231,7 @@ def test_train_search_writes_a_reranker_that_eval_uses(catalog_files, tmp_path, 
 def test_pipeline_candidates_include_the_spelling_corrected_matches(reranked, monkeypatch):
     """With the dense side silenced, a query whose only term is misspelt finds nothing by plain
     BM25; its correction brings the catalog's brackets in as candidates, filters still hold."""
-    from shoplm.index import Hits
+    from shoplm.search.index import Hits
 
     def no_dense(q, depth, *args):
         return Hits(np.full((len(q), depth), "", dtype=object), np.full((len(q), depth), -np.inf, dtype=np.float32))

@@ -9,9 +9,9 @@ import random
 import numpy as np
 from typer.testing import CliRunner
 
-from shoplm.encoder import Encoder
-from shoplm.search_data import Pair
-from shoplm.search_train import SearchTrainConfig, lr_at, make_batches, split_budget
+from shoplm.lm.encoder import Encoder
+from shoplm.search.data import Pair
+from shoplm.search.train import SearchTrainConfig, lr_at, make_batches, split_budget
 
 
 def test_batches_never_repeat_a_text():

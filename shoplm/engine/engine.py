@@ -1,0 +1,408 @@
+"""The engine: the one Python API the HTTP service and the CLI share.
+
+It owns the store, the live catalog (shoplm/engine/catalog.py: the items in memory and the
+row space every answer is computed over), the search pipeline (encoder, FAISS, BM25) and the
+behaviour side (shoplm/engine/scoring.py, mixed by shoplm/recommend/blend.py). Every write goes to the store first, in one transaction, and
+only then into memory and the indexes, so an acknowledged write is durable and the very
+next request sees it (read-your-writes, no batching window).
+
+Several engines can serve one store (`shoplm serve --workers N`): each committed write is
+published to `peers` as a small change (`{"items": ids}` for items written or deleted,
+`{"popularity": gains}`, ...), and the other engines `apply` it, re-reading those items
+from the store, so they converge within
+milliseconds of the write's answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from shoplm.atomic import dir_lock
+from shoplm.data.aggregates import history_bucket, item_popularity
+from shoplm.config import Settings
+from shoplm.errors import InvalidRecords, NotFound
+from shoplm.engine.ads import Ad, rank_ads
+from shoplm.engine.catalog import LiveCatalog
+from shoplm.engine.pick import pick, pick_from, reasons
+from shoplm.engine.scoring import UserModelScorer, text_scores
+from shoplm.recommend.blend import Blend, popularity_prior, zscore
+from shoplm.recommend.sequences import recency_weights
+from shoplm.engine.profile import Profile, build_profile, nearest_categories
+from shoplm.data.records import Event, FieldProblem, Item
+from shoplm.search.index import ItemFilter
+from shoplm.search.pipeline import SearchPipeline, ensure_indexes
+from shoplm.store.base import Store
+
+
+log = logging.getLogger(__name__)
+
+UNKNOWN_ITEM = "an item_id in the catalog (unknown item: create it with POST /v1/items first)"
+
+
+class Rec(NamedTuple):
+    item_id: str
+    score: float
+    reason: str
+
+
+class ModelState(NamedTuple):
+    """What a reload swaps, as one reference: a request reads it once and keeps its version."""
+
+    scorer: UserModelScorer | None
+    blend: Blend
+    rows: np.ndarray  # int64[n_model_items]: row of each model item in the vector index, -1 if gone
+
+
+class Engine:
+    def __init__(self, settings: Settings, store: Store, search: SearchPipeline | None = None,
+                 scorer: UserModelScorer | None = None):
+        self.settings = settings
+        self.store = store
+        self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
+        self.catalog = LiveCatalog(store.items(), search.vectors if search is not None else None)
+        self.peers: list[Callable[[dict[str, Any]], None]] = []  # told of every committed write
+        self._categories: tuple | None = None  # (catalog version, names, vectors)
+        self.search_pipeline = search
+        self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
+        if search is not None:
+            self._sync_rows()
+            self._init_popularity()
+
+    @classmethod
+    def open(cls, settings: Settings, store: Store) -> "Engine":
+        """The serving engine: the store's catalog in the indexes of `search_index_dir`, built
+        unless the directory already holds them for exactly this catalog (embeddings come from
+        the cache, so a rebuild encodes nothing new), and the trained model if one is configured.
+        Several processes may open engines on one directory at once (`shoplm serve --workers N`,
+        a Ray job's workers): they take turns under a lock, so one builds, the others find the
+        indexes current, and none reads the directory while another swaps it in."""
+        items = store.items()
+        if items:
+            with dir_lock(settings.search_index_dir):
+                ensure_indexes(items, settings, settings.search_index_dir)
+                search = SearchPipeline.open(settings.search_index_dir, settings)
+        else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
+            search = SearchPipeline.empty(settings)
+        scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None
+        return cls(settings, store, search, scorer)
+
+    @property
+    def items(self) -> dict[str, Item]:
+        """The catalog in memory, by item_id."""
+        return self.catalog.items
+
+    @property
+    def popularity(self) -> np.ndarray:
+        """float64[rows]: time-decayed popularity in the vector index's row order."""
+        return self.catalog.popularity
+
+    # --- row space -------------------------------------------------------------------------
+    def _sync_rows(self) -> None:
+        """Grow row-space arrays after items were added to the vector index."""
+        self.catalog.grow()
+        self.model = self._model_state(self.model.scorer, self.model.blend)
+
+    def _model_state(self, scorer: UserModelScorer | None, blend: Blend) -> ModelState:
+        if scorer is None:
+            return ModelState(None, blend, np.zeros(0, dtype=np.int64))
+        return ModelState(scorer, blend, self.catalog.rows(scorer.item_ids))
+
+    def reload_model(self, directory) -> None:
+        """Swap in a newly trained model directory atomically: the new state is built aside
+        and replaces the old one in a single assignment; requests in flight keep the old."""
+        self._load_model(directory)
+        self._publish({"model": str(directory)})
+
+    def _load_model(self, directory) -> None:
+        scorer = UserModelScorer(directory, self.settings.device)
+        with self._lock:
+            self.model = self._model_state(scorer, Blend.load(directory))
+
+    def _init_popularity(self) -> None:
+        """Popularity of every row, from all the events in the store."""
+        pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
+                              self.settings.popularity_half_life_days)
+        self.catalog.set_popularity(pop.iter_rows())
+
+    # --- catalog -------------------------------------------------------------------------
+    def get_item(self, item_id: str) -> Item:
+        item = self.catalog.get(item_id)
+        if item is None:
+            raise NotFound(f"no item with item_id {item_id!r}; create it with POST /v1/items first")
+        return item
+
+    def upsert_items(self, items: Sequence[Item]) -> int:
+        """Store, then encode and index: searchable, recommendable and similar-able at once."""
+        with self._lock:
+            written = self.store.upsert_items(items)
+            self._take_items(items)
+        self._publish({"items": [item.item_id for item in items]})
+        return written
+
+    def _take_items(self, items: Sequence[Item]) -> None:
+        """Stored items into memory and the indexes (the caller holds the lock); an updated
+        item keeps its popularity on its new row."""
+        self.catalog.take(items)
+        if self.search_pipeline is not None:
+            ids = [item.item_id for item in items]
+            kept = [(i, self.popularity[r]) for i, r in zip(ids, self.catalog.rows(ids)) if r >= 0]
+            self.search_pipeline.add(items)
+            self._sync_rows()
+            for item_id, value in kept:
+                self.popularity[self.catalog.row(item_id)] = value
+
+    def delete_item(self, item_id: str) -> None:
+        with self._lock:
+            if not self.store.delete_items([item_id]):
+                raise NotFound(f"no item with item_id {item_id!r}")
+            self._drop_items([item_id])
+        self._publish({"items": [item_id]})
+
+    def _drop_items(self, item_ids: Sequence[str]) -> None:
+        self.catalog.drop(item_ids)
+        if self.search_pipeline is not None:
+            self.search_pipeline.remove(list(item_ids))
+
+    # --- behaviour -----------------------------------------------------------------------
+    def add_events(self, events: Sequence[Event]) -> int:
+        """Store the batch (all or nothing) and return how many were new. Events for items
+        not in the catalog are refused, naming the position of each in the batch."""
+        unknown = sorted({e.item_id for e in events if e.item_id is not None and e.item_id not in self.catalog})
+        if unknown:  # created through another engine a moment ago, its change not yet here?
+            self._refresh(unknown)
+        problems = {
+            i: [FieldProblem("item_id", e.item_id, UNKNOWN_ITEM)]
+            for i, e in enumerate(events) if e.item_id is not None and e.item_id not in self.catalog
+        }
+        if problems:
+            raise InvalidRecords("events", problems)
+        stored = self.store.add_events(events)
+        if self.search_pipeline is not None and stored:
+            gains: dict[str, float] = {}
+            for event in events:
+                if event.item_id is not None:
+                    gains[event.item_id] = gains.get(event.item_id, 0.0) + self.settings.event_weights.get(event.event_type, 0.0)
+            self._add_popularity(gains)
+            self._publish({"popularity": gains})
+        return stored
+
+    def _add_popularity(self, gains: dict[str, float]) -> None:
+        with self._lock:
+            self.catalog.add_popularity(gains)
+
+    def history(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
+        """The actor's events, oldest first, straight from the store (so always current)."""
+        return self.store.actor_events(user_id=user_id, session_id=session_id)
+
+    def _item_history(self, events: Sequence[Event]) -> list[tuple[str, float]]:
+        """(item_id, event weight) of the events that name a catalog item, oldest first."""
+        weights = self.settings.event_weights
+        return [(e.item_id, weights.get(e.event_type, 1.0)) for e in events if e.item_id in self.catalog]
+
+    def behaviour_scores(self, history: Sequence[tuple[str, float]]) -> np.ndarray:
+        """z-scored P(item | history) over rows: the trained model where it knows the item,
+        the zero-shot text score elsewhere (new items); -inf for rows that cannot be scored."""
+        state = self.model
+        rows = self.catalog.indexed_rows(i for i, _ in history)
+        vectors = self.catalog.vectors
+        alive = self.catalog.alive()
+        text = zscore(text_scores(rows, vectors), alive)
+        if state.scorer is None:
+            return text
+        model = state.scorer.scores(history, state.rows, len(vectors))
+        known = np.isfinite(model)
+        if not known.any():
+            return text
+        out = text.copy()
+        out[known] = zscore(model, known & alive)[known]
+        return out
+
+    # --- answers ---------------------------------------------------------------------------
+    def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
+               filter: ItemFilter | None = None, k: int = 10) -> list[Rec]:
+        """Hybrid retrieval, re-ranked by the actor's behaviour so far: P(y | x, z). With no
+        history it is exactly the query-only ranking."""
+        self._require_search()
+        # An unavailable item is never returned, whatever the caller's filter says.
+        filter = replace(filter, available_only=True) if filter is not None else ItemFilter(available_only=True)
+        depth = max(k, self.settings.hybrid_depth)
+        hits = self.search_pipeline.search([query], depth, filter)
+        ids = [i for i in hits.ids[0] if i]
+        if not ids:
+            return []
+        base = np.asarray(hits.scores[0][: len(ids)], dtype=np.float64)
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        weight = self.model.blend.search_personal.get(history_bucket(len(history)), 0.0)
+        scores = zscore(base) if len(ids) > 1 else base
+        if history and weight > 0:
+            personal = self.behaviour_scores(history)[self.catalog.rows(ids)]
+            scores = scores + weight * np.where(np.isfinite(personal), personal, 0.0)
+        order = np.argsort(-scores, kind="stable")[:k]
+        reason = "matches your query and your history" if history and weight > 0 else "matches your query"
+        return [Rec(ids[i], float(scores[i]), reason) for i in order]
+
+    def recommend(self, user_id: str | None = None, session_id: str | None = None, item_id: str | None = None,
+                  filter: ItemFilter | None = None, k: int = 10, exclude_seen: bool = False) -> list[Rec]:
+        """Next items for the actor, optionally in the context of an item page or a category
+        (`filter.category`). Already-purchased items and the latest item (the context item, or
+        the one just seen) are always left out; `exclude_seen` leaves out every item the actor
+        interacted with."""
+        self._require_search()
+        events = self.history(user_id, session_id) if (user_id or session_id) else []
+        history = self._item_history(events)
+        if item_id is not None:
+            self.get_item(item_id)
+            history = history + [(item_id, 1.0)]
+        bucket = history_bucket(len(history))
+        prior = zscore(popularity_prior(self.popularity), self.catalog.alive())
+        if history:
+            scores = self.behaviour_scores(history) + self.model.blend.popularity.get(bucket, 0.0) * prior
+        else:
+            scores = prior
+        mask = self.catalog.servable() & np.isfinite(scores)
+        if filter is not None:
+            index = self.catalog.index
+            mask &= filter.mask(index.category, index.price, index.available)
+        seen = {e.item_id for e in events if e.item_id and (exclude_seen or e.event_type == "purchase")}
+        if history:
+            seen.add(history[-1][0])  # the page in front of the visitor, or the item they just saw
+        mask[self.catalog.indexed_rows(seen)] = False
+        return self._pick(scores, mask, k, history)
+
+    def similar(self, item_id: str, k: int = 10) -> list[Rec]:
+        """Items whose text is closest to the item's, the item itself left out."""
+        self._require_search()
+        item = self.get_item(item_id)
+        row = self.catalog.row(item_id)
+        vectors = self.catalog.vectors
+        scores = vectors @ vectors[row]  # (rows,)
+        mask = self.catalog.servable()
+        mask[row] = False
+        picked = self._pick(scores, mask, k, [])
+        return [Rec(r.item_id, r.score, f"similar to {item.title}") for r in picked]
+
+    def _pick(self, scores: np.ndarray, mask: np.ndarray, k: int, history: Sequence[tuple[str, float]]) -> list[Rec]:
+        """Top-k rows under `mask`, no duplicates, at most `max_per_category` per leaf category."""
+        picked = pick(scores, mask, k, self.settings.max_per_category or None, self.catalog)
+        return self._with_reasons(picked, scores, history)
+
+    def _pick_from(self, order: np.ndarray, scores: np.ndarray, k: int, limit: int | None,
+                   history: Sequence[tuple[str, float]]) -> list[Rec]:
+        """`_pick` over rows already in rank order (`order`)."""
+        return self._with_reasons(pick_from(order, k, limit, self.catalog), scores, history)
+
+    def _with_reasons(self, picked: list[tuple[int, Item]], scores: np.ndarray,
+                      history: Sequence[tuple[str, float]]) -> list[Rec]:
+        rows = [row for row, _ in picked]
+        return [Rec(item.item_id, float(scores[row]), reason)
+                for (row, item), reason in zip(picked, reasons(rows, history, self.catalog))]
+
+    def rank_ads(self, user_id: str | None = None, session_id: str | None = None, query: str | None = None,
+                 item_id: str | None = None, k: int = 3) -> list[Ad]:
+        """(item_id, score, relevance, bid) of sponsored items, best first: score = relevance x bid,
+        where relevance is the cosine of the ad's text to the query, the context item or the
+        actor's recent items. An ad under `ad_relevance_floor` is never shown, whatever its bid."""
+        self._require_search()
+        vectors = self.catalog.vectors
+        if query:
+            target = self.search_pipeline.encoder.encode_query(query)
+        elif item_id:
+            self.get_item(item_id)
+            target = vectors[self.catalog.row(item_id)]
+        else:
+            history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+            rows = self.catalog.indexed_rows(i for i, _ in history)
+            if not rows:
+                return []
+            profile = recency_weights(len(rows)) @ vectors[rows]  # (dim,)
+            target = profile / max(np.linalg.norm(profile), 1e-12)
+        return rank_ads(self.catalog.sponsored(), vectors, self.catalog.servable(), target,
+                        self.settings.ad_relevance_floor, k, exclude=item_id)
+
+    def _require_search(self) -> None:
+        if self.search_pipeline is None:
+            raise NotFound("this engine has no search index; open it with Engine.open(settings, store)")
+
+    # --- users ---------------------------------------------------------------------------
+    def profile(self, user_id: str | None = None, session_id: str | None = None) -> Profile:
+        events = self.history(user_id=user_id, session_id=session_id)
+        profile = build_profile(events, self.items, self.settings.event_weights, user_id=user_id,
+                                session_id=session_id)
+        if self.search_pipeline is not None and not profile.is_new:
+            history = self._item_history(events)
+            rows = self.catalog.rows(i for i, _ in history)
+            weights = np.asarray([w for (_, w), r in zip(history, rows) if r >= 0])
+            names, vectors = self._category_vectors() if (rows >= 0).any() else ([], None)
+            profile.nearest_categories = nearest_categories(
+                self.catalog.vectors[rows[rows >= 0]], weights, names, vectors)
+        return profile
+
+    def _category_vectors(self) -> tuple[list[str], np.ndarray | None]:
+        """Category names and their embeddings, recomputed only after the catalog changed."""
+        cached = self._categories
+        if cached is None or cached[0] != self.catalog.version:
+            names = sorted({i.category for i in self.items.values() if i.category})
+            vectors = self.search_pipeline.encoder.encode([n.replace(" > ", ", ") for n in names]) if names else None
+            cached = self._categories = (self.catalog.version, names, vectors)
+        return cached[1], cached[2]
+
+    def delete_user(self, user_id: str) -> int:
+        """Erase every event of the user and of their sessions, and everything this process
+        derived from them; returns how many events. Histories and profiles are read from
+        the store on each request, so the one derived cache is the popularity vector: it is
+        recomputed from the remaining events, so no later answer depends on the user.
+        (A trained model learned from its training events; retraining purges them, see
+        docs/operations.md.)"""
+        deleted = self.store.delete_user(user_id)
+        if deleted and self.search_pipeline is not None:
+            with self._lock:
+                self._init_popularity()
+            self._publish({"erased": True})
+        return deleted
+
+    # --- several engines over one store ----------------------------------------------------
+    def _publish(self, change: dict[str, Any]) -> None:
+        for peer in self.peers:
+            try:
+                peer(change)
+            except Exception:  # noqa: BLE001 - the write is committed; a peer left behind catches up at restart
+                log.exception("could not send a change to a peer engine: %s", str(change)[:200])
+
+    def _refresh(self, item_ids: Sequence[str]) -> None:
+        """Make these items what the store holds now: taken if there, dropped if not. So
+        changes applied in any order leave the store's state (a late "deleted X" cannot undo
+        a later upsert of X)."""
+        with self._lock:  # read and take together: a local write cannot land in between
+            found = self.store.items(item_ids)
+            gone = (set(item_ids) - {item.item_id for item in found}) & self.items.keys()
+            if found:
+                self._take_items(found)
+            if gone:
+                self._drop_items(sorted(gone))
+
+    def apply(self, change: dict[str, Any]) -> None:
+        """Take a write another engine committed to the same store (what it `_publish`ed);
+        nothing is written and nothing published again."""
+        if "items" in change:
+            self._refresh(change["items"])
+        if "popularity" in change and self.search_pipeline is not None:
+            self._add_popularity(change["popularity"])
+        if "erased" in change and self.search_pipeline is not None:
+            with self._lock:
+                self._init_popularity()
+        if "model" in change:
+            self._load_model(change["model"])
+
+    # --- health --------------------------------------------------------------------------
+    def ready(self) -> bool:
+        """The store answers."""
+        try:
+            self.store.counts()
+        except Exception:  # noqa: BLE001 - any failure means not ready; /readyz reports it
+            return False
+        return True

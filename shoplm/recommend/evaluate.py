@@ -1,0 +1,185 @@
+"""Offline evaluation of next-item recommendation: every baseline and the shoplm model in
+one run, on one split, with the same metric code.
+
+Protocol (`evaluate_recommenders`):
+- leave-last-out per actor by time, ties in input order (`shoplm.recommend.sequences.leave_last_out`);
+- full ranking over all catalog items; by default items already in the history stay in
+  the ranking (the RecBole protocol of the published Amazon tables), `exclude_history`
+  removes them;
+- Recall@10, NDCG@10, Recall@50, NDCG@50 and MRR of the single test target
+  (`shoplm.metrics.single_target_metrics`), overall and by slice: the test history's
+  length {1, 2-3, 4-7, 8+}, the target's number of training events {0, 1-4, 5+}, and with
+  `cold_items` > 0 the cases whose target is a cold (new) item.
+Models are trained on training events only; SASRec and the shoplm model stop early on the
+validation target. The test target is used for nothing but these numbers.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from shoplm.config import Settings
+from shoplm.errors import RecommendModelError
+from shoplm.metrics import single_target_metrics, target_ranks
+from shoplm.recommend.recommender import FitData, Recommender
+from shoplm.data.aggregates import LENGTH_BUCKETS
+from shoplm.report import Section, write_report
+from shoplm.recommend.sequences import Cases, Split, apply_cold_items, build_sequences, cold_items, item_frequency, \
+    leave_last_out, read_catalog
+from shoplm.data.text import item_texts
+
+METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr")
+FREQUENCY_BUCKETS = (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, None))
+NOT_RANKED = np.iinfo(np.int64).max // 2  # rank of a target removed from the ranking: metrics ~0
+Status = Callable[[str, int, int], None]  # (what, done, total)
+
+
+def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float = 0.0,
+            status: Status | None = None) -> tuple[list[str], Split, np.ndarray, np.ndarray]:
+    """(item_ids, split, cold mask bool[n], item text vectors float32[n, dim]) for the files."""
+    catalog = read_catalog(items, events)
+    item_ids = catalog.item_ids
+    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights))
+    cold = cold_items(len(item_ids), cold_fraction, settings.cold_items_seed)
+    if cold.any():
+        split = apply_cold_items(split, cold)
+    vectors = item_vectors(settings, item_texts(catalog.items, settings.item_text_template), status)
+    return item_ids, split, cold, vectors
+
+
+def item_vectors(settings: Settings, texts: list[str], status: Status | None = None) -> np.ndarray:
+    """float32 (n, dim) L2-normalised text embeddings, encoded once and cached on disk."""
+    from shoplm.lm.cache import EmbeddingCache
+    from shoplm.lm.encoder import Encoder
+
+    if status:
+        status("encode item texts", 0, 1)
+    encoder = Encoder.from_settings(settings)
+    cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
+    vectors = cache.encode(encoder, texts)
+    if status:
+        status("encode item texts", 1, 1)
+    return vectors
+
+
+def baselines(settings: Settings, status: Status | None = None) -> list[Recommender]:
+    from shoplm.recommend.baselines.item_knn import ItemKNN
+    from shoplm.recommend.baselines.popularity import Popularity
+    from shoplm.recommend.baselines.sasrec import sasrec
+    from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
+
+    sas = sasrec(settings, settings.device)
+    if status:
+        sas.progress = lambda epoch, total, row: status("train sasrec", epoch, total)
+    return [
+        Popularity(settings.popularity_half_life_days),
+        ItemKNN(settings.knn_window, settings.text_recency_decay),
+        sas,
+        TextZeroShot(settings.text_recency_decay),
+    ]
+
+
+def case_ranks(model: Recommender, cases: Cases, exclude_history: bool, batch: int = 1024,
+               status: Status | None = None) -> np.ndarray:
+    """int64[n_cases]: 1-based rank of each target among all items (ties count against it)."""
+    ranks = []
+    for start in range(0, len(cases), batch):
+        histories = cases.histories.slice(start, start + batch)
+        scores = np.array(model.score(histories), dtype=np.float32)  # (b, n)
+        if exclude_history:
+            for row, items in enumerate(histories.items):
+                scores[row, items] = -np.inf
+        targets = cases.targets[start:start + batch]  # (b,)
+        batch_ranks = target_ranks(scores, targets)  # (b,)
+        if exclude_history:  # a removed target is not ranked at all, not ranked last
+            batch_ranks[np.isneginf(scores[np.arange(len(targets)), targets])] = NOT_RANKED
+        ranks.append(batch_ranks)
+        if status:
+            status(f"score {model.name}", min(start + batch, len(cases)), len(cases))
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+
+
+def evaluate_recommenders(models: list[Recommender], split: Split, item_text: np.ndarray, cold: np.ndarray,
+                          exclude_history: bool = False, fitted: frozenset[str] = frozenset(),
+                          status: Status | None = None) -> tuple[dict, dict, dict]:
+    """Fits each model (except those named in `fitted`) and ranks the test cases.
+    Returns (models -> metrics, slices -> bucket -> model -> metrics, info)."""
+    data = FitData(split.train, split.valid, item_text)
+    test = split.test
+    frequency = item_frequency(split.train, len(item_text))[test.targets]  # (n_cases,)
+    history_len = np.array([len(h) for h in test.histories.items])  # (n_cases,)
+    slices = {
+        "history_len": {name: _between(history_len, lo, hi) for name, lo, hi in LENGTH_BUCKETS},
+        "target_freq": {name: _between(frequency, lo, hi) for name, lo, hi in FREQUENCY_BUCKETS},
+    }
+    if cold.any():
+        slices["cold_items"] = {"cold": cold[test.targets], "warm": ~cold[test.targets]}
+    overall, by_slice, seconds = {}, {k: {b: {} for b in v} for k, v in slices.items()}, {}
+    for model in models:
+        started = time.perf_counter()
+        if model.name not in fitted:
+            if status:
+                status(f"fit {model.name}", 0, 1)
+            model.fit(data)
+        per_case = single_target_metrics(case_ranks(model, test, exclude_history, status=status))
+        seconds[model.name] = round(time.perf_counter() - started, 1)
+        overall[model.name] = _means(per_case, np.ones(len(test), dtype=bool))
+        for kind, buckets in slices.items():
+            for bucket, mask in buckets.items():
+                if mask.any():
+                    by_slice[kind][bucket][model.name] = _means(per_case, mask)
+    by_slice = {kind: {b: m for b, m in buckets.items() if m} for kind, buckets in by_slice.items()}
+    counts = {kind: {b: int(mask.sum()) for b, mask in buckets.items()} for kind, buckets in slices.items()}
+    return overall, by_slice, {"slice_counts": counts, "seconds": seconds}
+
+
+def _between(values: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
+    return (values >= lo) & (values <= (hi if hi is not None else np.iinfo(np.int64).max))
+
+
+def _means(per_case: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float]:
+    return {name: round(float(per_case[name][mask].mean()), 6) for name in METRICS}
+
+
+def check_model_fits(params: dict, item_ids: list[str], model_items: list[str], fingerprint: str,
+                     cold_fraction: float, directory: Path) -> None:
+    """A saved model must come from this catalog, these training events and this cold split."""
+    if model_items != item_ids:
+        raise RecommendModelError(
+            f"{directory} was trained on a catalog of {len(model_items)} items that differs from --items "
+            f"({len(item_ids)} items); evaluate with the files it was trained on, or retrain"
+        )
+    if float(params.get("cold_items", 0.0)) != float(cold_fraction):
+        raise RecommendModelError(
+            f"{directory} was trained with --cold-items {params.get('cold_items', 0.0)}, this evaluation uses "
+            f"{cold_fraction}; train with `shoplm train recommend --cold-items {cold_fraction}`, or drop --model "
+            "to train the shoplm model in this run"
+        )
+    if params.get("training_fingerprint") != fingerprint:
+        raise RecommendModelError(
+            f"{directory} was trained on other events (or another SHOPLM_COLD_ITEMS_SEED / event weights) than "
+            "these; its training data could contain test targets. Retrain on these files or drop --model"
+        )
+
+
+def write_recommend_report(out_dir: Path, result: dict) -> Path:
+    """Markdown tables + a PNG per slice kind (metric NDCG@10 and Recall@10 by bucket)."""
+    sections = [Section("Overall", result["models"], chart="overall.png",
+                        note=f"{result['dataset']['test_cases']:,} test cases; full ranking over "
+                             f"{result['dataset']['items']:,} items")]
+    for kind, buckets in result["slices"].items():
+        counts = result["dataset"]["slice_counts"][kind]
+        for metric in ("ndcg@10", "recall@10"):
+            rows = {model: {f"{b} (n={counts[b]})": buckets[b][model][metric] for b in buckets}
+                    for model in result["models"]}
+            sections.append(Section(f"{metric} by {kind}", rows, chart=f"{kind}_{metric.replace('@', '')}.png"))
+        for bucket, models in buckets.items():
+            sections.append(Section(f"{kind} = {bucket} (n={counts[bucket]})", models))
+    protocol = result["dataset"]["protocol"]
+    preamble = (f"Leave-last-out by time; history items {'removed' if protocol['exclude_history'] else 'kept'}; "
+                f"cold items: {protocol['cold_items']}.")
+    return write_report(out_dir, f"Recommendation on {result['dataset']['name']}", sections, preamble)

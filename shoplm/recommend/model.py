@@ -1,0 +1,442 @@
+"""The shoplm recommendation model: P(next item | behaviour sequence) over text-based items.
+
+Items are represented from their language-model text embedding through a learned
+adaptor (parametric whitening + mixture of experts, as in UniSRec, Hou et al., KDD 2022),
+plus an ID embedding for items seen in training that is dropped (zero) for unseen ones,
+so new items are recommendable from their text alone. A small causal Transformer (or a
+GRU, as in GRU4Rec, Hidasi et al., ICLR 2016) reads the sequence of item vectors; every
+position predicts the next item with a full softmax over the catalog (full cross-entropy,
+which Klenitskiy & Vasilev, RecSys 2023, show to be what makes SASRec strong).
+
+Scores for the next item j after a history h_1..h_t:
+
+    s_j = cos(state_t, v_j) / temperature            # sequence model over adapted items (t learned)
+        + alpha * sum_k a_k cos(e_{h_{t-k}}, e_j)    # direct text path: the last K items' text
+        + gamma * sum_k c_k C(h_{t-k}, j) * w_j       # co-occurrence path (as item k-NN)
+        + beta * [j in history] + bias_j * w_j        # repeat propensity, popularity
+        + (bias_new + rho * mean_nb(bias)_j) * (1 - w_j)  # ID-less items: an offset + their neighbours' popularity
+        + gamma * sum_k c_k C'(h_{t-k}, j) * (1 - w_j)  # an ID-less item borrows its text neighbours' C
+        + shift * (1 - seen_j)                         # new items' lift, set after training
+
+where w_j is the weight of item j's ID evidence: in training 1 or 0 (ID dropout), in scoring
+`id_weight`, 0 for new items and 1 - share * (j's training dropout chance) for seen ones. A
+new item's vector v_j is its adapted text plus sigma * mean_nb(ID)_j (an item's: its text +
+w_j * ID_j + (1 - w_j) * sigma * mean_nb(ID)_j), and mean_nb(x)_j is the similarity-weighted
+mean of x over j's nearest seen items by text (`borrowed`).
+
+The direct text path keeps what the zero-shot text baseline gets right (on Amazon, the
+next purchase is often from the same product line as the last), and the co-occurrence path
+what item k-NN gets right on sparse data (C = cosine-normalised co-occurrence counts of
+the training sequences, `shoplm.recommend.baselines.item_knn.co_occurrence`); the sequence model
+learns what both miss, and the learned weights blend the three. C is a fixed feature, so
+in training it is cross-fitted (`recommend_train`): a position's C comes from the other
+half of the actors, never from the actor's own events, or the model would learn to trust
+a feature that contains its training targets. A new item has no co-occurrence, ID vector or
+popularity of its own; it borrows those of its nearest seen items by text
+(`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line).
+After training, `shift` is set so that new items take their catalog share of the top slots
+over the validation histories (`recommend_train.calibrate_new_items`).
+
+`UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from shoplm.recommend.sequences import Histories
+
+SIM_CACHE_ITEMS = 10_000
+
+
+@dataclass
+class UserModelConfig:
+    n_items: int
+    text_dim: int = 384  # all-MiniLM-L6-v2
+    use_text: bool = True  # False: an ID-only SASRec / GRU4Rec
+    use_id: bool = True  # ID embeddings for items seen in training
+    encoder: str = "transformer"  # or "gru"
+    dim: int = 128
+    n_layers: int = 2
+    n_heads: int = 2
+    n_experts: int = 8  # UniSRec's MoE adaptor; 8 experts is its default
+    max_len: int = 50  # the published Amazon histories are cut at 50 items
+    dropout: float = 0.3
+    temperature: float = 0.07  # initial; learned. 0.07 (scale ~14) is UniSRec's fixed value
+    text_path: bool = True  # direct last-K-items text similarity
+    text_lags: int = 3  # K
+    history_bias: bool = True
+    cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
+    cooc_window: int = 3  # items at most this many events apart co-occur
+    logits: str = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
+    new_item_neighbours: int = 0  # > 0: a new item borrows the co-occurrence, ID vector and popularity of its K nearest seen items by text
+
+
+class TextAdaptor(nn.Module):
+    """Whitening + mixture of experts: (n, text_dim) -> (n, dim).
+
+    The catalog's text vectors are PCA-whitened once (`whiten`, a fixed projection onto
+    the top `dim` components scaled to unit variance: the isotropy fix of Su et al., 2021,
+    which UniSRec learns as "parametric whitening"). Each of K experts then maps the
+    whitened vector with a learned (dim, dim) matrix plus bias, started at the identity;
+    a softmax gate over the raw text mixes them. Doing the whitening once keeps the learned
+    part small, so the whole catalog can be re-encoded at every step on a CPU."""
+
+    def __init__(self, dim: int, n_experts: int, text_dim: int):
+        super().__init__()
+        self.proj = nn.Parameter(torch.eye(dim).repeat(n_experts, 1, 1)
+                                 + 0.01 * torch.randn(n_experts, dim, dim))  # (K, dim, dim)
+        self.bias = nn.Parameter(torch.zeros(n_experts, dim))  # (K, dim)
+        self.gate = nn.Linear(text_dim, n_experts, bias=False)
+        nn.init.zeros_(self.gate.weight)
+
+    def forward(self, whitened: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """whitened: (n, dim), text: (n, text_dim) -> (n, dim)."""
+        experts = torch.einsum("nd,kde->nke", whitened, self.proj) + self.bias  # (n, K, dim)
+        gate = torch.softmax(self.gate(text), dim=-1)  # (n, K)
+        return (gate[:, :, None] * experts).sum(dim=1)  # (n, dim)
+
+
+def whitening(text: torch.Tensor, dim: int) -> torch.Tensor:
+    """(n, text_dim) -> (n, dim): centred, projected on the top principal components, each
+    scaled to variance 1/dim (so a whitened vector has norm ~1). Components beyond
+    text_dim (dim > text_dim) are zero."""
+    centred = text - text.mean(dim=0)  # (n, text_dim)
+    eigvals, eigvecs = torch.linalg.eigh(torch.cov(centred.T))  # ascending
+    top = min(dim, text.shape[1], max(len(text) - 1, 1))
+    w = eigvecs[:, -top:].flip(-1) / eigvals[-top:].flip(-1).clamp_min(1e-6).sqrt()  # (text_dim, top)
+    return F.pad(centred @ w / dim ** 0.5, (0, dim - top))  # (n, dim)
+
+
+class UserModel(nn.Module):
+    def __init__(self, cfg: UserModelConfig, item_text: torch.Tensor | None = None,
+                 seen: torch.Tensor | None = None):
+        """item_text: float32 (n_items, text_dim), L2-normalised; seen: bool (n_items,), the
+        items with training events (only they get an ID embedding and a popularity bias)."""
+        super().__init__()
+        self.cfg = cfg
+        n, d = cfg.n_items, cfg.dim
+        self.pad = n  # index of the padding item
+        text = torch.zeros(n + 1, cfg.text_dim) if item_text is None else F.pad(item_text.float(), (0, 0, 0, 1))
+        self.register_buffer("item_text", text)  # (n + 1, text_dim); the pad row is zero
+        seen_f = torch.zeros(n + 1) if seen is None else F.pad(seen.float(), (0, 1))
+        self.register_buffer("seen", seen_f)  # (n + 1,) 1.0 for items seen in training
+        # The weight of each item's ID evidence (ID vector, popularity, co-occurrence) when
+        # scoring: `seen` until training sets it from the ID dropout, see set_id_weight().
+        self.register_buffer("id_weight", seen_f.clone())  # (n + 1,)
+        whitened = whitening(text[:-1], d) if cfg.use_text and item_text is not None else torch.zeros(n, d)
+        self.register_buffer("item_whitened", F.pad(whitened, (0, 0, 0, 1)))  # (n + 1, dim)
+        self.adaptor = TextAdaptor(d, cfg.n_experts, cfg.text_dim) if cfg.use_text else None
+        self._text_sim: torch.Tensor | None = None  # (n, n) cache, see text_similarity()
+        for name in ("cooc_indptr", "cooc_indices"):
+            self.register_buffer(name, torch.zeros(n + 1 if name == "cooc_indptr" else 0, dtype=torch.int64))
+        self.register_buffer("cooc_values", torch.zeros(0))  # C as CSR arrays, see set_cooccurrence()
+        self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
+        self._spread: torch.Tensor | None = None  # dense (n + 1, n) cache, see new_item_cooccurrence()
+        self._neighbours: tuple[torch.Tensor, torch.Tensor] | None = None  # see text_neighbours()
+        self._vectors: tuple[tuple, torch.Tensor] | None = None  # (key, (n + 1, dim)), see item_vectors()
+        self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
+        if self.item_id is not None:
+            nn.init.normal_(self.item_id.weight, std=0.02)
+        self.item_bias = nn.Parameter(torch.zeros(n + 1))  # (n + 1,) popularity, seen items only
+        self.new_item_bias = nn.Parameter(torch.tensor(0.0))  # for items without ID evidence
+        # After training, the lift of items without training events alone (calibrate_new_items);
+        # new_item_bias also lends to rare items, which scoring treats as partly ID-less.
+        self.register_buffer("new_item_shift", torch.tensor(0.0))
+        # How much of their text neighbours' ID vector (sigma) and popularity (rho) new items take.
+        self.borrow_id = nn.Parameter(torch.tensor(1.0))
+        self.borrow_bias = nn.Parameter(torch.tensor(1.0))
+        self.position = nn.Embedding(cfg.max_len, d)
+        # Small, like the ID vectors (as in BERT and RecBole's SASRec): nn.Embedding's default
+        # N(0, 1) gives position vectors of norm ~sqrt(dim), which drowned the item vectors
+        # (ID std 0.02; adapted text norm ~1) in the input sum, so the encoder barely saw
+        # which items were read: SASRec stalled below popularity.
+        nn.init.normal_(self.position.weight, std=0.02)
+        self.input_norm = nn.LayerNorm(d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        if cfg.encoder == "gru":
+            self.gru = nn.GRU(d, d, num_layers=cfg.n_layers, batch_first=True,
+                              dropout=cfg.dropout if cfg.n_layers > 1 else 0.0)
+        else:
+            layer = nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, cfg.dropout, batch_first=True,
+                                               norm_first=True, activation="gelu")
+            self.transformer = nn.TransformerEncoder(layer, cfg.n_layers, enable_nested_tensor=False)
+        self.output_norm = nn.LayerNorm(d)
+        self.text_lags = nn.Parameter(torch.zeros(cfg.text_lags))  # softmax -> a_k, the last item first
+        # A learned logit scale started at 1/temperature: a high temperature lets training start
+        # from the text path (close to the zero-shot baseline) and grow the sequence part.
+        self.seq_scale = nn.Parameter(torch.tensor(-float(np.log(cfg.temperature))))  # log(1/t)
+        self.text_scale = nn.Parameter(torch.tensor(10.0))  # alpha: a zero-shot-like start
+        self.history_scale = nn.Parameter(torch.tensor(0.0))  # beta
+        self.cooc_lags = nn.Parameter(torch.zeros(cfg.text_lags))  # softmax -> c_k
+        self.cooc_scale = nn.Parameter(torch.tensor(10.0))  # gamma
+
+    # --- item side ---
+    def item_vectors(self, id_keep: torch.Tensor | None = None) -> torch.Tensor:
+        """(n + 1, dim): adapted text + ID embedding for seen items; `id_keep` (n + 1,) float
+        zeroes the ID of some items during training (ID dropout) so that the model also learns
+        to rank items on text alone, as it must for new ones. Without it (scoring), the ID
+        enters with `id_weight`.
+
+        In eval mode, without gradients and `id_keep` (scoring), the result is cached until
+        the model goes back to training or a tensor it is computed from changes: the adaptor
+        runs over the whole catalog, which was most of a served recommendation's model time."""
+        if id_keep is not None or self.training or torch.is_grad_enabled():
+            return self._item_vectors(id_keep)
+        key = tuple((t.data_ptr(), t._version) for t in self._item_vector_inputs())
+        if self._vectors is None or self._vectors[0] != key:
+            self._vectors = (key, self._item_vectors(None))
+        return self._vectors[1]
+
+    def train(self, mode: bool = True) -> "UserModel":
+        # Fused optimisers update weights without bumping their version, so training
+        # mode drops the cache outright; the version key covers edits made in eval mode.
+        self._vectors = None
+        return super().train(mode)
+
+    def _item_vector_inputs(self) -> list[torch.Tensor]:
+        """Every tensor `item_vectors` reads: a load or an in-place edit bumps one's version,
+        a move changes its storage."""
+        return [*(self.adaptor.parameters() if self.adaptor is not None else ()), self.item_whitened, self.item_text,
+                self.seen, self.id_weight, self.borrow_id, *((self.item_id.weight,) if self.item_id is not None else ())]
+
+    def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
+        vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
+        if self.item_id is not None:
+            keep = self.id_keep_weights(id_keep)  # (n + 1,)
+            vectors = vectors + self.item_id.weight * keep[:, None]
+            borrowed = self.borrowed(self.item_id.weight, keep)  # (n + 1, dim) or None
+            if borrowed is not None:
+                vectors = vectors + self.borrow_id * borrowed * (1 - keep)[:, None]
+        return vectors
+
+    # --- sequence side ---
+    def states(self, history: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        """history: (B, L) item indices, left-padded with `pad`; -> (B, L, dim) states, state t
+        having read items 0..t."""
+        B, L = history.shape
+        is_real = history != self.pad  # (B, L)
+        # Positions count from each window's first real item, so a prefix of k items sits at
+        # 0..k-1 in training (every position predicts) and at serving time alike.
+        position = (torch.arange(L, device=history.device) - (~is_real).sum(1, keepdim=True)).clamp_min(0)  # (B, L)
+        x = (vectors[history] + self.position(position)) * is_real.unsqueeze(-1)  # (B, L, dim)
+        x = self.dropout(self.input_norm(x))
+        if self.cfg.encoder == "gru":
+            h, _ = self.gru(x)  # (B, L, dim); left padding only delays the start
+        else:
+            is_pad = ~is_real  # (B, L)
+            blocked = torch.triu(torch.ones(L, L, dtype=torch.bool, device=x.device), 1)  # (L, L) future
+            mask = blocked[None] | is_pad[:, None, :]  # (B, L, L)
+            mask = mask & ~torch.eye(L, dtype=torch.bool, device=x.device)  # a pad row still sees itself
+            mask = mask.repeat_interleave(self.cfg.n_heads, dim=0)  # (B * heads, L, L)
+            h = self.transformer(x, mask=mask)  # (B, L, dim)
+        return self.output_norm(h)
+
+    def logits(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+               id_keep: torch.Tensor | None = None,
+               cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Scores of every item at the positions (rows, cols) of `history` (B, L): (P, n_items).
+        `cooc` = (C, C') (n + 1, n) each replaces the model's own co-occurrence matrix and its
+        spread to new items (cross-fitting; C' may be None)."""
+        vectors = self.item_vectors(id_keep)  # (n + 1, dim)
+        state = self.states(history, vectors)[rows, cols]  # (P, dim)
+        if self.cfg.logits == "dot":  # SASRec's own head: the norm of an ID vector can carry popularity
+            out = state @ vectors[:-1].T  # (P, n)
+        else:
+            items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
+            out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
+        keep = self.id_keep_weights(id_keep)  # (n + 1,)
+        # New items (and, in training, items whose ID is hidden) share one learned offset in
+        # place of ID, popularity and co-occurrence evidence, which calibrates them against
+        # items that have it; ID dropout hides rare items most, as a cold start does new ones.
+        bias = self.item_bias * keep + self.new_item_bias * (1 - keep)  # (n + 1,)
+        bias = bias + self.new_item_shift * (1 - self.seen)
+        borrowed = self.borrowed(self.item_bias, keep)  # (n + 1,) or None
+        if borrowed is not None:
+            bias = bias + self.borrow_bias * borrowed * (1 - keep)
+        out = out + bias[:-1]
+        if self.cfg.use_text and self.cfg.text_path:
+            out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
+        if self.cfg.cooc_path:
+            matrix, spread = (self.cooccurrence(), self.new_item_cooccurrence()) if cooc is None else cooc
+            # An item whose ID is hidden is treated as new: no co-occurrence of its own; with
+            # `new_item_neighbours` it borrows its text neighbours' (`spread`) instead.
+            # (A scale of its own for C' did no better: cold-target NDCG@10 0.0315 against 0.0331.)
+            lags, weights = self._lags(history, rows, cols, self.cooc_lags)  # (P, K) each
+            cooc_scores = torch.einsum("pk,pkn->pn", weights, matrix[lags]) * keep[:-1]  # (P, n)
+            if spread is not None:
+                cooc_scores = cooc_scores + torch.einsum("pk,pkn->pn", weights, spread[lags]) * (1 - keep[:-1])
+            out = out + self.cooc_scale * cooc_scores
+        if self.cfg.history_bias:
+            out = out + self.history_scale * self._in_history(history, rows, cols)
+        return out
+
+    def id_keep_weights(self, id_keep: torch.Tensor | None) -> torch.Tensor:
+        """(n + 1,) the weight of each item's ID evidence: training's 0/1 draw `id_keep` on seen
+        items, or, scoring (None), `id_weight`."""
+        return self.id_weight if id_keep is None else self.seen * id_keep
+
+    def set_id_weight(self, drop: torch.Tensor, share: float) -> None:
+        """Scoring's weight of each seen item's ID evidence: 1 - share * drop, where `drop`
+        (n + 1,) is the chance that training hid the item's ID. share 0 keeps every seen item's
+        ID whole; share 1 scores each item as training saw it on average, the weight-scaling
+        rule of dropout (Srivastava et al., 2014). With frequency-aware ID dropout a rare
+        item's ID was hidden most of the time, so scoring it with its full, barely trained ID
+        vector and popularity asks the model for what it was least trained on."""
+        with torch.no_grad():
+            self.id_weight.copy_(self.seen * (1 - share * drop.to(self.seen.device)))
+
+    def forward(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+                id_keep: torch.Tensor | None = None,
+                cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+        """`logits`, as the module's call: training calls the model, or its DDP wrapper,
+        which averages gradients only through `forward`."""
+        return self.logits(history, rows, cols, id_keep, cooc)
+
+    def _recent_text_scores(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(P, n): sum_k a_k cos(e_{t-k}, e_j) over the last K items before each position."""
+        lags, weights = self._lags(history, rows, cols, self.text_lags)  # (P, K) each
+        similarity = self.text_similarity()
+        if similarity is not None:  # gather K rows per position instead of a (P, text_dim, n) matmul
+            return torch.einsum("pk,pkn->pn", weights, similarity[lags])  # (P, n)
+        recent = (weights[:, :, None] * self.item_text[lags]).sum(dim=1)  # (P, text_dim)
+        return recent @ self.item_text[:-1].T  # (P, n)
+
+    def _lags(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
+              logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last K items at each position (P, K), the newest first, and their softmax weights
+        (P, K), zero for padding."""
+        K = len(logits)
+        padded = F.pad(history, (K - 1, 0), value=self.pad)  # (B, L + K - 1)
+        lags = torch.stack([padded[rows, cols + K - 1 - k] for k in range(K)], dim=1)  # (P, K)
+        return lags, torch.softmax(logits, dim=0) * (lags != self.pad)
+
+    def set_cooccurrence(self, matrix) -> None:
+        """Stores C (a scipy CSR (n, n) matrix) as three plain arrays in the state dict."""
+        self.cooc_indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(self.item_text.device)
+        self.cooc_indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(self.item_text.device)
+        self.cooc_values = torch.from_numpy(matrix.data.astype(np.float32)).to(self.item_text.device)
+        self._cooc = self._spread = None
+
+    def cooccurrence(self) -> torch.Tensor:
+        """(n + 1, n) dense C, the pad row zero; built once from the CSR arrays."""
+        if self._cooc is None or self._cooc.device != self.cooc_values.device:
+            n = self.cfg.n_items
+            rows = torch.repeat_interleave(torch.arange(n, device=self.cooc_values.device),
+                                           self.cooc_indptr.diff())  # (nnz,)
+            dense = torch.zeros(n + 1, n, device=self.cooc_values.device)  # the pad row stays zero
+            dense[rows, self.cooc_indices] = self.cooc_values
+            self._cooc = dense
+        return self._cooc
+
+    def spread_to_new_items(self, matrix: torch.Tensor) -> torch.Tensor | None:
+        """(n + 1, n) co-occurrence C -> (n + 1, n) C' with C'[h, j] = sum_k w_jk C[h, k] over
+        the `new_item_neighbours` seen items k != j nearest to j by text, w_jk ∝ cos(e_j, e_k)
+        (sum 1): a new item has no co-occurrence of its own, and without it every warm item
+        that co-occurs with the history outranked new ones (the k-NN idea of content-based
+        cold start). None when off."""
+        neighbours = self.text_neighbours()
+        if neighbours is None:
+            return None
+        index, w = neighbours[0][:-1], neighbours[1][:-1]  # (n, K) each
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
+        n = self.cfg.n_items
+        dense = torch.zeros(n, n, device=w.device).scatter_(1, index, w)  # (n new, n seen)
+        return matrix @ dense.T  # (n + 1, n)
+
+    def text_neighbours(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Each item's `new_item_neighbours` nearest seen items k != j by text: indices
+        (n + 1, K) and weights cos(e_j, e_k) clamped at 0 (n + 1, K); the pad row points at
+        the pad with weight 0. Built once; None when off or above SIM_CACHE_ITEMS items."""
+        K = self.cfg.new_item_neighbours
+        similarity = self.text_similarity()
+        if K <= 0 or similarity is None:
+            return None
+        if self._neighbours is None or self._neighbours[0].device != similarity.device:
+            n = self.cfg.n_items
+            similarity = similarity[:-1].masked_fill(self.seen[:-1] == 0, -torch.inf)  # (n, n), seen columns only
+            similarity = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -torch.inf)
+            top, index = similarity.topk(min(K, n - 1), dim=1)  # (n, K)
+            w = top.clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # (n, K); -inf (too few seen) -> 0
+            self._neighbours = (F.pad(index, (0, 0, 0, 1), value=self.pad), F.pad(w, (0, 0, 0, 1)))
+        return self._neighbours
+
+    def borrowed(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor | None:
+        """(n + 1, ...) per-item `values` -> (n + 1, ...) the weighted mean of each item's text
+        neighbours' values, over the neighbours whose ID is kept (`keep` (n + 1,)): in training
+        an ID-hidden neighbour has nothing to lend. Zero where no neighbour is kept; None when off."""
+        neighbours = self.text_neighbours()
+        if neighbours is None:
+            return None
+        index, w = neighbours
+        w = w * keep[index]  # (n + 1, K)
+        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
+        lent = values[index]  # (n + 1, K, ...)
+        return (w.reshape(w.shape + (1,) * (lent.dim() - 2)) * lent).sum(dim=1)
+
+    def new_item_cooccurrence(self) -> torch.Tensor | None:
+        """`spread_to_new_items` of the model's own C, built once."""
+        if self.cfg.new_item_neighbours <= 0:
+            return None
+        if self._spread is None or self._spread.device != self.cooc_values.device:
+            self._spread = self.spread_to_new_items(self.cooccurrence())
+        return self._spread
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # The CSR arrays' lengths depend on the data: take them from the checkpoint.
+        for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
+            if prefix + name in state_dict:
+                setattr(self, name, torch.empty_like(state_dict[prefix + name]))
+        self._cooc = self._text_sim = self._spread = self._neighbours = self._vectors = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def text_similarity(self) -> torch.Tensor | None:
+        """(n + 1, n) cosine between items' texts (the pad row zero), computed once, for
+        catalogs up to SIM_CACHE_ITEMS items (4 bytes * n^2: 400 MB at 10,000)."""
+        if self.cfg.n_items > SIM_CACHE_ITEMS:
+            return None
+        if self._text_sim is None or self._text_sim.device != self.item_text.device:
+            self._text_sim = self.item_text @ self.item_text[:-1].T  # (n + 1, n)
+        return self._text_sim
+
+    def _in_history(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """(P, n_items) 1.0 where the item occurs in history[row, :col + 1]."""
+        P, L = len(rows), history.shape[1]
+        upto = torch.arange(L, device=history.device)[None, :] <= cols[:, None]  # (P, L)
+        items = torch.where(upto, history[rows], self.pad)  # (P, L)
+        mask = torch.zeros(P, self.cfg.n_items + 1, device=history.device)
+        mask.scatter_(1, items, 1.0)
+        return mask[:, :-1]
+
+    @torch.no_grad()
+    def scores(self, history: torch.Tensor) -> torch.Tensor:
+        """(B, L) left-padded histories -> (B, n_items) next-item scores after the last position."""
+        B, L = history.shape
+        rows = torch.arange(B, device=history.device)
+        return self.logits(history, rows, torch.full_like(rows, L - 1))
+
+
+def pad_left(histories: list[np.ndarray], max_len: int, pad: int) -> torch.Tensor:
+    """int64 (B, L): the last `max_len` items of each history, right-aligned; L = the longest kept."""
+    L = max(1, min(max_len, max((len(h) for h in histories), default=1)))
+    out = np.full((len(histories), L), pad, dtype=np.int64)
+    for i, h in enumerate(histories):
+        tail = h[-L:]
+        if len(tail):
+            out[i, L - len(tail):] = tail
+    return torch.from_numpy(out)
+
+
+def model_scores(model: UserModel, histories: Histories, batch: int, device: str) -> np.ndarray:
+    """float32 (B, n_items) for a batch of histories; empty histories get the popularity prior."""
+    model.eval()
+    out = []
+    for start in range(0, len(histories), batch):
+        chunk = pad_left(histories.items[start:start + batch], model.cfg.max_len, model.pad).to(device)  # (b, L)
+        out.append(model.scores(chunk).float().cpu().numpy())  # (b, n)
+    return np.concatenate(out) if out else np.zeros((0, model.cfg.n_items), dtype=np.float32)

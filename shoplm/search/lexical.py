@@ -1,0 +1,200 @@
+"""The lexical index: BM25 (bm25s) over the same item text the encoder reads.
+
+`LexicalIndex(ids, texts).search(queries, k) -> Hits` with BM25 as in Lucene
+(Robertson et al., 1994; idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.5, b = 0.75),
+English stop words removed and Snowball stemming, so "brackets" matches "bracket".
+`corrected` spells a query's unknown terms as the catalog's closest ones ("brakcet" ->
+"bracket"), for the re-ranker's candidates.
+
+bm25s builds a static sparse matrix, so `add` / `remove` change the item list and the
+matrix is rebuilt on the next search (54,667 Home Depot titles take about 3 s); a new
+item is therefore searchable at once, without a separate build step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Sequence
+
+import bm25s
+import numpy as np
+
+from shoplm.atomic import recover_dir, staged_dir
+from shoplm.errors import IndexMismatch, IndexNotBuilt
+from shoplm.search.index import Hits, top_k
+
+VERSION = 1
+SPELLING_MIN = 80.0  # rapidfuzz ratio (0-100) a catalog term needs to stand in for an unknown one
+DIGIT = re.compile(r"\d")  # number-bearing terms: sizes, gauges, model numbers (also read by shoplm.search.rerank)
+
+
+def _stemmer():
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+class LexicalIndex:
+    """BM25 over item texts; rows follow `ids`."""
+
+    def __init__(self, ids: Sequence[str], texts: Sequence[str], k1: float = 1.5, b: float = 0.75,
+                 stem: bool = True):
+        if len(ids) != len(texts):
+            raise IndexMismatch(f"{len(ids)} ids for {len(texts)} texts; pass one text per item id")
+        self.k1, self.b, self.stem = k1, b, stem
+        self._stemmer = _stemmer() if stem else None
+        self.ids: list[str] = list(ids)
+        self.texts: list[str] = list(texts)
+        self._retriever: bm25s.BM25 | None = None
+        self._ids_array: np.ndarray | None = None
+        self._terms: list[list[str]] | None = None
+        self._df: Counter = Counter()
+        self._vocab: tuple[int, list[str]] | None = None  # (version, terms), see corrected()
+        self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
+        return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False,
+                              show_progress=False)
+
+    def _built(self) -> bm25s.BM25:
+        if self._retriever is None:
+            retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
+            retriever.index(bm25s.tokenize(self.texts, stopwords="en", stemmer=self._stemmer,
+                                           show_progress=False), show_progress=False)
+            self._retriever = retriever
+        return self._retriever
+
+    def add(self, ids: Sequence[str], texts: Sequence[str]) -> None:
+        """Add or replace items; the matrix is rebuilt on the next search."""
+        self.remove([i for i in ids if i in set(self.ids)])
+        self.ids += list(ids)
+        self.texts += list(texts)
+        if self._terms is not None:  # kept in step: re-tokenizing a large catalog per added item costs seconds
+            added = self.tokenize(texts)
+            self._terms += added
+            self._df.update(t for terms in added for t in set(terms))
+        self._changed()
+
+    def remove(self, ids: Sequence[str]) -> None:
+        gone = set(ids)
+        keep = [i for i, item in enumerate(self.ids) if item not in gone]
+        self.ids = [self.ids[i] for i in keep]
+        self.texts = [self.texts[i] for i in keep]
+        if self._terms is not None:
+            kept = set(keep)
+            self._df.subtract(t for i, terms in enumerate(self._terms) if i not in kept for t in set(terms))
+            self._df = +self._df  # drop terms no item has any more
+            self._terms = [self._terms[i] for i in keep]
+        self._changed()
+
+    def _changed(self) -> None:
+        self._retriever, self._ids_array = None, None
+        self.version += 1
+
+    def terms(self, positions: Sequence[int]) -> list[list[str]]:
+        """The BM25 tokens of the items at `positions` (stemmed, stop words out), tokenized once."""
+        if self._terms is None:
+            self._terms = self.tokenize(self.texts)
+            self._df = Counter(t for terms in self._terms for t in set(terms))
+        return [self._terms[p] for p in positions]
+
+    def document_frequency(self) -> Counter:
+        """term -> how many items' texts have it (kept in step with add and remove)."""
+        self.terms(())
+        return self._df
+
+    def scores(self, query: str) -> np.ndarray:
+        """float32[n_items]: the BM25 score of every item for one query (0 = no term matches)."""
+        return self.token_scores(self.tokenize([query])[0])
+
+    def token_scores(self, tokens: Sequence[str]) -> np.ndarray:
+        """`scores` of a query already tokenized (stemmed, stop words out)."""
+        if not self.ids:  # bm25s cannot index an empty corpus; a new shop starts empty
+            return np.zeros(0, dtype=np.float32)
+        retriever = self._built()
+        tokens = [t for t in tokens if t in retriever.vocab_dict]
+        if not tokens:
+            return np.zeros(len(self.ids), dtype=np.float32)
+        return retriever.get_scores(tokens).astype(np.float32, copy=False)
+
+    def corrected(self, tokens: Sequence[str]) -> list[str] | None:
+        """The query's tokens with each term no item has (3+ letters, no digit: model numbers
+        are left alone) replaced by the closest catalog term (rapidfuzz's Indel similarity
+        >= `SPELLING_MIN`, the most frequent among the best), or else split into two catalog
+        terms ("deckover" -> "deck over"); None when no term changed. About one Home Depot
+        query in seven has such a term ("brakcet"), which plain BM25 cannot match at all."""
+        from rapidfuzz import fuzz, process
+
+        df = self.document_frequency()
+        if self._vocab is None or self._vocab[0] != self.version:
+            self._vocab = (self.version, [t for t, n in df.items() if n > 0 and len(t) >= 3])
+        out, changed = [], False
+        for token in tokens:
+            if df.get(token, 0) > 0 or len(token) < 3 or DIGIT.search(token):
+                out.append(token)
+                continue
+            close = process.extract(token, self._vocab[1], scorer=fuzz.ratio, score_cutoff=SPELLING_MIN, limit=5)
+            split = next(([token[:i], token[i:]] for i in range(2, len(token) - 1)
+                          if df.get(token[:i], 0) > 0 and df.get(token[i:], 0) > 0), None)
+            if close:
+                out.append(max(close, key=lambda c: (c[1], df[c[0]]))[0])
+            elif split:
+                out += split
+            else:
+                out.append(token)
+                continue
+            changed = True
+        return out if changed else None
+
+    def corrected_scores(self, query: str) -> np.ndarray | None:
+        """BM25 scores (float32[n_items]) of the spelling-`corrected` query; None when the
+        query needs no correction."""
+        tokens = self.corrected(self.tokenize([query])[0])
+        return None if tokens is None else self.token_scores(tokens)
+
+    def search(self, queries: Sequence[str], k: int, mask: np.ndarray | None = None, block: int = 256) -> Hits:
+        """Top-k items per query by BM25. `mask` (bool[n_items]) keeps only those items, so a
+        filter still yields k results whenever k items pass it. Items with score 0 (no query
+        term) are not returned; rows are padded with id "" and score -inf."""
+        parts = [Hits(np.zeros((0, k), dtype=object), np.zeros((0, k), dtype=np.float32))]
+        for start in range(0, len(queries), block):  # a block of 256 x 54k scores is 56 MB
+            parts.append(self.top(np.stack([self.scores(q) for q in queries[start:start + block]]), k, mask))
+        return Hits(np.concatenate([p.ids for p in parts]), np.concatenate([p.scores for p in parts]))
+
+    def top(self, scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> Hits:
+        """`search` from BM25 scores already computed ((b, n_items), from `scores`; not
+        modified), for a caller that also needs the scores themselves (the re-ranker)."""
+        if self._ids_array is None:
+            self._ids_array = np.asarray(self.ids, dtype=object)
+        scores = np.where(scores > 0, scores, -np.inf)  # (b, n_items)
+        if mask is not None:
+            scores[:, ~mask] = -np.inf
+        return top_k(scores, self._ids_array, k)
+
+    def save(self, directory: Path) -> None:
+        """`directory/{ids.json,texts.json,params.json}` plus bm25s's own .npy arrays; written to a
+        temp directory first and swapped in, so a crash leaves the old index or the new one."""
+        with staged_dir(directory) as tmp:
+            self._built().save(str(tmp / "bm25s"), show_progress=False)
+            (tmp / "ids.json").write_text(json.dumps(self.ids))
+            (tmp / "texts.json").write_text(json.dumps(self.texts))
+            params = {"version": VERSION, "kind": "bm25s", "k1": self.k1, "b": self.b, "stem": self.stem,
+                      "count": len(self.ids)}
+            (tmp / "params.json").write_text(json.dumps(params, indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> "LexicalIndex":
+        directory = recover_dir(directory)
+        if not (directory / "params.json").is_file():
+            raise IndexNotBuilt(f"no lexical index in {directory} (params.json missing); run `shoplm index build` first")
+        params = json.loads((directory / "params.json").read_text())
+        index = cls(json.loads((directory / "ids.json").read_text()), json.loads((directory / "texts.json").read_text()),
+                    k1=params["k1"], b=params["b"], stem=params["stem"])
+        index._retriever = bm25s.BM25.load(str(directory / "bm25s"), show_progress=False)
+        return index

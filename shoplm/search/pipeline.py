@@ -1,0 +1,229 @@
+"""The search pipeline `shoplm search` runs: encoder + vector index + BM25, fused.
+
+    build_indexes(store.items(), settings, out_dir)        # shoplm index build
+    pipeline = SearchPipeline.open(out_dir, settings)
+    pipeline.search(["cordless drill"], k=10, filter=ItemFilter(max_price=100))  # -> Hits
+
+`out_dir` holds `vectors/` (FaissIndex), `lexical/` (LexicalIndex) and `params.json`
+(which model encoded the items, so queries are encoded by the same one). Items added later
+with `pipeline.add(items)` are searchable at once, in both indexes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from shoplm.atomic import recover_dir, staged_dir
+from shoplm.config import Settings
+from shoplm.lm.cache import EmbeddingCache
+from shoplm.lm.encoder import RERANKER_DIR, Encoder, model_dir, model_fingerprint
+from shoplm.errors import IndexMismatch, IndexNotBuilt
+from shoplm.search.fusion import Fusion, fuse, rescore
+from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
+from shoplm.search.late import TokenStore
+from shoplm.search.lexical import LexicalIndex
+from shoplm.data.records import Item
+from shoplm.search.rerank import Reranker, add_cross, add_late, features, load_reranker
+from shoplm.data.text import item_texts
+
+VERSION = 1
+
+
+def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
+                  progress: Callable[[int], None] | None = None, catalog: str | None = None) -> dict:
+    """Encode (through the embedding cache) and index every item; returns params.json's content.
+    `catalog`: the items' `catalog_key`, when the caller has it already."""
+    out_dir = Path(out_dir)
+    model = model or settings.encoder_model
+    encoder = Encoder.from_settings(settings, model)
+    texts = item_texts(items, settings.item_text_template)
+    ids = [i.item_id for i in items]
+    cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
+    if model and (model_dir(model) / RERANKER_DIR / "ranker.json").is_file():
+        # the re-ranker reads the items' token vectors too: one pass fills both stores
+        TokenStore.of(cache).get(encoder, texts, cache, progress=progress)
+    vectors = cache.encode(encoder, texts, progress=progress)  # (n, dim)
+    index = FaissIndex(encoder.dim, settings.hnsw_min_items)
+    index.add(ids, vectors, [ItemMeta.of(i) for i in items])
+    params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
+              "fingerprint": encoder.fingerprint, "template": settings.item_text_template, "count": len(ids),
+              "hnsw": index.is_hnsw, "catalog": catalog or catalog_key(items, settings, model)}
+    with staged_dir(out_dir) as tmp:  # vectors, lexical and params swap in together
+        index.save(tmp / "vectors")
+        LexicalIndex(ids, texts).save(tmp / "lexical")
+        (tmp / "params.json").write_text(json.dumps(params, indent=2))
+    return params
+
+
+def catalog_key(items: Sequence[Item], settings: Settings, model: Path | None = None) -> str:
+    """Hash of everything `build_indexes` reads: the items' ids, texts and filter fields, the
+    model's weights, the text template and the HNSW threshold."""
+    digest = hashlib.blake2b(digest_size=16)
+    weights = model_fingerprint(model_dir(model or settings.encoder_model))
+    digest.update(json.dumps([VERSION, weights, settings.item_text_template, settings.hnsw_min_items]).encode())
+    for item, text in zip(items, item_texts(items, settings.item_text_template)):
+        digest.update(json.dumps([item.item_id, text, *ItemMeta.of(item)]).encode())
+    return digest.hexdigest()
+
+
+def ensure_indexes(items: Sequence[Item], settings: Settings, out_dir: Path) -> bool:
+    """Builds the indexes into `out_dir` unless it already holds them for exactly these items
+    and settings (`catalog_key`); returns whether it built. A restart of an unchanged shop
+    then reads its indexes instead of rebuilding them. Call it under `atomic.dir_lock(out_dir)`
+    where other processes may build or open the same directory."""
+    params, key = Path(out_dir) / "params.json", catalog_key(items, settings)
+    if params.is_file() and json.loads(params.read_text()).get("catalog") == key:
+        return False
+    build_indexes(items, settings, out_dir, catalog=key)
+    return True
+
+
+def _ranker_of(model: str | Path | None, settings: Settings, encoder: Encoder) -> Reranker | None:
+    """The re-ranker a fine-tuned model directory carries (`shoplm train search`), with its
+    cross-encoder when it was trained with one (on the query encoder's device and precision);
+    the bundled model has none, and `SHOPLM_SEARCH_RERANK=false` turns it off."""
+    if not (settings.search_rerank and model):
+        return None
+    return load_reranker(Path(model), device=encoder.device, bf16=encoder.bf16)
+
+
+class SearchPipeline:
+    def __init__(self, encoder: Encoder, vectors: FaissIndex, lexical: LexicalIndex, settings: Settings,
+                 template: str, rescorer: Encoder | None = None, ranker: Reranker | None = None):
+        self.encoder, self.vectors, self.lexical, self.settings = encoder, vectors, lexical, settings
+        self.template, self.rescorer, self.ranker = template, rescorer, ranker
+        self._tokens: TokenStore | None = None  # see tokens()
+        self._positions_key, self._positions = None, {}
+        self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
+        self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
+
+    @classmethod
+    def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
+        directory = recover_dir(directory)
+        if not (directory / "params.json").is_file():
+            raise IndexNotBuilt(f"no search index in {directory} (params.json missing); "
+                                f"run `shoplm index build --out {directory}` first")
+        params = json.loads((directory / "params.json").read_text())
+        encoder = Encoder.from_settings(settings, params["model"])
+        if encoder.fingerprint.removesuffix("-bf16") != params["fingerprint"].removesuffix("-bf16"):
+            raise IndexMismatch(f"{directory} was built with another model or precision than {encoder.path} now is; "
+                                "rebuild it with `shoplm index build`")
+        rescorer = Encoder.from_settings(settings, rescore_model) if rescore_model else None
+        ranker = _ranker_of(params["model"], settings, encoder) if rescorer is None else None
+        lexical = LexicalIndex.load(directory / "lexical")
+        if ranker is not None:
+            lexical.terms(())  # tokenize the catalog now, not in the first query
+        pipeline = cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
+        if ranker is not None:
+            pipeline.tokens()  # and read the items' token vectors
+        return pipeline
+
+    @classmethod
+    def empty(cls, settings: Settings) -> "SearchPipeline":
+        """No items yet: everything added later is searchable at once."""
+        encoder = Encoder.from_settings(settings)
+        return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
+                   settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings, encoder))
+
+    def add(self, items: Sequence[Item]) -> None:
+        """Add or update items in both indexes; searchable at once, no rebuild."""
+        texts = item_texts(items, self.template)
+        ids = [i.item_id for i in items]
+        self.vectors.add(ids, self.encoder.encode(texts), [ItemMeta.of(i) for i in items])
+        self.lexical.add(ids, texts)
+
+    def remove(self, item_ids: Sequence[str]) -> None:
+        self.vectors.remove(item_ids)
+        self.lexical.remove(item_ids)
+
+    def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None) -> Hits:
+        """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
+        depth = max(k, self.settings.hybrid_depth)
+        query_tokens = None
+        if self.ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
+            encoded = [self.encoder.encode_tokens([text]) for text in queries]
+            q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
+            query_tokens = [tokens[0] for _, tokens in encoded]
+        else:
+            q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
+        keep = self.vectors.allowed(filter)  # (rows,)
+        if filter is None or np.array_equal(keep, self.vectors.alive):
+            # no filter, or one that leaves out no live item (say, available_only when all are)
+            dense, mask = self.vectors.search(q, depth), None
+        else:
+            dense = self.vectors.search_rows(q, depth, keep)
+            rows = self._lexical_rows()
+            mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
+        if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
+            tokens = self.lexical.tokenize(queries)  # once per query: BM25, its correction and the features
+            bm25 = np.stack([self.lexical.token_scores(t) for t in tokens])  # (n, n_lexical)
+            fixed = [self.lexical.corrected(t) for t in tokens]  # None: nothing to correct
+            spelled = [() if f is None else self.lexical.top(self.lexical.token_scores(f)[None], depth, mask).ids[0]
+                       for f in fixed]
+            fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth,
+                                 query_tokens)
+        else:
+            fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
+        if self.rescorer is not None:
+            fused = self._rescore(queries, fused)
+        return Hits(fused.ids[:, :k], fused.scores[:, :k])
+
+    def _rerank(self, queries: Sequence[str], tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits,
+                lexical: Hits, spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int,
+                query_tokens: Sequence[np.ndarray] | None = None) -> Hits:
+        """The union of the systems' candidates (`dense`, `lexical` and per query the top of
+        its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
+        from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
+        `shoplm eval search` scores hybrid_ft. `tokens`: each query's BM25 tokens; `query_tokens`:
+        each query's token vectors (encoded here when None: the ONNX backend gives vectors only)."""
+        if self._positions_key != self.lexical.version:
+            self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
+            self._positions_key = self.lexical.version
+        out = Hits(np.full((len(tokens), k), "", dtype=object), np.full((len(tokens), k), -np.inf, dtype=np.float32))
+        for i, query_terms in enumerate(tokens):
+            ids = list(dict.fromkeys(x for x in (*dense.ids[i], *lexical.ids[i], *spelled[i]) if x))
+            if not ids:
+                continue
+            # in catalog order, as the evaluation's candidate rows: rank features break ties by it
+            ids.sort(key=lambda x: self._positions.get(x, len(self._positions)))
+            positions = np.array([self._positions.get(x, -1) for x in ids])  # (m,) -1: not in BM25
+            bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
+            cosine = self.vectors.vectors[self.vectors.rows(ids)] @ q[i]  # (m,)
+            terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
+            x = features(query_terms, terms, bm25, cosine, self.lexical.document_frequency(), len(self.lexical))
+            texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
+            add_late(x, self.encoder.encode_tokens([queries[i]])[1][0] if query_tokens is None else query_tokens[i],
+                     self.tokens().get(self.encoder, texts, save=False))
+            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i], texts.__getitem__,
+                                                  self.ranker.cross_depth))
+            order = np.argsort(-scores, kind="stable")[:k]
+            out.ids[i, :len(order)] = [ids[j] for j in order]
+            out.scores[i, :len(order)] = scores[order]
+        return out
+
+    def tokens(self) -> TokenStore:
+        """The items' token vectors for the re-ranker's MaxSim features: those `index build` or
+        `train search` stored beside the embedding cache; a new item's are encoded when it is
+        first a candidate and kept in memory."""
+        if self._tokens is None:
+            self._tokens = TokenStore.beside(self.settings.embedding_cache_dir, self.encoder)
+        return self._tokens
+
+    def _lexical_rows(self) -> np.ndarray:
+        """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached
+        until either index changes (rows only grow, so their count keys the vector side)."""
+        key = (self.lexical.version, len(self.vectors.ids))
+        if self._rows_key != key:
+            self._rows = self.vectors.rows(self.lexical.ids)
+            self._rows_key = key
+        return self._rows
+
+    def _rescore(self, queries: Sequence[str], fused: Hits) -> Hits:
+        texts = dict(zip(self.lexical.ids, self.lexical.texts))
+        q = np.stack([self.rescorer.encode_query(text) for text in queries])  # (n, dim)
+        return rescore(fused, q, lambda ids: self.rescorer.encode([texts[i] for i in ids]))
