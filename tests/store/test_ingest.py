@@ -15,7 +15,7 @@ import pytest
 from shoplm.store.ingest import ingest
 from shoplm.store import open_store
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 ITEMS = FIXTURES / "bad_items.jsonl"
 EVENTS = FIXTURES / "bad_events.jsonl"
 

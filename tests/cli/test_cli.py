@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from shoplm.cli import app
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 runner = CliRunner()
 
 
