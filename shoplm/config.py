@@ -43,7 +43,6 @@ class Settings(BaseSettings):
         },
         description="Weight of each event type in popularity and behaviour signals.",
     )
-    last_n_items: int = Field(50, ge=1, description="How many recent items a user summary keeps.")
 
     # --- language model and indexes ---
     encoder_model: Path | None = Field(
@@ -64,7 +63,7 @@ class Settings(BaseSettings):
     )
 
     # --- recommendation (shoplm train/eval recommend) ---
-    recommend_encoder: str = Field("transformer", description="Sequence encoder of the shoplm model: transformer or gru.")
+    recommend_encoder: Literal["transformer", "gru"] = Field("transformer", description="Sequence encoder of the shoplm model: transformer or gru.")
     recommend_dim: int = Field(128, ge=8, description="Width of item and sequence vectors.")
     recommend_layers: int = Field(2, ge=1, description="Transformer blocks (or GRU layers).")
     recommend_heads: int = Field(2, ge=1, description="Attention heads; must divide recommend_dim.")
@@ -178,7 +177,7 @@ class Settings(BaseSettings):
         0.2, gt=0, lt=1, description="Share of judged queries held out as dev (split by query, never by row)."
     )
     search_split_seed: int = Field(13, description="Seed of the train/dev query split.")
-    hybrid_method: str = Field("weighted", description="Fusion used by `shoplm search`: 'weighted' or 'rrf'.")
+    hybrid_method: Literal["weighted", "rrf"] = Field("weighted", description="Fusion used by `shoplm search`: 'weighted' or 'rrf'.")
     hybrid_dense_weight: float = Field(
         0.5, ge=0, le=1, description="Weight of the dense scores in fusion (1 - it goes to BM25); 0.5 is what `eval search` "
         "tuned for the fine-tuned model on Home Depot (0.3 for the zero-shot one)."

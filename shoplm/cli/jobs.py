@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from shoplm.errors import ConfigError
-from shoplm.cli.recommend import ColdOpt, EventsOpt, ItemsOpt
-from shoplm.cli.search import (
-    EpochsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, SearchEventsOpt, SearchItemsOpt,
+from shoplm.cli.common import (
+    ColdOpt, EpochsOpt, EventsOpt, ItemsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, SearchEventsOpt,
+    SearchItemsOpt, out,
 )
+from shoplm.errors import ConfigError
 
 AddressOpt = Annotated[Optional[str], typer.Option("--address", help="A Ray cluster to join (ray://host:10001 or "
                                                    "'auto'); without it a local Ray is started.")]
@@ -26,6 +25,9 @@ StorageOpt = Annotated[Optional[str], typer.Option(
                       "machines a directory they all share (NFS) or s3://...; without it a temporary directory "
                       "beside --out, which is enough on one machine.")]
 
+# Library modules are imported inside each command: `shoplm --help` and the data commands then start
+# in a quarter of a second instead of the seconds that loading torch and the models' libraries takes.
+
 
 def _ray_available() -> None:
     try:
@@ -34,117 +36,104 @@ def _ray_available() -> None:
         raise ConfigError("the Ray jobs need the ray extra: pip install 'shoplm[ray]'") from None
 
 
-def register(app: typer.Typer, out: Console, err: Console) -> None:
-    jobs_app = typer.Typer(help="Batch jobs on Ray (local or a cluster): embeddings, precomputed recommendations, "
-                                "distributed training.", no_args_is_help=True)
-    app.add_typer(jobs_app, name="jobs")
-    _register_train(jobs_app, out)
+def embed(ctx: typer.Context, items: Annotated[Path, typer.Option(help="Catalog file in the shoplm format.")],
+          out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (item_id, vector).")],
+          address: AddressOpt = None, workers: WorkersOpt = 2) -> None:
+    """Encode the whole catalog with the configured encoder, on Ray Data.
 
-    @jobs_app.command("embed")
-    def embed(ctx: typer.Context, items: Annotated[Path, typer.Option(help="Catalog file in the shoplm format.")],
-              out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (item_id, vector).")],
-              address: AddressOpt = None, workers: WorkersOpt = 2) -> None:
-        """Encode the whole catalog with the configured encoder, on Ray Data.
+    [bold]Example:[/bold] shoplm jobs embed --items var/hd/items.csv --out var/jobs/vectors
+    """
+    from shoplm.jobs.batch import embed_catalog
 
-        [bold]Example:[/bold] shoplm jobs embed --items var/hd/items.csv --out var/jobs/vectors
-        """
-        from shoplm.jobs.batch import embed_catalog
-
-        _ray_available()
-        started = time.perf_counter()
-        n = embed_catalog(items, out_dir, ctx.obj, address, workers)
-        out.print(f"{n:,} items embedded in {time.perf_counter() - started:.0f} s; Parquet in {out_dir}")
-
-    @jobs_app.command("recommend-all")
-    def recommend_all_command(
-        ctx: typer.Context,
-        out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (user_id, rank, item_id, score).")],
-        store: Annotated[Optional[str], typer.Option("--store", help="Store URL (default: settings.store_url).")] = None,
-        k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
-        address: AddressOpt = None, workers: WorkersOpt = 2,
-    ) -> None:
-        """Top k for every user in the store, exactly as `GET /v1/recommend` answers them, on Ray
-        (for shops that serve precomputed lists). Uses SHOPLM_RECOMMEND_MODEL when set.
-
-        [bold]Example:[/bold] shoplm jobs recommend-all --store sqlite:///shop.db --out var/jobs/recs --k 20
-        """
-        from shoplm.jobs.batch import recommend_all
-
-        _ray_available()
-        settings = ctx.obj.model_copy(update={"store_url": store}) if store else ctx.obj
-        started = time.perf_counter()
-        n = recommend_all(settings, out_dir, k, address, workers)
-        out.print(f"top {k} for {n:,} users in {time.perf_counter() - started:.0f} s; Parquet in {out_dir}")
+    _ray_available()
+    started = time.perf_counter()
+    n = embed_catalog(items, out_dir, ctx.obj, address, workers)
+    out.print(f"{n:,} items embedded in {time.perf_counter() - started:.0f} s; Parquet in {out_dir}")
 
 
-def _register_train(jobs_app: typer.Typer, out: Console) -> None:
-    train_app = typer.Typer(help="Data-parallel training on Ray Train (DDP over CPU or GPU workers) of the models "
-                                 "`shoplm train` trains in-process, with the same output.", no_args_is_help=True)
-    jobs_app.add_typer(train_app, name="train")
+def recommend_all(
+    ctx: typer.Context,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (user_id, rank, item_id, score).")],
+    store: Annotated[Optional[str], typer.Option("--store", help="Store URL (default: settings.store_url).")] = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=1000, help="Items per user.")] = 10,
+    address: AddressOpt = None, workers: WorkersOpt = 2,
+) -> None:
+    """Top k for every user in the store, exactly as `GET /v1/recommend` answers them, on Ray
+    (for shops that serve precomputed lists). Uses SHOPLM_RECOMMEND_MODEL when set.
 
-    @train_app.command("recommend")
-    def train_recommend(
-        ctx: typer.Context, items: ItemsOpt, events: EventsOpt,
-        out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the model to (created).")],
-        epochs: Annotated[Optional[int], typer.Option(
-            "--epochs", min=1, help="Most passes over the training sequences (default: SHOPLM_RECOMMEND_EPOCHS).")] = None,
-        cold: ColdOpt = 0.0, address: AddressOpt = None, workers: TrainWorkersOpt = 2, storage: StorageOpt = None,
-    ) -> None:
-        """Train the shoplm recommendation model on Ray Train workers: what `shoplm train recommend` does, spread.
+    [bold]Example:[/bold] shoplm jobs recommend-all --store sqlite:///shop.db --out var/jobs/recs --k 20
+    """
+    from shoplm.jobs.batch import recommend_all as run_recommend_all
 
-        Every worker trains the same model on its share of each batch and DDP averages the gradients, so the
-        batch size and the number of steps are those of `shoplm train recommend`, and --out is the same
-        directory (`shoplm serve` and `shoplm eval recommend --model` load either). The files are read and
-        the item texts encoded once, here. Knobs: the SHOPLM_RECOMMEND_* settings.
+    _ray_available()
+    settings = ctx.obj.model_copy(update={"store_url": store}) if store else ctx.obj
+    started = time.perf_counter()
+    n = run_recommend_all(settings, out_dir, k, address, workers)
+    out.print(f"top {k} for {n:,} users in {time.perf_counter() - started:.0f} s; Parquet in {out_dir}")
 
-        [bold]Example:[/bold] shoplm jobs train recommend --items var/data/scientific/items.csv --events var/data/scientific/events.csv --out var/models/scientific --workers 4 --address auto
-        """
-        from shoplm.jobs.train import train_recommend_job
 
-        _ray_available()
-        settings = ctx.obj.model_copy(update={"recommend_epochs": epochs}) if epochs else ctx.obj
-        started = time.perf_counter()
-        summary = train_recommend_job(settings, items, events, out_dir, workers, address, cold, storage)
-        out.print(f"trained on {workers} {'GPU' if summary['gpu'] else 'CPU'} worker(s) in "
-                  f"{time.perf_counter() - started:.0f} s ({summary['epochs']} epochs); best epoch "
-                  f"{summary['best_epoch']} with validation NDCG@10 {summary['valid_ndcg@10'] or 0:.4f}; saved to {out_dir}")
+def jobs_train_recommend(
+    ctx: typer.Context, items: ItemsOpt, events: EventsOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the model to (created).")],
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", min=1, help="Most passes over the training sequences (default: SHOPLM_RECOMMEND_EPOCHS).")] = None,
+    cold: ColdOpt = 0.0, address: AddressOpt = None, workers: TrainWorkersOpt = 2, storage: StorageOpt = None,
+) -> None:
+    """Train the shoplm recommendation model on Ray Train workers: what `shoplm train recommend` does, spread.
 
-    @train_app.command("search")
-    def train_search(
-        ctx: typer.Context,
-        items: SearchItemsOpt,
-        out_dir: ModelOutOpt,
-        judgments: JudgmentsOpt = None,
-        events: SearchEventsOpt = None,
-        model: Annotated[Optional[Path], typer.Option(help="Base model directory (default: settings / bundled MiniLM); "
-                                                      "every worker must be able to read it.")] = None,
-        epochs: EpochsOpt = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch, over all workers (default: settings).")] = None,
-        lr: LrOpt = None,
-        max_minutes: MaxMinutesOpt = None,
-        seed: Annotated[Optional[int], typer.Option(help="Seed of batching and initialisation (default: "
-                                                    "settings.search_split_seed).")] = None,
-        address: AddressOpt = None, workers: TrainWorkersOpt = 2, storage: StorageOpt = None,
-    ) -> None:
-        """Fine-tune the search encoder on Ray Train workers: what `shoplm train search` does, spread.
+    Every worker trains the same model on its share of each batch and DDP averages the gradients, so the
+    batch size and the number of steps are those of `shoplm train recommend`, and --out is the same
+    directory (`shoplm serve` and `shoplm eval recommend --model` load either). The files are read and
+    the item texts encoded once, here. Knobs: the SHOPLM_RECOMMEND_* settings.
 
-        Each worker encodes its share of every batch and gathers the others' vectors, so the in-batch
-        softmax still runs over the whole batch (all of its negatives), with the same batches and steps as
-        `shoplm train search`; rank 0 scores dev and writes --out, a model directory --model accepts.
+    [bold]Example:[/bold] shoplm jobs train recommend --items var/data/scientific/items.csv --events var/data/scientific/events.csv --out var/models/scientific --workers 4 --address auto
+    """
+    from shoplm.jobs.train import train_recommend_job
 
-        [bold]Example:[/bold] shoplm jobs train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd --workers 4 --address auto
-        """
-        from shoplm.jobs.train import train_search_job
-        from shoplm.search.train import search_train_config
+    _ray_available()
+    settings = ctx.obj.model_copy(update={"recommend_epochs": epochs}) if epochs else ctx.obj
+    started = time.perf_counter()
+    summary = train_recommend_job(settings, items, events, out_dir, workers, address, cold, storage)
+    out.print(f"trained on {workers} {'GPU' if summary['gpu'] else 'CPU'} worker(s) in "
+              f"{time.perf_counter() - started:.0f} s ({summary['epochs']} epochs); best epoch "
+              f"{summary['best_epoch']} with validation NDCG@10 {summary['valid_ndcg@10'] or 0:.4f}; saved to {out_dir}")
 
-        if not (judgments or events):
-            raise typer.BadParameter("give --judgments and/or --events: the training pairs come from them")
-        _ray_available()
-        settings = ctx.obj
-        cfg = search_train_config(settings, batch_size=batch_size, epochs=epochs, lr=lr, max_minutes=max_minutes,
-                                  seed=seed)
-        started = time.perf_counter()
-        summary = train_search_job(settings, items, judgments, events, out_dir, cfg, model, workers, address, storage)
-        out.print(f"fine-tuned on {workers} {'GPU' if summary['gpu'] else 'CPU'} worker(s) in "
-                  f"{time.perf_counter() - started:.0f} s: {summary['steps']} steps, best step {summary['best_step']}, "
-                  f"dev NDCG@10 (training pool) {summary['best_dev_ndcg@10']:.4f}; saved to {out_dir}")
+
+def jobs_train_search(
+    ctx: typer.Context,
+    items: SearchItemsOpt,
+    out_dir: ModelOutOpt,
+    judgments: JudgmentsOpt = None,
+    events: SearchEventsOpt = None,
+    model: Annotated[Optional[Path], typer.Option(help="Base model directory (default: settings / bundled MiniLM); "
+                                                  "every worker must be able to read it.")] = None,
+    epochs: EpochsOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch, over all workers (default: settings).")] = None,
+    lr: LrOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed of batching and initialisation (default: "
+                                                "settings.search_split_seed).")] = None,
+    address: AddressOpt = None, workers: TrainWorkersOpt = 2, storage: StorageOpt = None,
+) -> None:
+    """Fine-tune the search encoder on Ray Train workers: what `shoplm train search` does, spread.
+
+    Each worker encodes its share of every batch and gathers the others' vectors, so the in-batch
+    softmax still runs over the whole batch (all of its negatives), with the same batches and steps as
+    `shoplm train search`; rank 0 scores dev and writes --out, a model directory --model accepts.
+
+    [bold]Example:[/bold] shoplm jobs train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd --workers 4 --address auto
+    """
+    from shoplm.jobs.train import train_search_job
+    from shoplm.search.train import search_train_config
+
+    if not (judgments or events):
+        raise typer.BadParameter("give --judgments and/or --events: the training pairs come from them")
+    _ray_available()
+    settings = ctx.obj
+    cfg = search_train_config(settings, batch_size=batch_size, epochs=epochs, lr=lr, max_minutes=max_minutes,
+                              seed=seed)
+    started = time.perf_counter()
+    summary = train_search_job(settings, items, judgments, events, out_dir, cfg, model, workers, address, storage)
+    out.print(f"fine-tuned on {workers} {'GPU' if summary['gpu'] else 'CPU'} worker(s) in "
+              f"{time.perf_counter() - started:.0f} s: {summary['steps']} steps, best step {summary['best_step']}, "
+              f"dev NDCG@10 (training pool) {summary['best_dev_ndcg@10']:.4f}; saved to {out_dir}")

@@ -1,5 +1,5 @@
-"""CLI commands of the search part (`shoplm train search`, `shoplm eval search`, `shoplm index build`,
-`shoplm search`), registered by shoplm/cli.py. Each is parse -> one library call -> print."""
+"""`shoplm train search`, `shoplm eval search`, `shoplm eval personalized-search`, `shoplm index build`
+and `shoplm search`. Each is parse -> one library call -> print."""
 
 from __future__ import annotations
 
@@ -9,228 +9,198 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from shoplm.config import Settings
+from shoplm.cli.common import (
+    EpochsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, ProgressBars, SearchEventsOpt, SearchItemsOpt, out,
+    set_search_threads, settings_of,
+)
+
+# Library modules are imported inside each command: `shoplm --help` and the data commands then start
+# in a quarter of a second instead of the seconds that loading torch and the models' libraries takes.
 
 
-def _progress(err: Console) -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=err, transient=False)
+def train_search(
+    ctx: typer.Context,
+    items: SearchItemsOpt,
+    out_dir: ModelOutOpt,
+    judgments: JudgmentsOpt = None,
+    events: SearchEventsOpt = None,
+    model: Annotated[Optional[Path], typer.Option(help="Base model directory (default: settings / bundled MiniLM).")] = None,
+    epochs: EpochsOpt = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch (default: settings).")] = None,
+    lr: LrOpt = None,
+    max_minutes: MaxMinutesOpt = None,
+    seed: Annotated[Optional[int], typer.Option(
+        help="Seed of batching and initialisation (default: settings.search_split_seed). The train/dev split "
+             "always uses settings.search_split_seed, so `eval search` scores the same dev queries.")] = None,
+) -> None:
+    """Fine-tune the encoder on judged queries and/or behaviour logs (in-batch softmax, hard negatives).
+
+    Judged queries are split into train and dev by query (settings.search_dev_fraction); dev NDCG@10
+    picks the best step. A share of the train queries (settings.search_ranker_fraction) is held out
+    of fine-tuning and trains the re-ranker (LambdaMART over the BM25 + dense candidates), saved in
+    DIR/ranker; before it, a cross-encoder learns from the fine-tuning pairs (DIR/cross, up to
+    settings.search_cross_minutes; settings.search_cross_depth=0 skips it) and the re-ranker reads
+    its scores of each query's top candidates. --max-minutes bounds the whole command. Writes a model directory that --model of
+    the other commands accepts.
+
+    [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
+    """
+    from shoplm.search.train import run_training, search_train_config
+
+    settings = settings_of(ctx)
+    if not (judgments or events):
+        raise typer.BadParameter("give --judgments and/or --events: the training pairs come from them")
+    set_search_threads(settings)
+    cfg = search_train_config(settings, batch_size=batch_size or None, epochs=epochs or None, lr=lr or None,
+                              max_minutes=max_minutes or None, seed=seed)
+    started = time.monotonic()
+    with ProgressBars() as progress:
+        result = run_training(settings, items, judgments, events, out_dir, cfg, model, progress)
+    out.print(f"wrote {out_dir} in {time.monotonic() - started:.0f} s: {result.steps} steps, best step "
+              f"{result.best_step}, dev NDCG@10 (training pool) {result.history[0]['dev_ndcg@10']:.4f} -> "
+              f"{result.best_dev_ndcg:.4f}")
+    if result.ranker:
+        out.print(f"re-ranker: {result.ranker['queries']} held-out queries, {result.ranker['rounds']} rounds")
 
 
-def _threads(settings: Settings, err: Console) -> None:
-    import torch
+def eval_search(
+    ctx: typer.Context,
+    items: Annotated[Path, typer.Option(help="Catalog file (.csv, .jsonl or .parquet).")],
+    judgments: Annotated[Path, typer.Option(help="Judged (query, item_id, relevance) file; its dev split is scored.")],
+    model: Annotated[Optional[Path], typer.Option(help="Fine-tuned model directory: adds dense_ft and hybrid_ft.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write {n_queries, models: {system: metrics}} here.")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Directory for report.md and search.png.")] = None,
+) -> None:
+    """NDCG@10, Recall@100 and MRR@10 of bm25, dense, hybrid (and dense_ft, hybrid_ft) on the dev queries.
 
-    from shoplm.device import pick_device, pick_threads, use_bf16
+    The dev split is the one `shoplm train search` held out (same settings), so a fine-tuned model is
+    never scored on its training queries. Item vectors are cached: a second run encodes nothing.
 
-    threads = pick_threads(settings.torch_threads)
-    torch.set_num_threads(threads)
-    device = pick_device(settings.device)
-    err.print(f"device {device}, {threads} torch thread(s), bf16 autocast "
-              f"{'on' if use_bf16(settings.encoder_bf16, device) else 'off (no native bf16)'}")
+    [bold]Example:[/bold] shoplm eval search --items data/hd/items.csv --judgments data/hd/judgments.csv --model var/models/hd --json var/eval/search.json --report var/eval/search
+    """
+    from shoplm.data.readers import read_items, read_judgments
+    from shoplm.search.evaluate import evaluate_search, write_search_report
 
-
-def register(app: typer.Typer, train_app: typer.Typer, eval_app: typer.Typer, out: Console, err: Console) -> None:
-    """Adds this part's commands to the root, `train` and `eval` apps (and an `index` group)."""
-    index_app = typer.Typer(help="Build the search indexes (vector + BM25) from a store.", no_args_is_help=True)
-    app.add_typer(index_app, name="index")
-    _register_train(train_app, out, err)
-    _register_eval(eval_app, out, err)
-    _register_index(index_app, out, err)
-    _register_search(app, out, err)
-
-
-# Options of `shoplm train search`, shared with `shoplm jobs train search`.
-SearchItemsOpt = Annotated[Path, typer.Option("--items", help="Catalog file (.csv, .jsonl or .parquet).")]
-ModelOutOpt = Annotated[Path, typer.Option("--out", help="Model directory to write (sentence-transformers format).")]
-JudgmentsOpt = Annotated[Optional[Path], typer.Option("--judgments", help="Judged (query, item_id, relevance) file.")]
-SearchEventsOpt = Annotated[Optional[Path], typer.Option(
-    "--events", help="Behaviour log: search then click/cart/purchase = positive.")]
-EpochsOpt = Annotated[Optional[float], typer.Option("--epochs", help="Passes over the training pairs (default: settings).")]
-LrOpt = Annotated[Optional[float], typer.Option("--lr", help="Peak learning rate (default: settings).")]
-MaxMinutesOpt = Annotated[Optional[float], typer.Option("--max-minutes", help="Stop training after this many minutes.")]
-
-
-def _register_train(train_app: typer.Typer, out: Console, err: Console) -> None:
-    @train_app.command("search")
-    def train_search_cmd(
-        ctx: typer.Context,
-        items: SearchItemsOpt,
-        out_dir: ModelOutOpt,
-        judgments: JudgmentsOpt = None,
-        events: SearchEventsOpt = None,
-        model: Annotated[Optional[Path], typer.Option(help="Base model directory (default: settings / bundled MiniLM).")] = None,
-        epochs: EpochsOpt = None,
-        batch_size: Annotated[Optional[int], typer.Option(help="Pairs per batch (default: settings).")] = None,
-        lr: LrOpt = None,
-        max_minutes: MaxMinutesOpt = None,
-        seed: Annotated[Optional[int], typer.Option(
-            help="Seed of batching and initialisation (default: settings.search_split_seed). The train/dev split "
-                 "always uses settings.search_split_seed, so `eval search` scores the same dev queries.")] = None,
-    ) -> None:
-        """Fine-tune the encoder on judged queries and/or behaviour logs (in-batch softmax, hard negatives).
-
-        Judged queries are split into train and dev by query (settings.search_dev_fraction); dev NDCG@10
-        picks the best step. A share of the train queries (settings.search_ranker_fraction) is held out
-        of fine-tuning and trains the re-ranker (LambdaMART over the BM25 + dense candidates), saved in
-        DIR/ranker; before it, a cross-encoder learns from the fine-tuning pairs (DIR/cross, up to
-        settings.search_cross_minutes; settings.search_cross_depth=0 skips it) and the re-ranker reads
-        its scores of each query's top candidates. --max-minutes bounds the whole command. Writes a model directory that --model of
-        the other commands accepts.
-
-        [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
-        """
-        from shoplm.search.train import run_training, search_train_config
-
-        settings: Settings = ctx.obj
-        if not (judgments or events):
-            raise typer.BadParameter("give --judgments and/or --events: the training pairs come from them")
-        _threads(settings, err)
-        cfg = search_train_config(settings, batch_size=batch_size or None, epochs=epochs or None, lr=lr or None,
-                                  max_minutes=max_minutes or None, seed=seed)
-        started = time.monotonic()
-        with _progress(err) as progress:
-            task = progress.add_task("fine-tune", total=None, info="")
-
-            def report(step: int, steps: int, info: dict) -> None:
-                text = "  ".join(f"{label} {info[key]:.{digits}f}" for key, label, digits in
-                                 (("loss", "loss", 3), ("dev_ndcg@10", "dev ndcg@10", 4)) if key in info)
-                progress.update(task, completed=step, total=steps, info=text)
-
-            def stage(text: str) -> None:
-                progress.update(task, description=text)
-
-            result = run_training(settings, items, judgments, events, out_dir, cfg, model, report, stage)
-        out.print(f"wrote {out_dir} in {time.monotonic() - started:.0f} s: {result.steps} steps, best step "
-                  f"{result.best_step}, dev NDCG@10 (training pool) {result.history[0]['dev_ndcg@10']:.4f} -> "
-                  f"{result.best_dev_ndcg:.4f}")
-        if result.ranker:
-            out.print(f"re-ranker: {result.ranker['queries']} held-out queries, {result.ranker['rounds']} rounds")
+    settings = settings_of(ctx)
+    set_search_threads(settings)
+    with ProgressBars() as progress:
+        result = evaluate_search(read_items(items), read_judgments(judgments), settings, model, progress)
+    table = Table(title=f"search on {result.n_queries} dev queries ({result.seconds['total']:.0f} s)")
+    table.add_column("system")
+    for metric in next(iter(result.models.values())):
+        table.add_column(metric, justify="right")
+    for name, values in result.models.items():
+        table.add_row(name, *(f"{v:.4f}" for v in values.values()))
+    out.print(table)
+    for name, fusions in result.fusion.items():
+        out.print(f"{name}: fusion tuned per half: " + ", ".join(f"{f.method} w_dense={f.dense_weight:g}" for f in fusions))
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(result.to_json(), indent=2))
+    if report:
+        out.print(f"report: {write_search_report(result, report, f'Search evaluation: {items}')}")
 
 
-def _register_eval(eval_app: typer.Typer, out: Console, err: Console) -> None:
-    @eval_app.command("search")
-    def eval_search_cmd(
-        ctx: typer.Context,
-        items: Annotated[Path, typer.Option(help="Catalog file (.csv, .jsonl or .parquet).")],
-        judgments: Annotated[Path, typer.Option(help="Judged (query, item_id, relevance) file; its dev split is scored.")],
-        model: Annotated[Optional[Path], typer.Option(help="Fine-tuned model directory: adds dense_ft and hybrid_ft.")] = None,
-        json_out: Annotated[Optional[Path], typer.Option("--json", help="Write {n_queries, models: {system: metrics}} here.")] = None,
-        report: Annotated[Optional[Path], typer.Option(help="Directory for report.md and search.png.")] = None,
-    ) -> None:
-        """NDCG@10, Recall@100 and MRR@10 of bm25, dense, hybrid (and dense_ft, hybrid_ft) on the dev queries.
+def index_build(
+    ctx: typer.Context,
+    store: Annotated[Optional[str], typer.Option(help="Store URL (default: settings.store_url).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Index directory (default: settings.search_index_dir).")] = None,
+    model: Annotated[Optional[Path], typer.Option(help="Model directory (default: settings / bundled MiniLM).")] = None,
+) -> None:
+    """Encode every item of the store (through the embedding cache) and write the vector and BM25 indexes.
 
-        The dev split is the one `shoplm train search` held out (same settings), so a fine-tuned model is
-        never scored on its training queries. Item vectors are cached: a second run encodes nothing.
+    [bold]Example:[/bold] shoplm index build --store sqlite:///shop.db --model var/models/hd --out var/index
+    """
+    from shoplm.atomic import dir_lock
+    from shoplm.search.pipeline import build_indexes
+    from shoplm.store import open_store
 
-        [bold]Example:[/bold] shoplm eval search --items data/hd/items.csv --judgments data/hd/judgments.csv --model var/models/hd --json var/eval/search.json --report var/eval/search
-        """
-        from shoplm.search.data import read_items, read_judgments
-        from shoplm.search.evaluate import evaluate_search, write_search_report
-
-        settings: Settings = ctx.obj
-        _threads(settings, err)
-        with _progress(err) as progress:
-            tasks: dict[str, int] = {}
-
-            def report_progress(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = progress.add_task(stage, total=total, info="")
-                progress.update(tasks[stage], completed=done, total=total)
-
-            result = evaluate_search(read_items(items), read_judgments(judgments), settings, model, report_progress)
-        table = Table(title=f"search on {result.n_queries} dev queries ({result.seconds['total']:.0f} s)")
-        table.add_column("system")
-        for metric in next(iter(result.models.values())):
-            table.add_column(metric, justify="right")
-        for name, values in result.models.items():
-            table.add_row(name, *(f"{v:.4f}" for v in values.values()))
-        out.print(table)
-        for name, fusions in result.fusion.items():
-            out.print(f"{name}: fusion tuned per half: " + ", ".join(f"{f.method} w_dense={f.dense_weight:g}" for f in fusions))
-        if json_out:
-            json_out.parent.mkdir(parents=True, exist_ok=True)
-            json_out.write_text(json.dumps(result.to_json(), indent=2))
-        if report:
-            out.print(f"report: {write_search_report(result, report, f'Search evaluation: {items}')}")
+    settings = settings_of(ctx)
+    set_search_threads(settings)
+    db = open_store(store or settings.store_url)
+    try:
+        catalog = db.items()
+    finally:
+        db.close()
+    target = out_dir or settings.search_index_dir
+    with ProgressBars() as progress, dir_lock(target):  # a server opening the directory waits
+        params = build_indexes(catalog, settings, target, model, progress)
+    out.print(f"indexed {params['count']:,} items in {target} ({'HNSW' if params['hnsw'] else 'exact'} vectors + BM25)")
 
 
-def _register_index(index_app: typer.Typer, out: Console, err: Console) -> None:
-    @index_app.command("build")
-    def index_build_cmd(
-        ctx: typer.Context,
-        store: Annotated[Optional[str], typer.Option(help="Store URL (default: settings.store_url).")] = None,
-        out_dir: Annotated[Optional[Path], typer.Option("--out", help="Index directory (default: settings.search_index_dir).")] = None,
-        model: Annotated[Optional[Path], typer.Option(help="Model directory (default: settings / bundled MiniLM).")] = None,
-    ) -> None:
-        """Encode every item of the store (through the embedding cache) and write the vector and BM25 indexes.
+def search(
+    ctx: typer.Context,
+    query: Annotated[str, typer.Argument(help="What the shopper typed.")],
+    k: Annotated[int, typer.Option(min=1, help="How many results.")] = 10,
+    filters: Annotated[Optional[list[str]], typer.Option(
+        "--filter", help="category=PATH (prefix), price=LOW..HIGH (either side optional), available. Repeatable.")] = None,
+    index: Annotated[Optional[Path], typer.Option(help="Index directory (default: settings.search_index_dir).")] = None,
+    store: Annotated[Optional[str], typer.Option(help="Store URL for titles/prices (default: settings.store_url).")] = None,
+    rescore: Annotated[Optional[Path], typer.Option(help="Re-rank the fused list with this (fine-tuned) model.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Hybrid (vector + BM25) search over the built indexes; prints ranked items with scores.
 
-        [bold]Example:[/bold] shoplm index build --store sqlite:///shop.db --model var/models/hd --out var/index
-        """
-        from shoplm.atomic import dir_lock
-        from shoplm.search.pipeline import build_indexes
-        from shoplm.store import open_store
+    [bold]Example:[/bold] shoplm search "cordless drill" --k 5 --filter "category=Tools > Drills" --filter price=..150
+    """
+    from shoplm.search.pipeline import SearchPipeline
+    from shoplm.store import open_store
 
-        settings: Settings = ctx.obj
-        _threads(settings, err)
-        db = open_store(store or settings.store_url)
-        try:
-            catalog = db.items()
-        finally:
-            db.close()
-        target = out_dir or settings.search_index_dir
-        with _progress(err) as progress, dir_lock(target):  # a server opening the directory waits
-            task = progress.add_task("encode items", total=len(catalog), info="")
-            params = build_indexes(catalog, settings, target, model, lambda n: progress.advance(task, n))
-        out.print(f"indexed {params['count']:,} items in {target} ({'HNSW' if params['hnsw'] else 'exact'} vectors + BM25)")
+    settings = settings_of(ctx)
+    item_filter = parse_filters(filters or [])
+    pipeline = SearchPipeline.open(index or settings.search_index_dir, settings, rescore)
+    hits = pipeline.search([query], k, item_filter)
+    ids = [i for i in hits.ids[0] if i]
+    db = open_store(store or settings.store_url)
+    try:
+        found = {item.item_id: item for item in db.items(ids)}
+    finally:
+        db.close()
+    rows = [{"rank": r + 1, "item_id": i, "score": float(s), "title": found[i].title if i in found else None,
+             "category": found[i].category if i in found else None, "price": found[i].price if i in found else None}
+            for r, (i, s) in enumerate(zip(ids, hits.scores[0]))]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"search: {query!r}")
+    for name in ("rank", "score", "item_id", "title", "category", "price"):
+        table.add_column(name, justify="right" if name in ("rank", "score", "price") else "left", overflow="fold")
+    for row in rows:
+        table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["item_id"], row["title"] or "(not in store)",
+                      row["category"] or "", "" if row["price"] is None else f"{row['price']:g}")
+    out.print(table)
 
 
-def _register_search(app: typer.Typer, out: Console, err: Console) -> None:
-    @app.command("search")
-    def search_cmd(
-        ctx: typer.Context,
-        query: Annotated[str, typer.Argument(help="What the shopper typed.")],
-        k: Annotated[int, typer.Option(min=1, help="How many results.")] = 10,
-        filters: Annotated[Optional[list[str]], typer.Option(
-            "--filter", help="category=PATH (prefix), price=LOW..HIGH (either side optional), available. Repeatable.")] = None,
-        index: Annotated[Optional[Path], typer.Option(help="Index directory (default: settings.search_index_dir).")] = None,
-        store: Annotated[Optional[str], typer.Option(help="Store URL for titles/prices (default: settings.store_url).")] = None,
-        rescore: Annotated[Optional[Path], typer.Option(help="Re-rank the fused list with this (fine-tuned) model.")] = None,
-        as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    ) -> None:
-        """Hybrid (vector + BM25) search over the built indexes; prints ranked items with scores.
+def eval_personalized_search(
+    ctx: typer.Context,
+    items: Annotated[Path, typer.Option(help="Catalog file in the shoplm format.")],
+    events: Annotated[Path, typer.Option(help="Behaviour log in the shoplm format.")],
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the metrics as JSON.")],
+    model: Annotated[Optional[Path], typer.Option(help="A `shoplm train recommend` directory; default: the zero-shot text profile.")] = None,
+    write_blend: Annotated[bool, typer.Option(help="Store the tuned beta in the model directory's blend.json (the engine's search personalisation weight).")] = False,
+) -> None:
+    """Personalised vs query-only search, Ai et al. (SIGIR 2017) protocol: the query is the
+    held-out item's category text, all items are ranked with and without the user's history.
 
-        [bold]Example:[/bold] shoplm search "cordless drill" --k 5 --filter "category=Tools > Drills" --filter price=..150
-        """
-        from shoplm.search.pipeline import SearchPipeline
-        from shoplm.store import open_store
+    [bold]Example:[/bold] shoplm eval personalized-search --items data/items.csv --events data/events.csv --json out.json
+    """
+    from shoplm.engine.evaluate import evaluate_personalized_search
+    from shoplm.recommend.blend import Blend
 
-        settings: Settings = ctx.obj
-        item_filter = parse_filters(filters or [])
-        pipeline = SearchPipeline.open(index or settings.search_index_dir, settings, rescore)
-        hits = pipeline.search([query], k, item_filter)
-        ids = [i for i in hits.ids[0] if i]
-        db = open_store(store or settings.store_url)
-        try:
-            found = {item.item_id: item for item in db.items(ids)}
-        finally:
-            db.close()
-        rows = [{"rank": r + 1, "item_id": i, "score": float(s), "title": found[i].title if i in found else None,
-                 "category": found[i].category if i in found else None, "price": found[i].price if i in found else None}
-                for r, (i, s) in enumerate(zip(ids, hits.scores[0]))]
-        if as_json:
-            print(json.dumps(rows, indent=2))
-            return
-        table = Table(title=f"search: {query!r}")
-        for name in ("rank", "score", "item_id", "title", "category", "price"):
-            table.add_column(name, justify="right" if name in ("rank", "score", "price") else "left", overflow="fold")
-        for row in rows:
-            table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["item_id"], row["title"] or "(not in store)",
-                          row["category"] or "", "" if row["price"] is None else f"{row['price']:g}")
-        out.print(table)
+    with ProgressBars() as progress:
+        result = evaluate_personalized_search(items, events, settings_of(ctx), model, progress=progress)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    if write_blend and model is not None:
+        Blend.load(model).with_search_weight(result["beta"], f"validation targets of {events}").save(model)
+    table = Table(title=f"personalised search ({result['n_cases']:,} test cases, beta={result['beta']})")
+    for name in ("system", "ndcg@10", "recall@10", "mrr"):
+        table.add_column(name, justify="left" if name == "system" else "right")
+    for name, metrics in result["models"].items():
+        table.add_row(name, *(f"{metrics[m]:.4f}" for m in ("ndcg@10", "recall@10", "mrr")))
+    out.print(table)
 
 
 def parse_filters(specs: list[str]):

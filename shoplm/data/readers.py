@@ -5,6 +5,9 @@ text files (the header is line 1, so the first CSV record is row 2) and the 1-ba
 index for Parquet. A record the reader itself cannot make sense of (malformed JSON, wrong
 column count, undecodable bytes) comes back with `data=None` and an `error`, so that the
 caller counts and reports it instead of losing it. Blank lines are not records.
+
+`read_items`, `read_events` and `read_judgments` (through `read_valid`) are the strict form
+for commands that need every record: any bad one stops them, counted and shown.
 """
 
 from __future__ import annotations
@@ -14,13 +17,15 @@ import json
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
-from shoplm.errors import InputFileMissing, UnsupportedFileType
+from shoplm.data.records import Event, Item, Judgment, parse_event, parse_item, parse_judgment
+from shoplm.errors import InputFileMissing, UnsupportedFileType, ValidationFailed
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long descriptions are legitimate
 
 
+T = TypeVar("T")
 _UNDECODED = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
@@ -131,3 +136,34 @@ def count_rows(path: Path) -> int:
         while chunk := handle.read(1 << 20):
             lines += chunk.count(b"\n")
     return lines
+
+
+def read_valid(path: Path, parse: Callable[[dict], T | list], what: str) -> list[T]:
+    """Every record of `path` parsed, for a command that cannot go on without all of them
+    (training, evaluation, batch jobs): any bad record stops it with a `ValidationFailed`
+    that counts them and shows the first five with file, row and field. (`shoplm ingest`
+    instead stores the good records and reports the bad.)"""
+    out, bad = [], []
+    for raw in read_records(path):
+        parsed = parse(raw.data) if raw.data is not None else [raw.error]
+        if isinstance(parsed, list):
+            bad.append(f"{path}:{raw.row}: " + "; ".join(str(p) for p in parsed))
+        else:
+            out.append(parsed)
+    if bad:
+        shown = "\n".join(bad[:5])
+        raise ValidationFailed(f"{len(bad)} bad {what} record(s) in {path}, e.g.\n{shown}\n"
+                               f"fix them, or run `shoplm ingest --{what} {path}` to see every problem")
+    return out
+
+
+def read_items(path: Path) -> list[Item]:
+    return read_valid(Path(path), parse_item, "items")
+
+
+def read_judgments(path: Path) -> list[Judgment]:
+    return read_valid(Path(path), parse_judgment, "judgments")
+
+
+def read_events(path: Path) -> list[Event]:
+    return read_valid(Path(path), parse_event, "events")

@@ -28,10 +28,12 @@ from shoplm.config import Settings
 from shoplm.lm.cache import EmbeddingCache
 from shoplm.lm.encoder import Encoder
 from shoplm.search.lexical import LexicalIndex
+from shoplm.progress import Progress, quiet
+from shoplm.recommend.checkpoint import check_same_catalog, load_model
+from shoplm.recommend.model import model_scores
 from shoplm.metrics import single_target_metrics, target_ranks
-from shoplm.recommend.sequences import recency_weights
 from shoplm.recommend.blend import zscore
-from shoplm.recommend.sequences import Cases, build_sequences, leave_last_out, read_catalog
+from shoplm.recommend.sequences import Cases, Histories, build_sequences, leave_last_out, read_catalog, recency_weights
 from shoplm.data.text import item_texts
 
 BETAS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
@@ -64,14 +66,9 @@ def _text_behaviour(cases: Cases, vectors: np.ndarray, decay: float) -> Callable
 
 
 def _model_behaviour(cases: Cases, model_dir: Path, item_ids: list[str], settings: Settings) -> Callable[[int], np.ndarray]:
-    from shoplm.recommend.checkpoint import load_model
-    from shoplm.recommend.model import model_scores
-    from shoplm.recommend.sequences import Histories
 
     model, model_items, _ = load_model(model_dir, settings.device)
-    if model_items != item_ids:
-        raise ValueError(f"{model_dir} was trained on another catalog ({len(model_items)} items, "
-                         f"here {len(item_ids)}); train it on these files")
+    check_same_catalog(model_items, item_ids, model_dir)
     device = str(next(model.parameters()).device)
 
     def score(i: int) -> np.ndarray:
@@ -98,12 +95,11 @@ def _ranks(cases: Cases, queries: list[str | None], query_scores: dict[str, np.n
 
 def evaluate_personalized_search(items_path: Path, events_path: Path, settings: Settings,
                                  model_dir: Path | None = None,
-                                 progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    say = progress or (lambda _: None)
+                                 progress: Progress = quiet) -> dict[str, Any]:
     catalog = read_catalog(items_path, events_path)
     item_ids = catalog.item_ids
     split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights))
-    say("encoding the catalog")
+    progress("encode the catalog", 0, None)
     encoder = Encoder.from_settings(settings)
     texts = item_texts(catalog.items, settings.item_text_template)
     vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(encoder, texts)
@@ -112,7 +108,7 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
     cases = {"valid": split.valid, "test": split.test}
     queries = {name: [category_of[t] for t in c.targets] for name, c in cases.items()}
     distinct = sorted({q for qs in queries.values() for q in qs if q})
-    say(f"scoring {len(distinct)} distinct category queries")
+    progress(f"score {len(distinct)} distinct category queries", 0, None)
     query_scores = _query_scores(distinct, encoder, vectors, lexical, settings.hybrid_dense_weight)
 
     def behaviour_of(c: Cases):
@@ -120,11 +116,11 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
             return _model_behaviour(c, model_dir, item_ids, settings)
         return _text_behaviour(c, vectors, settings.text_recency_decay)
 
-    say("tuning beta on validation targets")
+    progress("tune beta on validation targets", 0, None)
     valid = _ranks(split.valid, queries["valid"], query_scores, behaviour_of(split.valid), BETAS)
     valid_ndcg = {b: float(single_target_metrics(r)["ndcg@10"].mean()) for b, r in valid.items()}
     beta = max(BETAS, key=lambda b: (valid_ndcg[b], -b))
-    say(f"beta = {beta}; ranking test targets")
+    progress(f"beta = {beta}; rank test targets", 0, None)
     test = _ranks(split.test, queries["test"], query_scores, behaviour_of(split.test), (0.0, beta))
     summary = {name: {m: float(v.mean()) for m, v in single_target_metrics(test[b]).items()}
                for name, b in (("query_only", 0.0), ("personalized", beta))}

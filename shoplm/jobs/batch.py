@@ -52,7 +52,7 @@ def embed_catalog(items: Path, out: Path, settings: Settings, address: str | Non
     """Encode every item of `items` on Ray, writing Parquet files under `out`; returns the count."""
     import ray
 
-    from shoplm.search.data import read_items
+    from shoplm.data.readers import read_items
     from shoplm.data.text import item_texts
 
     catalog = read_items(Path(items))

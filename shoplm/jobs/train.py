@@ -2,13 +2,13 @@
 in-process training function on N workers (DDP; gloo on CPUs, NCCL on GPUs), each worker
 being one `RayReplica` of `shoplm.replica`:
 
-- `train_recommend_job` runs `recommend_train.train_and_save`, what `shoplm train recommend`
+- `train_recommend_job` runs `shoplm.recommend.train.train_and_save`, what `shoplm train recommend`
   runs. Every worker builds the same model and training windows with the same seed, so it
   draws the same batches; it trains on rows rank::world of each batch and DDP averages the
   gradients, so the global batch and the number of steps are those of in-process training.
   Validation cases are split the same way and the metric sums pooled: every worker keeps
   the same best epoch and stops at the same one.
-- `train_search_job` runs `search_train.train_search`, what `shoplm train search` runs. Each
+- `train_search_job` runs `shoplm.search.train.train_search`, what `shoplm train search` runs. Each
   worker encodes its share of every batch's queries, positives and hard negatives and
   gathers the others' vectors, so the in-batch softmax still runs over the whole batch.
 
@@ -38,6 +38,7 @@ import torch.distributed as dist
 from shoplm.atomic import staged_dir
 from shoplm.config import Settings
 from shoplm.jobs.batch import _portable, start_ray
+from shoplm.progress import Progress, quiet
 from shoplm.replica import Replica
 
 
@@ -137,19 +138,19 @@ def _recommend_worker(config: dict) -> None:
 
 def train_search_job(settings: Settings, items: Path, judgments: Path | None, events: Path | None, out: Path,
                      cfg, base_model: Path | None = None, workers: int = 2, address: str | None = None,
-                     storage: str | None = None, stage: Callable[[str], None] = lambda text: None) -> dict:
+                     storage: str | None = None, progress: Progress = quiet) -> dict:
     """Fine-tune the search encoder on `workers` Ray Train workers and write `out` as
     `shoplm train search` does (`cfg`: a `SearchTrainConfig`). Returns rank 0's summary
     (steps, best_step, best_dev_ndcg@10, gpu) and, when one was trained here, the re-ranker's."""
     from shoplm.search.train import RANKER_MIN_QUERIES, fit_reranker, training_inputs
 
-    inputs = training_inputs(settings, items, judgments, events, cfg, stage)
-    stage("fine-tune on Ray")
+    inputs = training_inputs(settings, items, judgments, events, cfg, progress)
+    progress("fine-tune on Ray", 0, None)
     config = {"inputs": inputs._replace(lexical=None), "cfg": cfg, "threads": settings.torch_threads or 1,
               "base_model": base_model or settings.encoder_model}
     summary = _fit(_search_worker, config, out, workers, address, storage, settings, "search")
     if len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES:  # on the driver, as `shoplm train search` does after fine-tuning
-        summary["ranker"] = fit_reranker(settings, inputs, Path(out), cfg.seed, stage)
+        summary["ranker"] = fit_reranker(settings, inputs, Path(out), cfg.seed, progress)
     return summary
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -50,6 +50,11 @@ class Blend:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+    def with_search_weight(self, beta: float, tuned_on: str) -> "Blend":
+        """This blend with search personalised by `beta` in every bucket with a history
+        (`shoplm eval personalized-search --write-blend` tunes it)."""
+        return replace(self, search_personal={b: (0.0 if b == "0" else beta) for b in HISTORY_BUCKETS}, tuned_on=tuned_on)
 
     def save(self, directory: Path) -> None:
         write_text(Path(directory) / "blend.json", self.to_json())

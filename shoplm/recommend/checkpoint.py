@@ -58,3 +58,12 @@ def load_model(directory: Path, device: str | None = None) -> tuple[UserModel, l
     model.to(pick_device(device)).eval()
     item_ids = [str(i) for i in np.load(files[1], allow_pickle=False)]
     return model, item_ids, params
+
+
+def check_same_catalog(model_items: list[str], item_ids: list[str], directory: Path) -> None:
+    """A saved model scores items by position: it must be used on the catalog it was trained on."""
+    if model_items != item_ids:
+        raise RecommendModelError(
+            f"{directory} was trained on a catalog of {len(model_items)} items that differs from --items "
+            f"({len(item_ids)} items); evaluate with the files it was trained on, or retrain"
+        )

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -27,19 +26,27 @@ from shoplm.errors import RecommendModelError
 from shoplm.metrics import single_target_metrics, target_ranks
 from shoplm.recommend.recommender import FitData, Recommender
 from shoplm.data.aggregates import LENGTH_BUCKETS
+from shoplm.lm.cache import EmbeddingCache
+from shoplm.lm.encoder import Encoder
+from shoplm.progress import Progress, quiet
+from shoplm.recommend.checkpoint import check_same_catalog, load_model
+from shoplm.recommend.train import TrainedUserModel, model_config, train_config
+from shoplm.recommend.baselines.item_knn import ItemKNN
+from shoplm.recommend.baselines.popularity import Popularity
+from shoplm.recommend.baselines.sasrec import sasrec
+from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
 from shoplm.report import Section, write_report
-from shoplm.recommend.sequences import Cases, Split, apply_cold_items, build_sequences, cold_items, item_frequency, \
+from shoplm.recommend.sequences import Cases, Split, apply_cold_items, build_sequences, cold_items, item_frequency, training_fingerprint, \
     leave_last_out, read_catalog
 from shoplm.data.text import item_texts
 
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr")
 FREQUENCY_BUCKETS = (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, None))
 NOT_RANKED = np.iinfo(np.int64).max // 2  # rank of a target removed from the ranking: metrics ~0
-Status = Callable[[str, int, int], None]  # (what, done, total)
 
 
 def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float = 0.0,
-            status: Status | None = None) -> tuple[list[str], Split, np.ndarray, np.ndarray]:
+            progress: Progress = quiet) -> tuple[list[str], Split, np.ndarray, np.ndarray]:
     """(item_ids, split, cold mask bool[n], item text vectors float32[n, dim]) for the files."""
     catalog = read_catalog(items, events)
     item_ids = catalog.item_ids
@@ -47,34 +54,24 @@ def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float 
     cold = cold_items(len(item_ids), cold_fraction, settings.cold_items_seed)
     if cold.any():
         split = apply_cold_items(split, cold)
-    vectors = item_vectors(settings, item_texts(catalog.items, settings.item_text_template), status)
+    vectors = item_vectors(settings, item_texts(catalog.items, settings.item_text_template), progress)
     return item_ids, split, cold, vectors
 
 
-def item_vectors(settings: Settings, texts: list[str], status: Status | None = None) -> np.ndarray:
+def item_vectors(settings: Settings, texts: list[str], progress: Progress = quiet) -> np.ndarray:
     """float32 (n, dim) L2-normalised text embeddings, encoded once and cached on disk."""
-    from shoplm.lm.cache import EmbeddingCache
-    from shoplm.lm.encoder import Encoder
 
-    if status:
-        status("encode item texts", 0, 1)
+    progress("encode item texts", 0, 1)
     encoder = Encoder.from_settings(settings)
     cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
     vectors = cache.encode(encoder, texts)
-    if status:
-        status("encode item texts", 1, 1)
+    progress("encode item texts", 1, 1)
     return vectors
 
 
-def baselines(settings: Settings, status: Status | None = None) -> list[Recommender]:
-    from shoplm.recommend.baselines.item_knn import ItemKNN
-    from shoplm.recommend.baselines.popularity import Popularity
-    from shoplm.recommend.baselines.sasrec import sasrec
-    from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
-
+def baselines(settings: Settings, progress: Progress = quiet) -> list[Recommender]:
     sas = sasrec(settings, settings.device)
-    if status:
-        sas.progress = lambda epoch, total, row: status("train sasrec", epoch, total)
+    sas.progress = progress
     return [
         Popularity(settings.popularity_half_life_days),
         ItemKNN(settings.knn_window, settings.text_recency_decay),
@@ -84,7 +81,7 @@ def baselines(settings: Settings, status: Status | None = None) -> list[Recommen
 
 
 def case_ranks(model: Recommender, cases: Cases, exclude_history: bool, batch: int = 1024,
-               status: Status | None = None) -> np.ndarray:
+               progress: Progress = quiet) -> np.ndarray:
     """int64[n_cases]: 1-based rank of each target among all items (ties count against it)."""
     ranks = []
     for start in range(0, len(cases), batch):
@@ -98,14 +95,13 @@ def case_ranks(model: Recommender, cases: Cases, exclude_history: bool, batch: i
         if exclude_history:  # a removed target is not ranked at all, not ranked last
             batch_ranks[np.isneginf(scores[np.arange(len(targets)), targets])] = NOT_RANKED
         ranks.append(batch_ranks)
-        if status:
-            status(f"score {model.name}", min(start + batch, len(cases)), len(cases))
+        progress(f"score {model.name}", min(start + batch, len(cases)), len(cases))
     return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
 
 
 def evaluate_recommenders(models: list[Recommender], split: Split, item_text: np.ndarray, cold: np.ndarray,
                           exclude_history: bool = False, fitted: frozenset[str] = frozenset(),
-                          status: Status | None = None) -> tuple[dict, dict, dict]:
+                          progress: Progress = quiet) -> tuple[dict, dict, dict]:
     """Fits each model (except those named in `fitted`) and ranks the test cases.
     Returns (models -> metrics, slices -> bucket -> model -> metrics, info)."""
     data = FitData(split.train, split.valid, item_text)
@@ -122,10 +118,9 @@ def evaluate_recommenders(models: list[Recommender], split: Split, item_text: np
     for model in models:
         started = time.perf_counter()
         if model.name not in fitted:
-            if status:
-                status(f"fit {model.name}", 0, 1)
+            progress(f"fit {model.name}", 0, 1)
             model.fit(data)
-        per_case = single_target_metrics(case_ranks(model, test, exclude_history, status=status))
+        per_case = single_target_metrics(case_ranks(model, test, exclude_history, status=progress))
         seconds[model.name] = round(time.perf_counter() - started, 1)
         overall[model.name] = _means(per_case, np.ones(len(test), dtype=bool))
         for kind, buckets in slices.items():
@@ -148,11 +143,7 @@ def _means(per_case: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float
 def check_model_fits(params: dict, item_ids: list[str], model_items: list[str], fingerprint: str,
                      cold_fraction: float, directory: Path) -> None:
     """A saved model must come from this catalog, these training events and this cold split."""
-    if model_items != item_ids:
-        raise RecommendModelError(
-            f"{directory} was trained on a catalog of {len(model_items)} items that differs from --items "
-            f"({len(item_ids)} items); evaluate with the files it was trained on, or retrain"
-        )
+    check_same_catalog(model_items, item_ids, directory)
     if float(params.get("cold_items", 0.0)) != float(cold_fraction):
         raise RecommendModelError(
             f"{directory} was trained with --cold-items {params.get('cold_items', 0.0)}, this evaluation uses "
@@ -183,3 +174,43 @@ def write_recommend_report(out_dir: Path, result: dict) -> Path:
     preamble = (f"Leave-last-out by time; history items {'removed' if protocol['exclude_history'] else 'kept'}; "
                 f"cold items: {protocol['cold_items']}.")
     return write_report(out_dir, f"Recommendation on {result['dataset']['name']}", sections, preamble)
+
+
+def evaluate_files(settings: Settings, items: Path, events: Path, model_dir: Path | None = None, cold: float = 0.0,
+                   exclude_history: bool = False, progress: Progress = quiet) -> dict:
+    """`shoplm eval recommend`: every baseline and the shoplm model (loaded from `model_dir`, or
+    trained here) on the leave-last-out split of the files; the result document the CLI writes
+    as JSON: {"dataset": {...protocol, seconds}, "models": {name: metrics}, "slices": {...}}."""
+    started = time.perf_counter()
+    item_ids, split, cold_mask, vectors = prepare(settings, items, events, cold, progress)
+    models = baselines(settings, progress)
+    fitted = frozenset()
+    if model_dir is not None:
+        model, model_items, params = load_model(model_dir, settings.device)
+        check_model_fits(params, item_ids, model_items, training_fingerprint(item_ids, split), cold, model_dir)
+        shoplm = TrainedUserModel("shoplm", lambda n, d: model.cfg, train_config(settings), settings.device)
+        shoplm.model = model
+        fitted = frozenset({"shoplm"})
+    else:
+        shoplm = TrainedUserModel(
+            "shoplm", lambda n, d: model_config(settings, n, d), train_config(settings),
+            settings.device, progress=progress)
+    models.append(shoplm)
+    overall, slices, info = evaluate_recommenders(models, split, vectors, cold_mask, exclude_history, fitted,
+                                                  progress)
+    n_events = sum(len(s) for s in split.train.items)
+    result = {
+        "dataset": {
+            "name": Path(items).resolve().parent.name, "items_file": str(items), "events_file": str(events),
+            "items": len(item_ids), "actors": len(split.train), "train_events": n_events,
+            "test_cases": len(split.test), "valid_cases": len(split.valid),
+            "protocol": {"split": "leave-last-out by time", "ranking": "full", "exclude_history": exclude_history,
+                         "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
+                         "cold_item_count": int(cold_mask.sum())},
+            "shoplm_model": str(model_dir) if model_dir else "trained in this run",
+            **info, "seconds": {**info["seconds"], "total": round(time.perf_counter() - started, 1)},
+        },
+        "models": overall,
+        "slices": slices,
+    }
+    return result

@@ -29,13 +29,13 @@ next purchase is often from the same product line as the last), and the co-occur
 what item k-NN gets right on sparse data (C = cosine-normalised co-occurrence counts of
 the training sequences, `shoplm.recommend.baselines.item_knn.co_occurrence`); the sequence model
 learns what both miss, and the learned weights blend the three. C is a fixed feature, so
-in training it is cross-fitted (`recommend_train`): a position's C comes from the other
+in training it is cross-fitted (`shoplm.recommend.train`): a position's C comes from the other
 half of the actors, never from the actor's own events, or the model would learn to trust
 a feature that contains its training targets. A new item has no co-occurrence, ID vector or
 popularity of its own; it borrows those of its nearest seen items by text
 (`new_item_neighbours`; on Amazon a new item is often a sibling of the same product line).
 After training, `shift` is set so that new items take their catalog share of the top slots
-over the validation histories (`recommend_train.calibrate_new_items`).
+over the validation histories (`shoplm.recommend.train.calibrate_new_items`).
 
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
 """
@@ -43,6 +43,7 @@ over the validation histories (`recommend_train.calibrate_new_items`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -60,21 +61,21 @@ class UserModelConfig:
     text_dim: int = 384  # all-MiniLM-L6-v2
     use_text: bool = True  # False: an ID-only SASRec / GRU4Rec
     use_id: bool = True  # ID embeddings for items seen in training
-    encoder: str = "transformer"  # or "gru"
+    encoder: Literal["transformer", "gru"] = "transformer"
     dim: int = 128
     n_layers: int = 2
     n_heads: int = 2
-    n_experts: int = 8  # UniSRec's MoE adaptor; 8 experts is its default
+    n_experts: int = 4  # UniSRec's MoE adaptor (its default is 8; 4 serve a 4k-item catalog as well)
     max_len: int = 50  # the published Amazon histories are cut at 50 items
     dropout: float = 0.3
-    temperature: float = 0.07  # initial; learned. 0.07 (scale ~14) is UniSRec's fixed value
+    temperature: float = 0.5  # initial; learned. 0.5 starts near the direct text and co-occurrence paths (UniSRec fixes 0.07)
     text_path: bool = True  # direct last-K-items text similarity
-    text_lags: int = 3  # K
+    text_lags: int = 6  # K
     history_bias: bool = True
     cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
     cooc_window: int = 3  # items at most this many events apart co-occur
-    logits: str = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
-    new_item_neighbours: int = 0  # > 0: a new item borrows the co-occurrence, ID vector and popularity of its K nearest seen items by text
+    logits: Literal["cosine", "dot"] = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
+    new_item_neighbours: int = 10  # > 0: a new item borrows the co-occurrence, ID vector and popularity of its K nearest seen items by text
 
 
 class TextAdaptor(nn.Module):

@@ -23,8 +23,8 @@ from typing import Mapping, NamedTuple, Sequence
 import numpy as np
 
 from shoplm.errors import RecommendDataError
-from shoplm.data.readers import read_records
-from shoplm.data.records import Event, Item, parse_event, parse_item
+from shoplm.data.readers import read_events, read_items
+from shoplm.data.records import Event, Item
 
 
 @dataclass
@@ -95,9 +95,9 @@ class Catalog:
 
 
 def read_catalog(items_path: Path, events_path: Path) -> Catalog:
-    """Items and events of shoplm files; the first bad record stops with file, row and field."""
-    items = _parse(items_path, parse_item)
-    events = _parse(events_path, parse_event)
+    """Items and events of shoplm files; bad records stop it (`read_valid`), naming file, row and field."""
+    items = read_items(items_path)
+    events = read_events(events_path)
     known = {item.item_id for item in items}
     for number, event in enumerate(events, start=1):
         if event.item_id is not None and event.item_id not in known:
@@ -108,20 +108,6 @@ def read_catalog(items_path: Path, events_path: Path) -> Catalog:
     if not items:
         raise RecommendDataError(f"{items_path}: no items; a catalog with item_id and title columns is needed")
     return Catalog(items, events)
-
-
-def _parse(path: Path, parse) -> list:
-    records = []
-    for raw in read_records(Path(path)):
-        record = parse(raw.data) if raw.data is not None else [raw.error]
-        if isinstance(record, list):
-            problems = "; ".join(map(str, record))
-            raise RecommendDataError(
-                f"{path}:{raw.row}: {problems}. Fix the record (see docs/data-format.md), or run "
-                "`shoplm ingest --strict` on the file to list every bad record"
-            )
-        records.append(record)
-    return records
 
 
 def build_sequences(events: Sequence[Event], item_ids: Sequence[str], weights: Mapping[str, float]) -> Sequences:

@@ -30,21 +30,22 @@ from shoplm.recommend.blend import tune_recommend_blend
 from shoplm.recommend.checkpoint import save_model
 from shoplm.recommend.cooccurrence import co_occurrence
 from shoplm.recommend.recommender import FitData
+from shoplm.progress import Progress, quiet
 from shoplm.replica import IN_PROCESS, Replica
 from shoplm.recommend.sequences import Cases, Histories, Sequences, Split, item_frequency, training_fingerprint
 from shoplm.recommend.model import SIM_CACHE_ITEMS, UserModel, UserModelConfig, model_scores, pad_left
 
-Progress = Callable[[int, int, dict], None]  # (epoch, max_epochs, {"loss": .., "valid_ndcg@10": ..})
-
 
 @dataclass
 class TrainConfig:
-    epochs: int = 60
-    patience: int = 6
+    """Training of one sequence model; the defaults are the `Settings` defaults (`train_config`)."""
+
+    epochs: int = 40
+    patience: int = 4
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.01
-    label_smoothing: float = 0.0
+    label_smoothing: float = 0.1
     id_dropout: float = 0.0  # share of items whose ID is hidden per step: the floor, for frequent items
     id_dropout_rare: float = 1.0  # extra share for rare ones: + rare * half / (half + training events)
     id_dropout_half: float = 20.0  # training events at which the extra share is halved
@@ -171,7 +172,7 @@ def id_drop_rates(counts: np.ndarray, cfg: TrainConfig) -> torch.Tensor:
     to 0.1360, most of it on targets with 1-4 training events. With scoring at the expected ID
     weight (`UserModel.set_id_weight`) a larger half helps too: over eight seeds, validation
     NDCG@10 0.0878, 0.0889 and 0.0900 for half 5, 10 and 20, hence the default 20
-    (docs/recommendation.md)."""
+    (docs/experiments/2026-11-29-frequency-aware-id-dropout.md, 2026-11-29-id-dropout-scoring.md)."""
     counts = torch.from_numpy(np.asarray(counts, dtype=np.float32))
     half = max(cfg.id_dropout_half, 1e-9)
     return (cfg.id_dropout + cfg.id_dropout_rare * half / (half + counts)).clamp(0.0, 1.0)
@@ -209,8 +210,9 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, data: Tra
 
 
 def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainConfig, device: str,
-                   progress: Progress | None = None, replica: Replica = IN_PROCESS) -> list[dict]:
-    """Train `model` in place; returns one log row per epoch. Keeps the best validation epoch.
+                   progress: Progress = quiet, replica: Replica = IN_PROCESS, what: str = "train shoplm") -> list[dict]:
+    """Train `model` in place; returns one log row per epoch. Keeps the best validation epoch;
+    `progress(what, epoch, epochs, log row)` after each.
     As one `replica` of a data-parallel group, each worker runs this same loop on the same
     data and seed, so on the same batches, and trains on its share of each (`train_step`);
     the validation metrics, the stop decisions and so the weights are the same on every worker."""
@@ -238,8 +240,7 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
         log.append({"epoch": epoch, "loss": replica.all_sum([total])[0].item() / (replica.world * steps),
                     "valid_ndcg@10": ndcg, "valid_recall@10": valid_metrics.get("recall@10", 0.0),
                     "seconds": time.perf_counter() - started})
-        if progress:
-            progress(epoch, cfg.epochs, log[-1])
+        progress(what, epoch, cfg.epochs, log[-1])
         if ndcg > best:
             best, waited = ndcg, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -286,12 +287,13 @@ def calibrate_new_items(model: UserModel, histories: Histories, cfg: TrainConfig
     new item is shown as often as an average item until its own events come in.
 
     Why not fit the offset on outcomes: the training data cannot say how often new items are
-    bought, and the proxies mislead. The earlier fit, NDCG@10 on validation with pseudo-new
-    items (warm items with their ID hidden), picked anything from -0.5 to +0.1 between runs:
-    those items were training targets, so the model knew them, and they looked less in need
-    of a lift than new items are. On Amazon Scientific with 10% cold items, the share rule
+    bought, and the proxies mislead. Fitting NDCG@10 on validation with pseudo-new items (warm
+    items with their ID hidden) picks anything from -0.5 to +0.1 between runs: those items
+    were training targets, so the model knew them, and they look less in need of a lift than
+    new items are. On Amazon Scientific with 10% cold items, the share rule
     took cold-target test NDCG@10 from 0.023 to 0.051 (zero-shot text 0.049) and overall
-    NDCG@10 from 0.0794 to 0.0804, the best of the offsets tried (docs/recommendation.md).
+    NDCG@10 from 0.0794 to 0.0804, the best of the offsets tried
+    (docs/experiments/2026-11-28-recommend-new-items.md).
     At most `max_cells` (history, item) scores are held at once: on a big catalog, a
     seeded sample of the histories."""
     new = (model.seen[:-1] == 0).cpu()  # (n,)
@@ -334,7 +336,7 @@ class TrainedUserModel:
     `replica`: this process's place in data-parallel training (`shoplm.replica`)."""
 
     def __init__(self, name: str, make_config: Callable[[int, int], UserModelConfig], train_cfg: TrainConfig,
-                 device: str | None = None, progress: Progress | None = None, replica: Replica = IN_PROCESS):
+                 device: str | None = None, progress: Progress = quiet, replica: Replica = IN_PROCESS):
         self.name = name
         self.replica = replica
         self.make_config = make_config
@@ -352,7 +354,7 @@ class TrainedUserModel:
         if config.cooc_path:
             self.model.set_cooccurrence(co_occurrence(data.train, data.n_items, config.cooc_window))
         self.log = fit_user_model(self.model, data.train, data.valid, self.train_cfg, self.device, self.progress,
-                                  self.replica)
+                                  self.replica, f"train {self.name}")
 
     def score(self, histories: Histories) -> np.ndarray:
         if self.model is None:
@@ -361,9 +363,9 @@ class TrainedUserModel:
 
 
 def train_and_save(settings: Settings, item_ids: list[str], split: Split, vectors: np.ndarray, cold: float,
-                   out: Path, progress: Progress | None = None, replica: Replica = IN_PROCESS,
+                   out: Path, progress: Progress = quiet, replica: Replica = IN_PROCESS,
                    seconds_before: float = 0.0) -> list[dict]:
-    """`shoplm train recommend` once the files are read (`recommend_eval.prepare`): trains the
+    """`shoplm train recommend` once the files are read (`shoplm.recommend.evaluate.prepare`): trains the
     shoplm model, tunes the engine's popularity blend on validation and saves both to `out`
     with the training log; returns the log. In a data-parallel group every replica trains and
     rank 0 alone tunes and saves. `seconds_before`: time spent reading and encoding, counted

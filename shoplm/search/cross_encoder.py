@@ -10,7 +10,7 @@ It starts from the fine-tuned dense model's Transformer with a fresh one-logit h
 mean of the pair's token vectors (`CrossModel`; the head learns at its own, higher rate) and
 learns with the product's softmax objective: each judged positive against `group - 1` of its
 hard negatives (judged irrelevant, BM25 ranks 3-30), P(positive | query) = softmax over the group. The loop is
-ours, as in `search_train`: it is a dozen lines, and the time limit and the progress bar
+ours, as in `shoplm.search.train`: it is a dozen lines, and the time limit and the progress bar
 need to live inside it.
 
 Why mean pooling and not transformers' `AutoModelForSequenceClassification`: that head reads
@@ -26,7 +26,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -35,6 +35,7 @@ from shoplm.atomic import recover_dir, staged_dir
 from shoplm.lm.encoder import CROSS_DIR  # noqa: F401  (re-exported: where a model directory keeps it)
 from shoplm.lm.encoder import in_length_chunks
 from shoplm.errors import IndexMismatch
+from shoplm.progress import Progress, quiet
 
 
 @dataclass
@@ -121,7 +122,7 @@ class CrossEncoder:
 
 def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: Sequence[tuple[str, str]],
                         negatives: Mapping[str, Sequence[str]], cfg: CrossConfig, device: str = "cpu",
-                        bf16: bool = False, progress: Callable[[int, int, dict], None] | None = None) -> CrossEncoder:
+                        bf16: bool = False, progress: Progress = quiet) -> CrossEncoder:
     """Fine-tune a cross-encoder from `base_model` (a transformers/sentence-transformers
     directory) on (query, item_id) `positives`, each against hard `negatives[query]`;
     stops after `cfg.steps` or `cfg.max_minutes`, the rate decaying to 0 by whichever comes first."""
@@ -161,8 +162,7 @@ def train_cross_encoder(base_model: Path, texts: Mapping[str, str], positives: S
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         encoder.trained_steps = step + 1
-        if progress:
-            progress(step + 1, cfg.steps, {"loss": float(loss.detach())})
+        progress("cross-encoder", step + 1, cfg.steps, {"loss": float(loss.detach())})
         if spent >= 1.0:
             break
     model.eval()

@@ -1,4 +1,4 @@
-"""What search training and evaluation read: items, judgments and events from shoplm files,
+"""What search training and evaluation derive from shoplm records (read by `shoplm.data.readers`):
 the train/dev split of judged queries, and (query, item) positives.
 
     split = split_queries(queries, dev_fraction=0.2, seed=13)   # by query, never by row
@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from pathlib import Path
-from typing import Callable, Iterable, Mapping, NamedTuple, Sequence, TypeVar
+from typing import Iterable, Mapping, NamedTuple, Sequence
 
-from shoplm.errors import ValidationFailed
-from shoplm.data.readers import read_records
-from shoplm.data.records import Event, Item, Judgment, parse_event, parse_item, parse_judgment
+from shoplm.data.records import Event, Judgment
 
-T = TypeVar("T")
 POSITIVE_EVENTS = ("click", "add_to_cart", "purchase")
 
 
@@ -27,39 +23,12 @@ class Pair(NamedTuple):
     weight: float  # relevance, or the event-type weight
 
 
-class Split(NamedTuple):
+class QuerySplit(NamedTuple):
     train: list[str]
     dev: list[str]
 
 
-def _read(path: Path, parse: Callable[[dict], T | list], what: str) -> list[T]:
-    out, bad = [], []
-    for raw in read_records(path):
-        parsed = parse(raw.data) if raw.data is not None else [raw.error]
-        if isinstance(parsed, list):
-            bad.append(f"{path}:{raw.row}: " + "; ".join(str(p) for p in parsed))
-        else:
-            out.append(parsed)
-    if bad:
-        shown = "\n".join(bad[:5])
-        raise ValidationFailed(f"{len(bad)} bad {what} record(s) in {path}, e.g.\n{shown}\n"
-                               f"fix them, or run `shoplm ingest --{what} {path}` to see every problem")
-    return out
-
-
-def read_items(path: Path) -> list[Item]:
-    return _read(Path(path), parse_item, "items")
-
-
-def read_judgments(path: Path) -> list[Judgment]:
-    return _read(Path(path), parse_judgment, "judgments")
-
-
-def read_events(path: Path) -> list[Event]:
-    return _read(Path(path), parse_event, "events")
-
-
-def split_queries(queries: Iterable[str], dev_fraction: float, seed: int) -> Split:
+def split_queries(queries: Iterable[str], dev_fraction: float, seed: int) -> QuerySplit:
     """Each distinct query goes to dev when a seeded hash of it falls below `dev_fraction`:
     pure, independent of order and of the other queries, so adding judgments never moves
     an existing query between train and dev. Both lists are sorted."""
@@ -67,7 +36,7 @@ def split_queries(queries: Iterable[str], dev_fraction: float, seed: int) -> Spl
     for query in sorted(set(queries)):
         digest = hashlib.blake2b(f"{seed}\x00{query}".encode("utf-8"), digest_size=8).digest()
         (dev if int.from_bytes(digest, "big") / 2**64 < dev_fraction else train).append(query)
-    return Split(train, dev)
+    return QuerySplit(train, dev)
 
 
 def qrels_by_query(judgments: Iterable[Judgment]) -> dict[str, dict[str, float]]:

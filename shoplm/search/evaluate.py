@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -28,12 +28,12 @@ from shoplm.search.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
 from shoplm.data.records import Item, Judgment
 from shoplm.search.rerank import load_reranker, rerank_all
+from shoplm.progress import Counter, Progress, quiet
 from shoplm.report import Section, write_report
 from shoplm.search.data import qrels_by_query, split_queries
 from shoplm.data.text import item_texts
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10")
-Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
 class SearchEval(NamedTuple):
@@ -76,7 +76,7 @@ def cross_fit_fusion(dense: Hits, lexical: Hits, qrels: list[Mapping[str, float]
 
 
 def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settings: Settings,
-                    model: Path | None = None, progress: Progress = lambda stage, done, total: None) -> SearchEval:
+                    model: Path | None = None, progress: Progress = quiet) -> SearchEval:
     """Every system on the dev split of the judged queries (settings.search_dev_fraction / _split_seed)."""
     seconds: dict[str, float] = {}
     started = time.monotonic()
@@ -101,14 +101,8 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
         encoder = Encoder.from_settings(settings, model_dir)
         cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
         stage = f"encode items{suffix or ' (base)'}"
-        done = [0]
-
-        def advance(n: int, stage: str = stage) -> None:
-            done[0] += n
-            progress(stage, done[0], len(texts))
-
         progress(stage, 0, len(texts))
-        item_vectors = cache.encode(encoder, texts, progress=advance)  # (n_items, dim)
+        item_vectors = cache.encode(encoder, texts, progress=Counter(progress, stage, len(texts)))  # (n_items, dim)
         progress(stage, len(texts), len(texts))  # duplicate texts are encoded once
         query_vectors = cache.encode(encoder, queries)  # (n, dim)
         dense = dense_search(query_vectors, item_vectors, ids, depth)
@@ -124,7 +118,7 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
             stage = f"re-rank hybrid{suffix}"
             item_tokens = TokenStore.of(cache).get(encoder, texts, cache)  # written by `train search`
             reranked = rerank_all(ranker, lexical_index, item_vectors, queries, query_vectors, depth, depth,
-                                  progress=lambda done, stage=stage: progress(stage, done, len(queries)),
+                                  progress=Counter(progress, stage, len(queries)),
                                   query_tokens=encoder.encode_tokens(queries)[1], item_tokens=item_tokens)
             models[f"hybrid{suffix}"] = metrics_of(reranked, qrels)
         seconds[f"dense{suffix}+hybrid{suffix}"] = time.monotonic() - t

@@ -18,7 +18,6 @@ through a temp file + fsync + os.replace. No pickle.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, NamedTuple, Protocol, Sequence

@@ -5,9 +5,9 @@ The dense model pools each text into one vector before comparing, so a title can
 while one query term ("white", "4 ft") meets nothing in it. For every query token MaxSim takes
 its best cosine among the title's tokens; the re-ranker reads the mean of those (soft term
 coverage) and their minimum (the worst-covered query term). Both come from the encoder
-already trained for search, so nothing else is trained. Offline on Home Depot (2026-11-29,
-the default pipeline's candidates, 3 LightGBM seeds) the re-ranker went from 0.4365 to 0.4464
-NDCG@10; limited to the top 60 candidates by fusion it gained less (0.4431), so every
+already trained for search, so nothing else is trained. On Home Depot (the default
+pipeline's candidates, 3 LightGBM seeds) the re-ranker went from 0.4365 to 0.4464 NDCG@10
+with them; limited to the top 60 candidates by fusion it gained less (0.4431), so every
 candidate gets them, and the catalog's token vectors are kept (`TokenStore`).
 
 `TokenStore` maps a text to its token vectors (float16, L2-normalised, [CLS] and [SEP] left

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_ind
 from shoplm.search.late import TokenStore
 from shoplm.search.lexical import LexicalIndex
 from shoplm.data.records import Item
+from shoplm.progress import Counter, Progress, quiet
 from shoplm.search.rerank import Reranker, add_cross, add_late, features, load_reranker
 from shoplm.data.text import item_texts
 
@@ -35,7 +36,7 @@ VERSION = 1
 
 
 def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
-                  progress: Callable[[int], None] | None = None, catalog: str | None = None) -> dict:
+                  progress: Progress = quiet, catalog: str | None = None) -> dict:
     """Encode (through the embedding cache) and index every item; returns params.json's content.
     `catalog`: the items' `catalog_key`, when the caller has it already."""
     out_dir = Path(out_dir)
@@ -46,8 +47,8 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
     cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
     if model and (model_dir(model) / RERANKER_DIR / "ranker.json").is_file():
         # the re-ranker reads the items' token vectors too: one pass fills both stores
-        TokenStore.of(cache).get(encoder, texts, cache, progress=progress)
-    vectors = cache.encode(encoder, texts, progress=progress)  # (n, dim)
+        TokenStore.of(cache).get(encoder, texts, cache, progress=Counter(progress, "encode item tokens", len(texts)))
+    vectors = cache.encode(encoder, texts, progress=Counter(progress, "encode items", len(texts)))  # (n, dim)
     index = FaissIndex(encoder.dim, settings.hnsw_min_items)
     index.add(ids, vectors, [ItemMeta.of(i) for i in items])
     params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,

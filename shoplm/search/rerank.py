@@ -23,7 +23,7 @@ objective optimises NDCG directly) scores each candidate from a few such feature
 Candidates are the union of the top `depth` of each system, so the re-ranker can bring up
 an item that fusion would have left below the cut, and of BM25 over the query with its
 unknown terms spelling-corrected against the catalog (`LexicalIndex.corrected`). It learns
-on judged queries held out of the encoder's fine-tuning (`search_train.fit_reranker`): the
+on judged queries held out of the encoder's fine-tuning (`shoplm.search.train.fit_reranker`): the
 fine-tuned model's scores of its own training queries are inflated. Saved as LightGBM's text model plus `ranker.json`,
 never a pickle.
 """
@@ -38,6 +38,10 @@ import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, NoTrainingData
+from shoplm.lm.encoder import CROSS_DIR, RERANKER_DIR
+from shoplm.search.cross_encoder import CrossEncoder, cross_rows
+from shoplm.search.index import Hits
+from shoplm.search.late import maxsim
 from shoplm.search.lexical import DIGIT
 
 VERSION = 4  # 2: fuzzy matching features and spelling-corrected BM25 candidates; 3: the cross-encoder's score; 4: MaxSim
@@ -104,8 +108,6 @@ def add_late(x: np.ndarray, query_tokens: np.ndarray | None, item_tokens: Sequen
     """Fills `x`'s MaxSim columns in place from the query's and each candidate's token vectors
     (`shoplm.search.late`); left missing when either is None."""
     if query_tokens is not None and item_tokens is not None and len(x):
-        from shoplm.search.late import maxsim
-
         x[:, LATE:LATE + 2] = maxsim(query_tokens, item_tokens)
     return x
 
@@ -116,8 +118,6 @@ def add_cross(x: np.ndarray, cross, query: str, text_of: Callable[[int], str], d
     for those). `cross`: a `CrossEncoder`, or None (the column stays missing)."""
     if cross is None or depth <= 0 or not len(x):
         return x
-    from shoplm.search.cross_encoder import cross_rows
-
     top = cross_rows(x[:, 2], x[:, 5], depth)
     x[top, CROSS] = cross.scores(query, [text_of(j) for j in top])
     return x
@@ -178,7 +178,7 @@ class Reranker:
         features) 7 leaves gave 0.4127 against 0.4025 for 31, early stopping on a tenth of the
         held-out queries stopped after 5 rounds on noise (0.4026), and with these 17 features
         600 rounds at rate 0.025 gave 0.4160 against 0.4137 for 300 at 0.05. LambdaRank's pairs
-        reach down to rank 60 (LightGBM's default is 30, this was 20): a query has ~180
+        reach down to rank 60 (LightGBM's default is 30): a query has ~180
         candidates and relevant ones sit deep, and in 5-fold cross-validation on the held-out
         queries (22 features, 2 seeds) truncation 20 gave 0.4468, 40 0.4480, 60 0.4482, 100
         0.4461 (dev, 8 seeds: 0.4456 -> 0.4468 for 60). `cross_depth`: how
@@ -231,9 +231,6 @@ class Reranker:
 def load_reranker(model: Path, use_cross: bool = True, device: str = "cpu", bf16: bool = False) -> Reranker | None:
     """The re-ranker a fine-tuned model directory carries (`shoplm train search`), with its
     cross-encoder when it has one and `use_cross`; None when the directory has no re-ranker."""
-    from shoplm.search.cross_encoder import CrossEncoder
-    from shoplm.lm.encoder import CROSS_DIR, RERANKER_DIR
-
     ranker = Reranker.load(Path(model) / RERANKER_DIR)
     if ranker is not None and use_cross and ranker.cross_depth > 0:
         ranker.cross = CrossEncoder.load(Path(model) / CROSS_DIR, device=device, bf16=bf16)
@@ -261,12 +258,10 @@ def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector
 
 
 def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Sequence[str],
-               query_vectors: np.ndarray, depth: int, k: int, progress=lambda done: None,
+               query_vectors: np.ndarray, depth: int, k: int, progress: Callable[[int], None] = lambda n: None,
                query_tokens: Sequence[np.ndarray] | None = None, item_tokens: Sequence[np.ndarray] | None = None):
     """Hits (n, k): every query's candidates ordered by the re-ranker (MaxSim from the token
     vectors of the queries and of the catalog, in `lexical`'s order, when given)."""
-    from shoplm.search.index import Hits
-
     ids = np.asarray(lexical.ids, dtype=object)
     out = Hits(np.full((len(queries), k), "", dtype=object), np.full((len(queries), k), -np.inf, dtype=np.float32))
     for i, (query, vector) in enumerate(zip(queries, query_vectors)):
@@ -275,5 +270,5 @@ def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Seq
         scores = ranker.scores(x)
         order = np.argsort(-scores, kind="stable")[:k]
         out.ids[i, :len(order)], out.scores[i, :len(order)] = ids[rows[order]], scores[order]
-        progress(i + 1)
+        progress(1)  # a `shoplm.progress.Counter`: one more query done
     return out

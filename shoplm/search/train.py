@@ -21,7 +21,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,15 @@ from shoplm.search.lexical import LexicalIndex
 from shoplm.search.loss import InBatchSoftmaxLoss, LossConfig
 from shoplm.metrics import ranking_metrics
 from shoplm.replica import IN_PROCESS, Replica
-from shoplm.search.data import Pair
+from shoplm.progress import Counter, Progress, quiet
+from shoplm.data.text import item_texts
+from shoplm.lm.cache import EmbeddingCache
+from shoplm.lm.encoder import RERANKER_DIR, Encoder
+from shoplm.search.cross_encoder import CROSS_DIR, CrossConfig, train_cross_encoder
+from shoplm.data.readers import read_events, read_items, read_judgments
+from shoplm.search.data import Pair, pairs_from_events, pairs_from_judgments, qrels_by_query, split_queries
+from shoplm.search.late import TokenStore
+from shoplm.search.rerank import Reranker, query_candidates
 
 
 @dataclass
@@ -54,7 +62,7 @@ class SearchTrainConfig:
     patience: int = 3  # checks without improvement before stopping
     dev_eval_queries: int = 200  # dev queries scored during training (all dev in `shoplm eval search`)
     dev_pool_depth: int = 20  # BM25 candidates per dev query added to the dev ranking pool
-    max_minutes: float = 15.0
+    max_minutes: float = 18.0
     seed: int = 13
     device: str | None = None
     bf16: bool | None = None
@@ -188,7 +196,7 @@ def train_search(
     out: Path,
     cfg: SearchTrainConfig,
     base_model: Path | None = None,
-    progress: Callable[[int, int, dict], None] | None = None,
+    progress: Progress = quiet,
     replica: Replica = IN_PROCESS,
 ) -> TrainResult:
     """Fine-tune `base_model` (default: bundled MiniLM) on `train_pairs`; write the best model to `out`.
@@ -251,8 +259,7 @@ def train_search(
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
                 since_best += 1
-        if progress:
-            progress(step + 1, steps, {"loss": losses[-1], "dev_ndcg@10": best.history[-1]["dev_ndcg@10"]})
+        progress("fine-tune", step + 1, steps, {"loss": losses[-1], "dev_ndcg@10": best.history[-1]["dev_ndcg@10"]})
         if out_of_time or since_best >= cfg.patience:
             break
     model.load_state_dict(best_state)
@@ -318,21 +325,18 @@ class SearchInputs(NamedTuple):
 
 
 def training_inputs(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None,
-                    cfg: SearchTrainConfig, stage: Callable[[str], None] = lambda text: None) -> SearchInputs:
+                    cfg: SearchTrainConfig, progress: Progress = quiet) -> SearchInputs:
     """Files -> pairs, split, BM25 negatives. Judged queries are split by query; event pairs
     train only on their train-split queries too, and dev falls back to event pairs (weight as
     relevance) when there are no judgments."""
-    from shoplm.search.data import (pairs_from_events, pairs_from_judgments, qrels_by_query, read_events,
-                                    read_items, read_judgments, split_queries)
-    from shoplm.data.text import item_texts
 
-    stage("read items")
+    progress("read items", 0, None)
     items = read_items(items_path)
     texts = dict(zip((i.item_id for i in items), item_texts(items, settings.item_text_template)))
     pairs = pairs_from_judgments(read_judgments(judgments_path), settings.search_positive_min_relevance) if judgments_path else []
     qrels = qrels_by_query(read_judgments(judgments_path)) if judgments_path else {}
     if events_path:
-        stage("read events")
+        progress("read events", 0, None)
         event_pairs = pairs_from_events(read_events(events_path), settings.search_event_window_s, settings.event_weights)
         pairs += event_pairs
         if not judgments_path:
@@ -347,7 +351,7 @@ def training_inputs(settings, items_path: Path, judgments_path: Path | None, eve
     held = set(split_queries(split.train, settings.search_ranker_fraction, settings.search_split_seed + 1).dev) \
         if settings.search_ranker_fraction > 0 else set()
     train_pairs = [p for p in pairs if p.query not in dev and p.query not in held]
-    stage("BM25 + hard negatives")
+    progress("BM25 + hard negatives", 0, None)
     lexical = LexicalIndex(list(texts), list(texts.values()))
     negatives = mine_negatives(train_pairs, qrels, lexical, settings.search_positive_min_relevance,
                                cfg.bm25_negative_ranks)
@@ -357,22 +361,21 @@ def training_inputs(settings, items_path: Path, judgments_path: Path | None, eve
 
 def run_training(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None, out: Path,
                  cfg: SearchTrainConfig, base_model: Path | None = None,
-                 progress: Callable[[int, int, dict], None] | None = None,
-                 stage: Callable[[str], None] = lambda text: None) -> TrainResult:
+                 progress: Progress = quiet) -> TrainResult:
     """`training_inputs` from the files -> `train_search`."""
-    inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, stage)
+    inputs = training_inputs(settings, items_path, judgments_path, events_path, cfg, progress)
     with_ranker = len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES
     if with_ranker:  # `max_minutes` bounds the whole command: fine-tuning leaves time to encode the catalog
-        stage("time the encoder")
+        progress("time the encoder", 0, None)
         reserve = ranker_seconds(settings, list(inputs.texts.values()), base_model or settings.encoder_model,
                                  len(inputs.ranker_qrels))
         fine_tune, cross_minutes = split_budget(cfg.max_minutes, reserve / 60, settings.search_cross_minutes
                                                 if settings.search_cross_depth > 0 else 0.0)
         cfg = replace(cfg, max_minutes=fine_tune)
-    stage("fine-tune")
+    progress("fine-tune", 0, None)
     result = train_search(*inputs[:5], out, cfg, base_model or settings.encoder_model, progress)
     if with_ranker:
-        result.ranker = fit_reranker(settings, inputs, out, cfg.seed, stage, progress, cross_minutes)
+        result.ranker = fit_reranker(settings, inputs, out, cfg.seed, progress, cross_minutes)
     return result
 
 
@@ -380,9 +383,8 @@ def split_budget(total: float, reserve: float, cross: float, cross_min: float = 
     """(fine-tuning, cross-encoder training) minutes out of `total`, given the estimated
     `reserve` minutes of everything after fine-tuning, of which `cross` are the cross-encoder's
     training. Fine-tuning keeps at least a quarter of `total`; when the rest does not fit, the
-    cross-encoder trains for less (never under `cross_min`), so the command keeps its bound: on
-    2026-11-29's slower bf16 CPU (2.6 ms a title) the reserve was 22 minutes of 18, fine-tuning
-    got its quarter and the whole command took 23 min 47 s before this rule."""
+    cross-encoder trains for less (never under `cross_min`), so the command keeps its bound
+    even on a CPU slow enough (2.6 ms a title) that the reserve exceeds `total`."""
     floor, fixed = total / 4, reserve - cross
     if cross > 0:
         cross = min(cross, max(cross_min, total - floor - fixed))
@@ -395,11 +397,10 @@ RANKER_MIN_QUERIES = 50  # held-out judged queries below which no re-ranker is t
 def ranker_seconds(settings, texts: Sequence[str], model: Path | None, queries: int = 0, sample: int = 256) -> float:
     """Estimated seconds of `fit_reranker`: the catalog's encoding, timed on a seeded sample
     with the base model (the fine-tuned one has the same size), plus a margin for the features
-    and the boosting (45 s and 30 ms a held-out query; on 2026-11-29's bf16 CPU they took about
-    13 ms a query, 3,405 queries); with a cross-encoder (`search_cross_depth` > 0) also its training
+    and the boosting (45 s and 30 ms a held-out query, about twice the 13 ms a query measured
+    on 3,405 Home Depot queries); with a cross-encoder (`search_cross_depth` > 0) also its training
     (`search_cross_minutes`) and its reading of `queries` x depth (query, item) pairs, each
     counted as 2.5 item encodings (measured on Home Depot: 2.8 ms a pair against 1.1 ms a title)."""
-    from shoplm.lm.encoder import Encoder
 
     rng = random.Random(0)
     chosen = rng.sample(list(texts), min(sample, len(texts)))
@@ -414,25 +415,18 @@ def ranker_seconds(settings, texts: Sequence[str], model: Path | None, queries: 
 
 
 def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
-                 stage: Callable[[str], None] = lambda text: None,
-                 progress: Callable[[int, int, dict], None] | None = None,
-                 cross_minutes: float | None = None) -> dict:
+                 progress: Progress = quiet, cross_minutes: float | None = None) -> dict:
     """Trains the re-ranker on the held-out queries' candidates under the fine-tuned model in
     `model_dir` and saves it to `model_dir/ranker`; returns its summary (queries, rounds, ...).
     With `search_cross_depth` > 0 it first trains the cross-encoder on the fine-tuning pairs
     (from the fine-tuned model's weights) into `model_dir/cross`, and the re-ranker learns
     from its scores too. The catalog is encoded through the embedding cache, so `eval search`
     and `index build` with this model find its vectors there."""
-    from shoplm.search.cross_encoder import CROSS_DIR, CrossConfig, train_cross_encoder
-    from shoplm.lm.cache import EmbeddingCache
-    from shoplm.lm.encoder import RERANKER_DIR, Encoder
-    from shoplm.search.late import TokenStore
-    from shoplm.search.rerank import Reranker, query_candidates
 
     cross, depth = None, settings.search_cross_depth
     minutes = settings.search_cross_minutes if cross_minutes is None else cross_minutes
     if depth > 0:
-        stage("cross-encoder")
+        progress("cross-encoder", 0, None)
         device = pick_device(settings.device)
         cross = train_cross_encoder(
             model_dir, inputs.texts, [(p.query, p.item_id) for p in inputs.train_pairs], inputs.negatives,
@@ -440,22 +434,15 @@ def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
             device, use_bf16(settings.encoder_bf16, device), progress)
         cross.save(model_dir / CROSS_DIR)
 
-    stage("encode the catalog with the fine-tuned model (for the re-ranker)")
+    progress("encode the catalog with the fine-tuned model (for the re-ranker)", 0, None)
     encoder = Encoder.from_settings(settings, model_dir)
     cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
     texts, ids = list(inputs.texts.values()), list(inputs.texts)  # the order of inputs.lexical
-    done = [0]
-
-    def advance(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress(done[0], len(texts), {})
-
     # one pass gives the token vectors (MaxSim features, kept for `eval search` and serving) and the pooled ones
-    item_tokens = TokenStore.of(cache).get(encoder, texts, cache, progress=advance)
+    item_tokens = TokenStore.of(cache).get(encoder, texts, cache, progress=Counter(progress, "encode items", len(texts)))
     item_vectors = cache.encode(encoder, texts)  # (n, dim), from the pass above
     queries = sorted(inputs.ranker_qrels)
-    stage(f"re-ranker on {len(queries)} held-out queries" + (" (cross-encoder reading)" if cross else ""))
+    progress(f"re-ranker on {len(queries)} held-out queries" + (" (cross-encoder reading)" if cross else ""), 0, None)
     query_vectors = cache.encode(encoder, queries)  # (q, dim)
     query_tokens = encoder.encode_tokens(queries)[1]
     groups, relevances = [], []

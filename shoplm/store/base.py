@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Iterable, Protocol, Sequence
 
 import polars as pl
+from sqlalchemy.engine import make_url
 
 from shoplm.data.records import EVENT_FIELDS, Event, Item, Judgment
 
@@ -75,3 +76,8 @@ def events_to_frame(rows: Iterable[Sequence]) -> pl.DataFrame:
 
 def event_row(event: Event) -> tuple:
     return tuple(getattr(event, name) for name in EVENT_FIELDS)
+
+
+def without_password(url: str) -> str:
+    """The URL with any password masked: store URLs end up in error messages and logs."""
+    return make_url(url).render_as_string(hide_password=True)

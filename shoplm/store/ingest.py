@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from shoplm.errors import StoreError
+from shoplm.progress import Counter, Progress, quiet
 from shoplm.data.readers import check_readable, count_rows, read_records
 from shoplm.data.records import FieldProblem, parse_event, parse_item, parse_judgment
-from shoplm.store.base import Store, event_row
+from shoplm.store.base import Store, event_row, without_password
 
-# start(path, expected_rows) -> advance(n_rows); the CLI passes a Rich progress bar.
-ProgressHook = Callable[[str, int], Callable[[int], None]]
 UNKNOWN_ITEM = "an item_id in the catalog (unknown item: ingest it with --items first, or pass --allow-unknown-items)"
 
 
@@ -88,7 +87,7 @@ def ingest(
     strict: bool = False,
     allow_unknown_items: bool = False,
     batch_size: int = 20_000,
-    progress: ProgressHook | None = None,
+    progress: Progress = quiet,
 ) -> IngestReport:
     """Ingest the given files in dependency order: items, then judgments and events."""
     started = time.perf_counter()
@@ -107,11 +106,11 @@ def ingest(
 
 
 def _run(store: Store, plan: Sequence[tuple[str, Path]], *, write: bool, allow_unknown_items: bool,
-         batch_size: int, progress: ProgressHook | None) -> IngestReport:
+         batch_size: int, progress: Progress) -> IngestReport:
     known = None if allow_unknown_items else store.item_ids()
     files = []
     for kind, path in plan:
-        advance = progress(str(path), count_rows(path)) if progress else None
+        advance = Counter(progress, f"ingest {path.name}", count_rows(path)) if progress is not quiet else None
         report = FileReport(str(path), kind)
         accepted = _ingest_file(store, kind, path, report, known=known, write=write,
                                 batch_size=batch_size, advance=advance)
@@ -267,7 +266,7 @@ class _ProcessWriter(_Writer):
         try:
             status, value = self.conn.recv()
         except EOFError:
-            raise StoreError(f"the ingest writer process for {_safe(self.url)} exited "
+            raise StoreError(f"the ingest writer process for {without_password(self.url)} exited "
                              f"(code {self.process.exitcode}); the batches it committed stay stored") from None
         if status == "error":
             raise StoreError(value)
@@ -282,12 +281,6 @@ class _ProcessWriter(_Writer):
         if self.process.is_alive():
             self.process.terminate()
         self.conn.close()
-
-
-def _safe(url: str) -> str:
-    from shoplm.store.sql import _safe as without_password
-
-    return without_password(url)
 
 
 def _write_event_rows(url: str, conn: Any, parent_end: Any) -> None:
@@ -311,10 +304,10 @@ def _write_event_rows(url: str, conn: Any, parent_end: Any) -> None:
             try:
                 conn.send(("ok", store.add_event_rows(rows)))
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it
-                conn.send(("error", f"writing events to {_safe(url)}: {exc.__class__.__name__}: {exc}"))
+                conn.send(("error", f"writing events to {without_password(url)}: {exc.__class__.__name__}: {exc}"))
                 return
     except Exception as exc:  # noqa: BLE001 - opening the store failed
-        conn.send(("error", f"opening {_safe(url)} for writing: {exc.__class__.__name__}: {exc}"))
+        conn.send(("error", f"opening {without_password(url)} for writing: {exc.__class__.__name__}: {exc}"))
     finally:
         if store is not None:
             store.close()

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from shoplm.errors import SchemaVersionMismatch, StoreError
 from shoplm.data.records import EVENT_FIELDS, Event, Item, Judgment
-from shoplm.store.base import SCHEMA_VERSION, event_row, events_to_frame
+from shoplm.store.base import SCHEMA_VERSION, event_row, events_to_frame, without_password
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -105,7 +105,7 @@ class SqlStore:
                 metadata.create_all(conn)
                 self._check_version(conn)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"cannot open store {_safe(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}; "
+            raise StoreError(f"cannot open store {without_password(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}; "
                              "check that the server runs and the URL is right") from exc
 
     def _check_version(self, conn: sa.Connection) -> None:
@@ -115,7 +115,7 @@ class SqlStore:
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
         elif int(found) != SCHEMA_VERSION:
             raise SchemaVersionMismatch(
-                f"store {_safe(self.url)} has schema version {found}, this shoplm expects {SCHEMA_VERSION}; "
+                f"store {without_password(self.url)} has schema version {found}, this shoplm expects {SCHEMA_VERSION}; "
                 "ingest into a new store or upgrade shoplm to the version that wrote it"
             )
 
@@ -266,8 +266,3 @@ def _item_from_row(row: Any) -> Item:
     values = row._asdict()
     values["attributes"] = json.loads(values["attributes"])
     return Item(**values)
-
-
-def _safe(url: str) -> str:
-    """The URL with any password masked: store URLs end up in error messages and logs."""
-    return make_url(url).render_as_string(hide_password=True)

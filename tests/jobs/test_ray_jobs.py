@@ -32,7 +32,7 @@ def _write_items(path, items) -> None:
 
 def test_ray_embeddings_equal_the_in_process_ones(local_ray, tmp_path):
     from shoplm.jobs.batch import embed_catalog, read_embeddings
-    from shoplm.search.data import read_items
+    from shoplm.data.readers import read_items
     from shoplm.data.text import item_texts
 
     items = catalog(40)

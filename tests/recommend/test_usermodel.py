@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from shoplm.recommend.checkpoint import load_model, save_model
-from shoplm.recommend.train import TrainConfig, TrainedUserModel, fit_user_model, id_drop_rates, training_set
+from shoplm.recommend.train import TrainConfig, TrainedUserModel, id_drop_rates, training_set
 from shoplm.recommend.recommender import FitData
 from shoplm.recommend.cooccurrence import co_occurrence
 from shoplm.recommend.sequences import Cases, Histories, Sequences
@@ -38,7 +38,8 @@ def cases_of(train: Sequences) -> Cases:
 
 def small(encoder="transformer", **kw):
     return lambda n, d: UserModelConfig(n_items=n, text_dim=d, dim=32, n_layers=1, n_heads=2, n_experts=2,
-                                        max_len=10, dropout=0.0, encoder=encoder, **kw)
+                                        max_len=10, dropout=0.0, encoder=encoder,
+                                        **{"temperature": 0.07, "text_lags": 3, "new_item_neighbours": 0, **kw})
 
 
 @pytest.mark.parametrize("name,make", [
@@ -49,7 +50,7 @@ def small(encoder="transformer", **kw):
 def test_learns_a_deterministic_pattern(name, make):
     train = cycles()
     rec = TrainedUserModel(name, make, TrainConfig(epochs=40, patience=40, batch_size=8, lr=1e-2, id_dropout=0.0,
-                                                  id_dropout_rare=0.0))
+                                                  id_dropout_rare=0.0, label_smoothing=0.0))
     rec.fit(FitData(train, cases_of(train), text_vectors()))
     scores = rec.score(Histories([np.array([3, 4, 5]), np.array([10, 11])], [np.ones(3), np.ones(2)]))
     assert scores.shape == (2, N)
@@ -112,7 +113,8 @@ def test_scoring_weighs_each_id_by_its_training_dropout():
     # training sets the weights from its dropout rates, before validation picks the epoch
     train = cycles()
     counts = np.bincount(np.concatenate(train.items), minlength=N)
-    cfg = TrainConfig(epochs=1, batch_size=8, id_dropout_rare=1.0, id_dropout_half=50.0, id_dropout_scoring=0.5)
+    cfg = TrainConfig(epochs=1, batch_size=8, id_dropout_rare=1.0, id_dropout_half=50.0, id_dropout_scoring=0.5,
+                      label_smoothing=0.0)
     rec = TrainedUserModel("shoplm", small(), cfg)
     rec.fit(FitData(train, cases_of(train), text_vectors()))
     expected = 1 - 0.5 * id_drop_rates(counts, cfg).numpy()

@@ -7,7 +7,7 @@ import json
 from typer.testing import CliRunner
 
 from shoplm.lm.encoder import Encoder, default_model_dir
-from shoplm.search.data import read_items, read_judgments
+from shoplm.data.readers import read_items, read_judgments
 from shoplm.search.evaluate import evaluate_search
 
 

@@ -8,7 +8,8 @@ from shoplm.config import Settings
 from shoplm.data.convert import convert
 from shoplm.search.lexical import LexicalIndex
 from shoplm.metrics import ranking_metrics
-from shoplm.search.data import qrels_by_query, read_items, read_judgments, split_queries
+from shoplm.data.readers import read_items, read_judgments
+from shoplm.search.data import qrels_by_query, split_queries
 from shoplm.data.text import item_texts
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from shoplm.store.ingest import ingest
 from shoplm.store import open_store

@@ -22,7 +22,8 @@ def sasrec(settings: Settings, device: str | None = None) -> TrainedUserModel:
             n_items=n_items, text_dim=text_dim, use_text=False, use_id=True, encoder="transformer",
             dim=settings.sasrec_dim, n_layers=2, n_heads=2, max_len=settings.recommend_max_len,
             dropout=settings.sasrec_dropout, logits="dot",
-            text_path=False, history_bias=False, cooc_path=False,
+            text_path=False, history_bias=False, cooc_path=False, new_item_neighbours=0,
+            n_experts=8, temperature=0.07, text_lags=3,  # unread by an ID-only dot-product model; pinned as published
         )
 
     config: TrainConfig = train_config(settings, id_dropout=0.0, id_dropout_rare=0.0,
