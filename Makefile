@@ -22,12 +22,12 @@ DEMO_MODEL := $(DEMO_DIR)/models/recommend
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install demo test bench clean help
+.PHONY: install demo test services bench clean help
 
 help:
 	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=) into $(DEMO_STORE);"
 	@echo "            train (or reuse) the recommendation model; evaluate; serve http://$(HOST):$(PORT)"
-	@echo "make test   install if needed and run the whole test suite"
+	@echo "make test   install if needed, start PostgreSQL and install chromium if missing, run the whole test suite"
 	@echo "make bench  encoder, ANN, service and ingest benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
 
@@ -54,7 +54,17 @@ demo: $(STAMP) $(if $(filter $(DEMO_DIR)/scientific/%,$(EVENTS)),$(DEMO_DIR)/sci
 	SHOPLM_RECOMMEND_MODEL=$(DEMO_MODEL) SHOPLM_MODELS_DIR=$(DEMO_DIR)/models SHOPLM_SEARCH_INDEX_DIR=$(DEMO_DIR)/index \
 	    $(SHOPLM) serve --store $(DEMO_STORE) --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+# What the tests need besides .venv: PostgreSQL running on 127.0.0.1:5432 (the store contract
+# suite runs against it) and Debian's chromium (the storefront test drives it headless).
+services:
+	@pg_isready -h 127.0.0.1 -p 5432 -q || { pg_ctlcluster --skip-systemctl-redirect "$$(ls /etc/postgresql | head -n 1)" main start && \
+	  for i in $$(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done; } || \
+	  echo "the store tests need PostgreSQL on 127.0.0.1:5432 (trust auth, database test)"
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
+	  echo "the storefront test needs chromium (apt-get install chromium)"
+
+test: $(STAMP) services
 	$(PY) -m pytest
 
 # Timings, not tests: run on a quiet machine. Results: bench/RESULTS.md and bench/results.json.

@@ -59,14 +59,15 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 
 class ProgressBars:
-    """The CLI's one `shoplm.progress.Progress`: a Rich bar per step on a terminal; in a log,
-    a line per announced or finished step and, for steps with live figures (training), at
-    most one line per `every` seconds."""
+    """The CLI's one `shoplm.progress.Progress`: a Rich bar per step on a terminal. Off a
+    terminal, nothing, or with `lines` (the long training and evaluation commands, whose logs
+    should show how far they got) a line per announced or finished step and, for steps with
+    live figures, at most one line per `every` seconds."""
 
-    def __init__(self, console: Console = err, every: float = 10.0):
+    def __init__(self, console: Console = err, lines: bool = False, every: float = 10.0):
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                              TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
-        self.console, self.every = console, every
+        self.console, self.lines, self.every = console, lines, every
         self.tasks: dict[str, int] = {}
         self.printed: dict[str, float] = {}
 
@@ -83,7 +84,7 @@ class ProgressBars:
         if what not in self.tasks:
             self.tasks[what] = self.bars.add_task(what, total=total, info=text)
         self.bars.update(self.tasks[what], completed=done, total=total, info=text)
-        if self.bars.disable:
+        if self.bars.disable and self.lines:
             now = time.monotonic()
             finished = total is None or done >= total
             if (finished and what not in self.printed) or (info and now - self.printed.get(what, 0.0) >= self.every):

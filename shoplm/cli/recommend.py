@@ -38,7 +38,7 @@ def train_recommend(
     settings = settings_of(ctx)
     set_recommend_threads(settings)
     started = time.perf_counter()
-    with ProgressBars() as progress:
+    with ProgressBars(lines=True) as progress:
         item_ids, split, _, vectors = prepare(settings, items, events, cold, progress)
         log = train_and_save(settings, item_ids, split, vectors, cold, out_dir, progress,
                              seconds_before=time.perf_counter() - started)
@@ -71,7 +71,7 @@ def eval_recommend(
 
     settings = settings_of(ctx)
     set_recommend_threads(settings)
-    with ProgressBars() as progress:
+    with ProgressBars(lines=True) as progress:
         result = evaluate_files(settings, items, events, model_dir, cold, exclude_history, progress)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))

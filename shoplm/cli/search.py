@@ -56,7 +56,7 @@ def train_search(
     cfg = search_train_config(settings, batch_size=batch_size or None, epochs=epochs or None, lr=lr or None,
                               max_minutes=max_minutes or None, seed=seed)
     started = time.monotonic()
-    with ProgressBars() as progress:
+    with ProgressBars(lines=True) as progress:
         result = run_training(settings, items, judgments, events, out_dir, cfg, model, progress)
     out.print(f"wrote {out_dir} in {time.monotonic() - started:.0f} s: {result.steps} steps, best step "
               f"{result.best_step}, dev NDCG@10 (training pool) {result.history[0]['dev_ndcg@10']:.4f} -> "
@@ -85,7 +85,7 @@ def eval_search(
 
     settings = settings_of(ctx)
     set_search_threads(settings)
-    with ProgressBars() as progress:
+    with ProgressBars(lines=True) as progress:
         result = evaluate_search(read_items(items), read_judgments(judgments), settings, model, progress)
     table = Table(title=f"search on {result.n_queries} dev queries ({result.seconds['total']:.0f} s)")
     table.add_column("system")

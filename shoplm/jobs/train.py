@@ -142,7 +142,8 @@ def train_search_job(settings: Settings, items: Path, judgments: Path | None, ev
     """Fine-tune the search encoder on `workers` Ray Train workers and write `out` as
     `shoplm train search` does (`cfg`: a `SearchTrainConfig`). Returns rank 0's summary
     (steps, best_step, best_dev_ndcg@10, gpu) and, when one was trained here, the re-ranker's."""
-    from shoplm.search.train import RANKER_MIN_QUERIES, fit_reranker, training_inputs
+    from shoplm.search.rerank_train import fit_reranker
+    from shoplm.search.train import RANKER_MIN_QUERIES, training_inputs
 
     inputs = training_inputs(settings, items, judgments, events, cfg, progress)
     progress("fine-tune on Ray", 0, None)

@@ -120,7 +120,7 @@ def evaluate_recommenders(models: list[Recommender], split: Split, item_text: np
         if model.name not in fitted:
             progress(f"fit {model.name}", 0, 1)
             model.fit(data)
-        per_case = single_target_metrics(case_ranks(model, test, exclude_history, status=progress))
+        per_case = single_target_metrics(case_ranks(model, test, exclude_history, progress=progress))
         seconds[model.name] = round(time.perf_counter() - started, 1)
         overall[model.name] = _means(per_case, np.ones(len(test), dtype=bool))
         for kind, buckets in slices.items():

@@ -50,6 +50,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from shoplm.recommend.neighbours import borrowed, spread_to_new_items, text_neighbours
 from shoplm.recommend.sequences import Histories
 
 SIM_CACHE_ITEMS = 10_000
@@ -336,49 +337,24 @@ class UserModel(nn.Module):
         return self._cooc
 
     def spread_to_new_items(self, matrix: torch.Tensor) -> torch.Tensor | None:
-        """(n + 1, n) co-occurrence C -> (n + 1, n) C' with C'[h, j] = sum_k w_jk C[h, k] over
-        the `new_item_neighbours` seen items k != j nearest to j by text, w_jk ∝ cos(e_j, e_k)
-        (sum 1): a new item has no co-occurrence of its own, and without it every warm item
-        that co-occurs with the history outranked new ones (the k-NN idea of content-based
-        cold start). None when off."""
+        """`neighbours.spread_to_new_items` of a (n + 1, n) co-occurrence; None when off."""
         neighbours = self.text_neighbours()
-        if neighbours is None:
-            return None
-        index, w = neighbours[0][:-1], neighbours[1][:-1]  # (n, K) each
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
-        n = self.cfg.n_items
-        dense = torch.zeros(n, n, device=w.device).scatter_(1, index, w)  # (n new, n seen)
-        return matrix @ dense.T  # (n + 1, n)
+        return None if neighbours is None else spread_to_new_items(matrix, neighbours)
 
     def text_neighbours(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Each item's `new_item_neighbours` nearest seen items k != j by text: indices
-        (n + 1, K) and weights cos(e_j, e_k) clamped at 0 (n + 1, K); the pad row points at
-        the pad with weight 0. Built once; None when off or above SIM_CACHE_ITEMS items."""
-        K = self.cfg.new_item_neighbours
+        """`neighbours.text_neighbours` of the catalog, built once; None when off or above
+        SIM_CACHE_ITEMS items."""
         similarity = self.text_similarity()
-        if K <= 0 or similarity is None:
+        if self.cfg.new_item_neighbours <= 0 or similarity is None:
             return None
         if self._neighbours is None or self._neighbours[0].device != similarity.device:
-            n = self.cfg.n_items
-            similarity = similarity[:-1].masked_fill(self.seen[:-1] == 0, -torch.inf)  # (n, n), seen columns only
-            similarity = similarity.masked_fill(torch.eye(n, dtype=torch.bool, device=similarity.device), -torch.inf)
-            top, index = similarity.topk(min(K, n - 1), dim=1)  # (n, K)
-            w = top.clamp_min(0).nan_to_num(0.0, posinf=0.0, neginf=0.0)  # (n, K); -inf (too few seen) -> 0
-            self._neighbours = (F.pad(index, (0, 0, 0, 1), value=self.pad), F.pad(w, (0, 0, 0, 1)))
+            self._neighbours = text_neighbours(similarity, self.seen, self.cfg.new_item_neighbours, self.pad)
         return self._neighbours
 
     def borrowed(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor | None:
-        """(n + 1, ...) per-item `values` -> (n + 1, ...) the weighted mean of each item's text
-        neighbours' values, over the neighbours whose ID is kept (`keep` (n + 1,)): in training
-        an ID-hidden neighbour has nothing to lend. Zero where no neighbour is kept; None when off."""
+        """`neighbours.borrowed` over the catalog's text neighbours; None when off."""
         neighbours = self.text_neighbours()
-        if neighbours is None:
-            return None
-        index, w = neighbours
-        w = w * keep[index]  # (n + 1, K)
-        w = w / w.sum(dim=1, keepdim=True).clamp_min(1e-9)
-        lent = values[index]  # (n + 1, K, ...)
-        return (w.reshape(w.shape + (1,) * (lent.dim() - 2)) * lent).sum(dim=1)
+        return None if neighbours is None else borrowed(values, keep, neighbours)
 
     def new_item_cooccurrence(self) -> torch.Tensor | None:
         """`spread_to_new_items` of the model's own C, built once."""

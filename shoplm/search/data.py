@@ -13,6 +13,7 @@ from collections import defaultdict
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 from shoplm.data.records import Event, Judgment
+from shoplm.search.lexical import LexicalIndex
 
 POSITIVE_EVENTS = ("click", "add_to_cart", "purchase")
 
@@ -72,3 +73,14 @@ def pairs_from_events(events: Sequence[Event], window_s: float, weights: Mapping
                     key = (query, e.item_id)
                     best[key] = max(best.get(key, 0.0), float(weights[e.event_type]))
     return [Pair(q, item, w) for (q, item), w in best.items()]
+
+
+class SearchInputs(NamedTuple):
+    """What `train_search` reads besides its config, made from the files by `training_inputs`."""
+
+    texts: dict[str, str]  # item_id -> item text
+    train_pairs: list[Pair]
+    dev_qrels: dict[str, dict[str, float]]  # dev query -> item_id -> relevance
+    negatives: dict[str, list[str]]  # query -> hard-negative item ids
+    lexical: LexicalIndex  # BM25 over `texts`
+    ranker_qrels: dict[str, dict[str, float]]  # held out of fine-tuning: the re-ranker learns on them

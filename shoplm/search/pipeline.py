@@ -29,7 +29,7 @@ from shoplm.search.late import TokenStore
 from shoplm.search.lexical import LexicalIndex
 from shoplm.data.records import Item
 from shoplm.progress import Counter, Progress, quiet
-from shoplm.search.rerank import Reranker, add_cross, add_late, features, load_reranker
+from shoplm.search.rerank import Reranker, candidate_features, load_reranker
 from shoplm.data.text import item_texts
 
 VERSION = 1
@@ -195,13 +195,12 @@ class SearchPipeline:
             positions = np.array([self._positions.get(x, -1) for x in ids])  # (m,) -1: not in BM25
             bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
             cosine = self.vectors.vectors[self.vectors.rows(ids)] @ q[i]  # (m,)
-            terms = [t if p >= 0 else [] for t, p in zip(self.lexical.terms(np.maximum(positions, 0)), positions)]
-            x = features(query_terms, terms, bm25, cosine, self.lexical.document_frequency(), len(self.lexical))
             texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
-            add_late(x, self.encoder.encode_tokens([queries[i]])[1][0] if query_tokens is None else query_tokens[i],
-                     self.tokens().get(self.encoder, texts, save=False))
-            scores = self.ranker.scores(add_cross(x, self.ranker.cross, queries[i], texts.__getitem__,
-                                                  self.ranker.cross_depth))
+            x = candidate_features(
+                self.lexical, queries[i], query_terms, positions, bm25, cosine, self.ranker.cross, self.ranker.cross_depth,
+                self.encoder.encode_tokens([queries[i]])[1][0] if query_tokens is None else query_tokens[i],
+                self.tokens().get(self.encoder, texts, save=False))
+            scores = self.ranker.scores(x)
             order = np.argsort(-scores, kind="stable")[:k]
             out.ids[i, :len(order)] = [ids[j] for j in order]
             out.scores[i, :len(order)] = scores[order]

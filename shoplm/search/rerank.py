@@ -252,9 +252,25 @@ def query_candidates(lexical, item_vectors: np.ndarray, query: str, query_vector
     dense = item_vectors @ query_vector  # (n,)
     fixed = lexical.corrected(tokens)
     rows = candidate_rows(bm25, dense, depth, None if fixed is None else lexical.token_scores(fixed))
-    x = features(tokens, lexical.terms(rows), bm25[rows], dense[rows], lexical.document_frequency(), len(lexical))
-    add_late(x, query_tokens, None if item_tokens is None else [item_tokens[r] for r in rows])
-    return rows, add_cross(x, cross, query, lambda j: lexical.texts[rows[j]], cross_depth)
+    x = candidate_features(lexical, query, tokens, rows, bm25[rows], dense[rows], cross, cross_depth, query_tokens,
+                           None if item_tokens is None else [item_tokens[r] for r in rows])
+    return rows, x
+
+
+def candidate_features(lexical, query: str, query_terms: Sequence[str], positions: np.ndarray, bm25: np.ndarray,
+                       dense: np.ndarray, cross=None, cross_depth: int = 0, query_tokens: np.ndarray | None = None,
+                       item_tokens: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """float32 (m, len(FEATURES)) for one query's m candidates: the one feature path that
+    serving (`SearchPipeline`), evaluation and training (`query_candidates`) share. Only how
+    candidates are found differs: offline from exact scores over the whole catalog, in serving
+    from the filtered ANN and BM25 top-k. `positions`: each candidate's row in `lexical` (-1: an
+    item BM25 does not hold, with no terms and no text); `bm25`, `dense`: (m,) their scores;
+    `item_tokens`: their token vectors (MaxSim), `cross`: a cross-encoder for the top `cross_depth`."""
+    positions = np.asarray(positions)
+    terms = [t if p >= 0 else [] for t, p in zip(lexical.terms(np.maximum(positions, 0)), positions)]
+    x = features(query_terms, terms, bm25, dense, lexical.document_frequency(), len(lexical))
+    add_late(x, query_tokens, item_tokens)
+    return add_cross(x, cross, query, lambda j: lexical.texts[positions[j]] if positions[j] >= 0 else "", cross_depth)
 
 
 def rerank_all(ranker: Reranker, lexical, item_vectors: np.ndarray, queries: Sequence[str],

@@ -35,15 +35,11 @@ from shoplm.search.lexical import LexicalIndex
 from shoplm.search.loss import InBatchSoftmaxLoss, LossConfig
 from shoplm.metrics import ranking_metrics
 from shoplm.replica import IN_PROCESS, Replica
-from shoplm.progress import Counter, Progress, quiet
+from shoplm.progress import Progress, quiet
 from shoplm.data.text import item_texts
-from shoplm.lm.cache import EmbeddingCache
-from shoplm.lm.encoder import RERANKER_DIR, Encoder
-from shoplm.search.cross_encoder import CROSS_DIR, CrossConfig, train_cross_encoder
 from shoplm.data.readers import read_events, read_items, read_judgments
-from shoplm.search.data import Pair, pairs_from_events, pairs_from_judgments, qrels_by_query, split_queries
-from shoplm.search.late import TokenStore
-from shoplm.search.rerank import Reranker, query_candidates
+from shoplm.search.data import Pair, SearchInputs, pairs_from_events, pairs_from_judgments, qrels_by_query, split_queries
+from shoplm.search.rerank_train import fit_reranker, ranker_seconds
 
 
 @dataclass
@@ -313,17 +309,6 @@ def _save(model, out: Path, summary: dict) -> None:
         (tmp / "shoplm_train.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
-class SearchInputs(NamedTuple):
-    """What `train_search` reads besides its config, made from the files by `training_inputs`."""
-
-    texts: dict[str, str]  # item_id -> item text
-    train_pairs: list[Pair]
-    dev_qrels: dict[str, dict[str, float]]  # dev query -> item_id -> relevance
-    negatives: dict[str, list[str]]  # query -> hard-negative item ids
-    lexical: LexicalIndex  # BM25 over `texts`
-    ranker_qrels: dict[str, dict[str, float]]  # held out of fine-tuning: the re-ranker learns on them
-
-
 def training_inputs(settings, items_path: Path, judgments_path: Path | None, events_path: Path | None,
                     cfg: SearchTrainConfig, progress: Progress = quiet) -> SearchInputs:
     """Files -> pairs, split, BM25 negatives. Judged queries are split by query; event pairs
@@ -392,69 +377,3 @@ def split_budget(total: float, reserve: float, cross: float, cross_min: float = 
 
 
 RANKER_MIN_QUERIES = 50  # held-out judged queries below which no re-ranker is trained: it would learn noise
-
-
-def ranker_seconds(settings, texts: Sequence[str], model: Path | None, queries: int = 0, sample: int = 256) -> float:
-    """Estimated seconds of `fit_reranker`: the catalog's encoding, timed on a seeded sample
-    with the base model (the fine-tuned one has the same size), plus a margin for the features
-    and the boosting (45 s and 30 ms a held-out query, about twice the 13 ms a query measured
-    on 3,405 Home Depot queries); with a cross-encoder (`search_cross_depth` > 0) also its training
-    (`search_cross_minutes`) and its reading of `queries` x depth (query, item) pairs, each
-    counted as 2.5 item encodings (measured on Home Depot: 2.8 ms a pair against 1.1 ms a title)."""
-
-    rng = random.Random(0)
-    chosen = rng.sample(list(texts), min(sample, len(texts)))
-    encoder = Encoder.from_settings(settings, model)
-    encoder.encode(chosen[:16])  # warm-up
-    started = time.monotonic()
-    encoder.encode(chosen)
-    per_text = (time.monotonic() - started) / max(len(chosen), 1)
-    cross = settings.search_cross_minutes * 60 + 2.5 * per_text * queries * settings.search_cross_depth \
-        if settings.search_cross_depth > 0 else 0.0
-    return 1.15 * per_text * len(texts) + 45.0 + 0.03 * queries + cross
-
-
-def fit_reranker(settings, inputs: SearchInputs, model_dir: Path, seed: int,
-                 progress: Progress = quiet, cross_minutes: float | None = None) -> dict:
-    """Trains the re-ranker on the held-out queries' candidates under the fine-tuned model in
-    `model_dir` and saves it to `model_dir/ranker`; returns its summary (queries, rounds, ...).
-    With `search_cross_depth` > 0 it first trains the cross-encoder on the fine-tuning pairs
-    (from the fine-tuned model's weights) into `model_dir/cross`, and the re-ranker learns
-    from its scores too. The catalog is encoded through the embedding cache, so `eval search`
-    and `index build` with this model find its vectors there."""
-
-    cross, depth = None, settings.search_cross_depth
-    minutes = settings.search_cross_minutes if cross_minutes is None else cross_minutes
-    if depth > 0:
-        progress("cross-encoder", 0, None)
-        device = pick_device(settings.device)
-        cross = train_cross_encoder(
-            model_dir, inputs.texts, [(p.query, p.item_id) for p in inputs.train_pairs], inputs.negatives,
-            CrossConfig(steps=settings.search_cross_steps, max_minutes=minutes, seed=seed),
-            device, use_bf16(settings.encoder_bf16, device), progress)
-        cross.save(model_dir / CROSS_DIR)
-
-    progress("encode the catalog with the fine-tuned model (for the re-ranker)", 0, None)
-    encoder = Encoder.from_settings(settings, model_dir)
-    cache = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
-    texts, ids = list(inputs.texts.values()), list(inputs.texts)  # the order of inputs.lexical
-    # one pass gives the token vectors (MaxSim features, kept for `eval search` and serving) and the pooled ones
-    item_tokens = TokenStore.of(cache).get(encoder, texts, cache, progress=Counter(progress, "encode items", len(texts)))
-    item_vectors = cache.encode(encoder, texts)  # (n, dim), from the pass above
-    queries = sorted(inputs.ranker_qrels)
-    progress(f"re-ranker on {len(queries)} held-out queries" + (" (cross-encoder reading)" if cross else ""), 0, None)
-    query_vectors = cache.encode(encoder, queries)  # (q, dim)
-    query_tokens = encoder.encode_tokens(queries)[1]
-    groups, relevances = [], []
-    for query, vector, tokens in zip(queries, query_vectors, query_tokens):
-        rows, x = query_candidates(inputs.lexical, item_vectors, query, vector, settings.hybrid_depth, cross, depth,
-                                   tokens, item_tokens)
-        judged = inputs.ranker_qrels[query]
-        groups.append(x)
-        relevances.append(np.array([judged.get(ids[r], 0.0) for r in rows]))
-    ranker = Reranker.fit(groups, relevances, seed, threads=torch.get_num_threads(), cross_depth=depth if cross else 0)
-    if cross:
-        ranker.meta["cross_steps"] = cross.trained_steps
-        ranker.meta["cross_minutes"] = round(minutes, 2)
-    ranker.save(model_dir / RERANKER_DIR)
-    return ranker.meta

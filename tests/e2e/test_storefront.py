@@ -50,7 +50,7 @@ def server(tmp_path_factory):
 def page(server):
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package (.ci/run does)")
+        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package (`make test` does)")
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])

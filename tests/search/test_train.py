@@ -85,5 +85,5 @@ def test_the_cross_encoder_trains_for_less_when_the_whole_would_not_fit():
     assert split_budget(18, 13, 9) == (5, 9)  # everything fits
     fine_tune, cross = split_budget(18, 15, 9)  # 6 fixed + 9: the cross-encoder gives up 1.5 minutes
     assert (fine_tune, cross) == (4.5, 7.5) and fine_tune + (15 - 9) + cross == 18
-    assert split_budget(18, 22.2, 9) == (4.5, 1.0)  # 2026-11-29's slower CPU: both floors, as close as it gets
+    assert split_budget(18, 22.2, 9) == (4.5, 1.0)  # a CPU so slow the reserve passes the total: both floors, as close as it gets
     assert split_budget(18, 3, 2) == (15, 2)
