@@ -1,4 +1,4 @@
-"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest]`).
+"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest,ads]`).
 
 Every comparison is measured in the same run on the same machine, alternating the systems
 compared and quoting medians, because the machine may be shared and noisy. Results go to
@@ -16,11 +16,16 @@ Sections:
   from wrk (bench/wrk.lua), a C load generator, so the client's own cost stays out.
 - ingest: events/s from a file into SQLite and PostgreSQL, and through POST /v1/events in
   batches of 500 against a running `shoplm serve`.
+- ads: p50/p99 ms of `Engine.rank_ads` (/v1/ads/rank) at 50,000 sponsored-capable items, for
+  the item and the session (history) targets; with `--ads-before CHECKOUT` the same measured
+  for an earlier checkout of shoplm in the same run (the two alternating), the p50 ratio
+  before/after, and whether both return the same ads.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -33,7 +38,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The shoplm checkout imported: this one, or, in an `ads` child process, the one it measures.
+CODE = Path(os.environ.get("SHOPLM_BENCH_CODE") or ROOT)
+sys.path.insert(0, str(CODE))
 
 from shoplm.config import Settings  # noqa: E402
 
@@ -114,7 +121,7 @@ def _homedepot_texts(settings: Settings, n_items: int, n_queries: int) -> tuple[
     """Item texts as the search index builds them, and distinct judged queries."""
     import polars as pl
 
-    from shoplm.search.data import read_items
+    from shoplm.data.readers import read_items
     from shoplm.data.text import item_texts
 
     converted = _converted_homedepot(settings)
@@ -345,6 +352,208 @@ def bench_service(settings: Settings, clients: list[int], seconds: float, model:
             "load": "wrk -t1", "encoder_backend": backend, "rows": rows}
 
 
+# --- ads ----------------------------------------------------------------------------------
+
+ADS_TARGETS = 50  # distinct context items and sessions the timed calls cycle through
+
+
+def bench_ads(n_items: int, calls: int, rounds: int, before: Path | None, threads: int = 1) -> dict:
+    """`Engine.rank_ads(item_id=..., k=3)` and `rank_ads(session_id=..., k=3)` over `n_items`
+    synthetic items, every one with a bid, in a memory:// store. Each code version runs in a
+    child process of its own (`--ads-child`: PYTHONPATH and cwd the checkout, so `import shoplm`
+    is that checkout's); both share one embedding cache (same format and key in both), so the
+    items are encoded once, the first time. The children take turns: `rounds` rounds, each
+    `calls / rounds` calls per target path per child, so load changes on a shared machine hit
+    both alike; then each answers the same 2 x ADS_TARGETS requests, compared for equality."""
+    work = ROOT / "var" / "bench-ads"
+    codes = {"before": before.resolve()} if before is not None else {}
+    codes["after"] = ROOT
+    children: dict[str, _AdsChild] = {}
+    try:
+        for label, code in codes.items():  # one after the other: the first fills the embedding cache
+            print(f"  ads: opening an engine over {n_items:,} items with {code} ...", flush=True)
+            children[label] = _AdsChild(code, work, n_items, threads)
+        per_round = max(1, calls // rounds)
+        times = {(label, path): [] for label in children for path in ("item", "session")}
+        for _ in range(rounds):
+            for path in ("item", "session"):
+                for label, child in children.items():
+                    times[label, path].append(child.ask({"op": "time", "path": path, "n": per_round})["seconds"])
+        answers = {label: child.ask({"op": "answers"}) for label, child in children.items()}
+    finally:
+        for child in children.values():
+            child.close()
+    rows = {}
+    for (label, path), runs in times.items():
+        pooled = [t for run in runs for t in run]
+        rows[f"{label} {path}"] = {"code": label, "path": path, "calls": len(pooled), **percentiles(pooled),
+                                   "p50_rounds_ms": [round(float(np.median(run)) * 1e3, 2) for run in runs],
+                                   "ads_per_answer": round(float(np.mean([len(a) for a in answers[label][path]])), 2)}
+    out = {"items": n_items, "sponsored": n_items, "k": 3, "targets": ADS_TARGETS, "rounds": rounds, "threads": threads,
+           "calls_per_round": per_round, "rows": rows,
+           "children": {label: child.info for label, child in children.items()}}
+    if "before" in children:
+        out["p50_ratio_before_after"] = {path: round(rows[f"before {path}"]["p50_ms"] / rows[f"after {path}"]["p50_ms"], 1)
+                                         for path in ("item", "session")}
+        out["match"] = {path: _same_ads(answers["before"][path], answers["after"][path]) for path in ("item", "session")}
+    return out
+
+
+def _same_ads(before: list, after: list, tol: float = 1e-5) -> dict:
+    """Same item ids in the same order, scores (and relevances, bids) within `tol`, per answer."""
+    differ = [i for i, (b, a) in enumerate(zip(before, after))
+              if [x[0] for x in b] != [x[0] for x in a]
+              or any(abs(p - q) > tol for x, y in zip(b, a) for p, q in zip(x[1:], y[1:]))]
+    if len(before) != len(after):
+        differ.append(min(len(before), len(after)))
+    return {"answers": len(before), "same": not differ, "differing": len(differ),
+            "max_score_diff": max((abs(x[1] - y[1]) for b, a in zip(before, after) for x, y in zip(b, a)), default=0.0),
+            "first_difference": {"before": before[differ[0]], "after": after[differ[0]]} if differ else None}
+
+
+class _AdsChild:
+    """One `bench.py --ads-child` process on checkout `code`: JSON lines in, JSON lines out."""
+
+    def __init__(self, code: Path, work: Path, n_items: int, threads: int):
+        env = {**os.environ, "PYTHONPATH": str(code), "SHOPLM_BENCH_CODE": str(code)}
+        tag = hashlib.blake2b(str(code.resolve()).encode(), digest_size=4).hexdigest()
+        config = {"items": n_items, "threads": threads, "cache": str(work / "embeddings"),
+                  "index": str(work / f"index-{tag}")}
+        self.process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--ads-child", json.dumps(config)],
+                                        cwd=code, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.info = self._read()
+        if Path(self.info["shoplm"]).resolve().parent.parent != code.resolve():
+            raise SystemExit(f"the ads child for {code} imported shoplm from {self.info['shoplm']}")
+
+    def ask(self, request: dict) -> dict:
+        self.process.stdin.write(json.dumps(request) + "\n")
+        self.process.stdin.flush()
+        return self._read()
+
+    def _read(self) -> dict:
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"an ads child stopped (exit status {self.process.wait()}); its stderr is above")
+        return json.loads(line)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.ask({"op": "quit"})
+            except (SystemExit, BrokenPipeError):
+                pass
+            self.process.wait(timeout=60)
+
+
+def _ads_child(config: dict) -> None:
+    """The child side of `bench_ads`: this checkout's engine, timed on request. Answers on the
+    original stdout; anything the library prints goes to stderr."""
+    import importlib.util
+
+    reply = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    import shoplm
+    from shoplm.store import open_store
+
+    flat = importlib.util.find_spec("shoplm.engine").submodule_search_locations is None  # the earlier layout
+    if flat:
+        from shoplm.engine import Engine
+        from shoplm.records import Event, Item
+    else:
+        from shoplm.data.records import Event, Item
+        from shoplm.engine.engine import Engine
+
+    items, sessions = _ads_catalog(config["items"])
+    store = open_store("memory://")
+    store.upsert_items([Item(**fields) for fields in items])
+    store.add_events([Event(**fields) for events in sessions.values() for fields in events])
+    settings = Settings(store_url="memory://", search_index_dir=Path(config["index"]),
+                        embedding_cache_dir=Path(config["cache"]))
+    started = time.perf_counter()
+    engine = Engine.open(settings, store)
+    open_s = time.perf_counter() - started
+    # As `shoplm serve` runs a request: BLAS and OpenMP pools at serve_threads (1 by default;
+    # with a pool per core, a matrix-vector product next to another busy process waits on a
+    # descheduled thread), and the engine's long-lived objects frozen out of the collector's passes.
+    import gc
+
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(config["threads"])  # noqa: F841 (kept for the process's life)
+    gc.collect()
+    gc.freeze()
+    rng = np.random.default_rng(1)
+    item_targets = [items[i]["item_id"] for i in rng.choice(len(items), ADS_TARGETS, replace=False)]
+    calls = {"item": [lambda t=t: engine.rank_ads(item_id=t, k=3) for t in item_targets],
+             "session": [lambda s=s: engine.rank_ads(session_id=s, k=3) for s in list(sessions)[:ADS_TARGETS]]}
+    started = time.perf_counter()
+    calls["item"][0]()  # the first call after opening (the new code builds its sponsored arrays here)
+    first_ms = (time.perf_counter() - started) * 1e3
+    for call in calls["item"] + calls["session"]:  # warm-up
+        call()
+
+    def send(message: dict) -> None:
+        reply.write(json.dumps(message) + "\n")
+        reply.flush()
+
+    send({"shoplm": shoplm.__file__, "engine": sys.modules[Engine.__module__].__file__, "layout": "flat" if flat else "packages",
+          "fingerprint": engine.search_pipeline.encoder.fingerprint, "open_s": round(open_s, 1),
+          "first_call_ms": round(first_ms, 2)})
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request["op"] == "time":
+            seconds, path = [], calls[request["path"]]
+            for i in range(request["n"]):
+                started = time.perf_counter()
+                path[i % len(path)]()
+                seconds.append(time.perf_counter() - started)
+            send({"seconds": seconds})
+        elif request["op"] == "answers":  # plain lists: the new code's Ad NamedTuples and the old tuples alike
+            send({path: [[list(ad) for ad in call()] for call in fns] for path, fns in calls.items()})
+        else:
+            send({})
+            break
+
+
+def _ads_catalog(n: int, n_sessions: int = ADS_TARGETS) -> tuple[list[dict], dict[str, list[dict]]]:
+    """`n` synthetic items (title, category, price; a bid on every one), deterministic, as field
+    dicts both code versions' `Item` take; and sessions of 5 views each, oldest first."""
+    rng = np.random.default_rng(0)
+    departments = {
+        "Tools > Power Tools": ["drill", "impact driver", "circular saw", "jigsaw", "angle grinder", "sander"],
+        "Tools > Hand Tools": ["hammer", "screwdriver set", "wrench", "pliers", "utility knife", "tape measure"],
+        "Garden > Watering": ["garden hose", "sprinkler", "hose nozzle", "watering can", "drip kit", "hose reel"],
+        "Garden > Outdoor Power": ["lawn mower", "leaf blower", "string trimmer", "hedge trimmer", "chainsaw", "tiller"],
+        "Kitchen > Cookware": ["frying pan", "saucepan", "stock pot", "dutch oven", "wok", "griddle"],
+        "Kitchen > Appliances": ["blender", "toaster", "coffee maker", "kettle", "air fryer", "mixer"],
+        "Bath > Fixtures": ["shower head", "faucet", "towel bar", "toilet seat", "vanity mirror", "drain"],
+        "Lighting > Indoor": ["ceiling light", "floor lamp", "desk lamp", "pendant light", "led bulb", "chandelier"],
+        "Electrical > Wiring": ["extension cord", "outlet", "light switch", "wire connector", "breaker", "power strip"],
+        "Paint > Supplies": ["paint roller", "paint brush", "drop cloth", "painter's tape", "paint tray", "primer"],
+        "Storage > Garage": ["tool chest", "shelving unit", "wall hook", "storage bin", "workbench", "pegboard"],
+        "Flooring > Tile": ["ceramic tile", "tile spacer", "grout", "tile cutter", "trowel", "floor tile"],
+    }
+    brands = ["Acme", "Northline", "Ridgeway", "Bolt & Co", "Harbor", "Summit", "Keystone", "Everpro", "Maple",
+              "Ironclad", "Brightway", "Stonehill", "Vantage", "Crestline", "Pinecrest", "Redwood"]
+    adjectives = ["heavy duty", "compact", "cordless", "professional", "lightweight", "adjustable", "premium",
+                  "stainless", "ergonomic", "classic", "industrial", "quick release"]
+    sizes = ["small", "medium", "large", "12 in.", "18 in.", "24 in.", "2-pack", "5-piece", "20V", "1/2 in."]
+    names = list(departments)
+    items = []
+    for i in range(n):
+        department = names[int(rng.integers(len(names)))]
+        noun = departments[department][int(rng.integers(6))]
+        title = (f"{brands[int(rng.integers(len(brands)))]} {adjectives[int(rng.integers(len(adjectives)))]} "
+                 f"{noun} {sizes[int(rng.integers(len(sizes)))]}")
+        items.append({"item_id": f"i{i:06d}", "title": title, "category": f"{department} > {noun.title()}",
+                      "price": round(float(rng.uniform(3, 400)), 2),
+                      "sponsored_bid": round(float(rng.uniform(0.05, 3.0)), 2)})
+    sessions = {f"s{j:03d}": [{"timestamp": 1_700_000_000 + 60 * j + t, "event_type": "view", "session_id": f"s{j:03d}",
+                               "item_id": f"i{int(rng.integers(n)):06d}"} for t in range(5)]
+                for j in range(n_sessions)}
+    return items, sessions
+
+
 # --- report -------------------------------------------------------------------------------
 
 def write_results(results: dict) -> None:
@@ -402,16 +611,53 @@ def write_results(results: dict) -> None:
             each = ", ".join(f"{x:,}" for x in r.get("events_per_s_runs", [r["events_per_s"]]))
             lines.append(f"| {name} | {r['events']:,} | {r['seconds']} | {r['events_per_s']:,} | {each} |")
         lines.append("")
+    if "ads" in results:
+        d = results["ads"]
+        where = d["run"]["machine"] if "machine" in d.get("run", {}) else m
+        lines += ["## Ads ranking (`Engine.rank_ads`, /v1/ads/rank)", "",
+                  f"{d['items']:,} synthetic items (title, category, price), every one with a sponsored_bid; memory:// "
+                  f"store; k={d['k']}. `rank_ads(item_id=...)` (target: the context item's vector) and "
+                  f"`rank_ads(session_id=...)` (target: the recency-weighted vectors of a session's 5 views), cycling "
+                  f"through {d['targets']} items and {d['targets']} sessions after a warm-up: {d['rounds']} rounds of "
+                  f"{d['calls_per_round']} calls per path and code version, the versions taking turns (each in a process "
+                  f"of its own, BLAS/OpenMP at {d.get('threads', 1)} thread(s) and the engine frozen out of the garbage "
+                  "collector's passes, as `shoplm serve` runs a request); p50/p99 over all calls. "
+                  f"Machine of this section: {_machine_line(where)}.", "",
+                  "| code | path | calls | p50 ms | p99 ms | p50 of each round, ms | ads per answer |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in d["rows"].values():
+            each = ", ".join(f"{x:g}" for x in r["p50_rounds_ms"])
+            lines.append(f"| {r['code']} | {r['path']} | {r['calls']:,} | {r['p50_ms']} | {r['p99_ms']} | {each} | "
+                         f"{r['ads_per_answer']} |")
+        lines.append("")
+        for label, info in d["children"].items():
+            lines.append(f"- {label}: shoplm from `{info['shoplm']}` (engine `{info['engine']}`); engine opened in "
+                         f"{info['open_s']} s, first `rank_ads` call after opening {info['first_call_ms']} ms.")
+        if "p50_ratio_before_after" in d:
+            ratio, match = d["p50_ratio_before_after"], d["match"]
+            lines += ["", "p50 before / after: " + ", ".join(f"{path} {x}x" for path, x in ratio.items()) + ".",
+                      "Same answers (item ids and order, scores within 1e-5): " + ", ".join(
+                          f"{path} {'yes' if r['same'] else 'no'} ({r['answers'] - r['differing']}/{r['answers']}, "
+                          f"largest score difference {r['max_score_diff']:.1e})" for path, r in match.items()) + "."]
+        lines.append("")
     runs = [f"{name}: {r['run']['date']}, load average {', '.join(f'{x:.2f}' for x in r['run']['load_average'])}"
+            + (f"; {_machine_line(r['run']['machine'])}" if "machine" in r["run"] else "")
             for name, r in results.items() if isinstance(r, dict) and "run" in r]
     if runs:
         lines += ["## When each section ran", "", *[f"- {line}" for line in runs], ""]
     (OUT / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
 
+MACHINE_KEYS = ("cpu", "cores", "memory_mib", "python", "torch")
+
+
+def _machine_line(m: dict) -> str:
+    return f"{m['cpu']}, {m['cores']} cores, {m['memory_mib']:,} MiB, Python {m['python']}, torch {m['torch']}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,service,ingest", help="comma-separated sections")
+    parser.add_argument("--only", default="encoder,ann,service,ingest,ads", help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
@@ -425,14 +671,28 @@ def main() -> None:
     parser.add_argument("--service-model", type=Path, default=None, help="a `shoplm train recommend` directory")
     parser.add_argument("--service-backend", default="onnx-int8", help="the served encoder: onnx-int8 or torch")
     parser.add_argument("--service-workers", default="1,2", help="comma-separated numbers of worker processes")
+    parser.add_argument("--ads-items", type=int, default=50_000)
+    parser.add_argument("--ads-calls", type=int, default=200, help="timed rank_ads calls per path and code version")
+    parser.add_argument("--ads-rounds", type=int, default=5, help="rounds the calls are split into, the versions alternating")
+    parser.add_argument("--ads-before", type=Path, default=None,
+                        help="a checkout of earlier shoplm code (e.g. a git worktree) to measure too: before/after ratio")
+    parser.add_argument("--ads-threads", type=int, default=1,
+                        help="BLAS/OpenMP threads of the ads children (`shoplm serve` runs requests at serve_threads=1)")
+    parser.add_argument("--ads-child", default=None, help=argparse.SUPPRESS)  # internal: one code version's process
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
+    if args.ads_child:
+        _ads_child(json.loads(args.ads_child))
+        return
     if args.report_only:
         write_results(json.loads((OUT / "results.json").read_text()))
         return
     settings = Settings()
     previous = json.loads((OUT / "results.json").read_text()) if (OUT / "results.json").is_file() else {}
     results = {**previous, "machine": machine()}
+    for section in previous.values():  # sections run before sections carried their machine: the header's then
+        if isinstance(section, dict) and "run" in section and "machine" not in section["run"] and "machine" in previous:
+            section["run"]["machine"] = {k: previous["machine"][k] for k in MACHINE_KEYS}
     sections = set(args.only.split(","))
     runs = {
         "encoder": lambda: bench_encoder(settings, args.encoder_items, args.encoder_queries, args.repeats),
@@ -441,11 +701,13 @@ def main() -> None:
                                          args.service_seconds, args.service_model, args.service_backend,
                                          [int(w) for w in args.service_workers.split(",")], args.service_repeats),
         "ingest": lambda: bench_ingest(settings, args.ingest_events, args.pg_url or None, args.repeats),
+        "ads": lambda: bench_ads(args.ads_items, args.ads_calls, args.ads_rounds, args.ads_before, args.ads_threads),
     }
     for section, run in runs.items():
         if section in sections:
             print(f"{section} ...", flush=True)
-            started = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg()}
+            started = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_average": os.getloadavg(),
+                       "machine": {k: results["machine"][k] for k in MACHINE_KEYS}}
             results[section] = {**run(), "run": started}  # a section re-run alone keeps the others' runs
     write_results(results)
     print((OUT / "RESULTS.md").read_text())

@@ -30,10 +30,6 @@ class Forbidden(HTTPProblem):
     status = 403
 
 
-class PayloadTooLarge(HTTPProblem):
-    status = 413
-
-
 class Unprocessable(HTTPProblem):
     status = 422
 
