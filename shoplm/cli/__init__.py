@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from shoplm.cli import data, jobs, recommend, search, serve
@@ -22,7 +23,12 @@ app.add_typer(eval_app, name="eval")
 
 @app.callback()
 def _root(ctx: typer.Context) -> None:
-    ctx.obj = Settings()
+    try:
+        ctx.obj = Settings()
+    except ValidationError as exc:  # a SHOPLM_* setting out of its range or choices
+        problems = "; ".join(f"SHOPLM_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]error:[/red] {escape(problems)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
 
 
 app.command()(data.ingest)
@@ -51,7 +57,3 @@ def main() -> None:
     except ShopLMError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -66,7 +66,8 @@ class ProgressBars:
 
     def __init__(self, console: Console = err, lines: bool = False, every: float = 10.0):
         self.bars = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                             TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal)
+                             TextColumn("{task.fields[info]}"), console=console, disable=not console.is_terminal,
+                             transient=not lines)
         self.console, self.lines, self.every = console, lines, every
         self.tasks: dict[str, int] = {}
         self.printed: dict[str, float] = {}

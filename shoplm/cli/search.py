@@ -125,7 +125,7 @@ def index_build(
     finally:
         db.close()
     target = out_dir or settings.search_index_dir
-    with ProgressBars() as progress, dir_lock(target):  # a server opening the directory waits
+    with ProgressBars(lines=True) as progress, dir_lock(target):  # a server opening the directory waits
         params = build_indexes(catalog, settings, target, model, progress)
     out.print(f"indexed {params['count']:,} items in {target} ({'HNSW' if params['hnsw'] else 'exact'} vectors + BM25)")
 

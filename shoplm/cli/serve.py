@@ -24,10 +24,6 @@ def serve(
 
     [bold]Example:[/bold] SHOPLM_ADMIN_KEY=secret shoplm serve --store sqlite:///shop.db --port 8000
     """
-    import uvicorn
-
-    from shoplm.api import create_app
-
     settings = settings_of(ctx)
     overrides = {k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v}
     workers = workers or settings.serve_workers
@@ -35,6 +31,10 @@ def serve(
     err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}"
               + (f" with {workers} worker processes" if workers > 1 else ""), highlight=False)
     if workers == 1:
+        import uvicorn
+
+        from shoplm.api.app import create_app
+
         uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
         return
     # Worker processes rebuild their settings from the environment, so hand them the overrides there.

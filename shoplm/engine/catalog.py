@@ -33,7 +33,7 @@ class LiveCatalog:
         self.index = index
         self.version = 0  # bumped by every catalog write; keys derived caches
         self.popularity = np.zeros(0)  # float64[rows], time-decayed, in the index's row order
-        self._sponsored: tuple[tuple[int, int], Sponsored] | None = None
+        self._sponsored: tuple[int, Sponsored] | None = None
 
     # --- rows ----------------------------------------------------------------------------
     @property
@@ -79,17 +79,21 @@ class LiveCatalog:
 
     def take(self, items: Sequence[Item]) -> None:
         self.items.update((item.item_id, item) for item in items)
-        self.version += 1
+        self.changed()
 
     def drop(self, item_ids: Sequence[str]) -> None:
         for item_id in item_ids:
             self.items.pop(item_id, None)
+        self.changed()
+
+    def changed(self) -> None:
+        """Void the derived caches. Called when the items change and again once the index
+        holds the change: reads take no lock, so a cache built in between is rebuilt."""
         self.version += 1
 
     def sponsored(self) -> Sponsored:
-        """The sponsored items as arrays, rebuilt only after the catalog or its rows changed
-        (an upsert bumps the version before the index appends the new rows: both key the cache)."""
-        key = (self.version, self.n_rows if self.index is not None else 0)
+        """The sponsored items as arrays, rebuilt only after the catalog changed."""
+        key = self.version
         cached = self._sponsored
         if cached is None or cached[0] != key:
             ads = sorted((item.item_id, item.sponsored_bid) for item in self.items.values() if item.sponsored_bid)

@@ -152,6 +152,7 @@ class Engine:
             ids = [item.item_id for item in items]
             kept = [(i, self.popularity[r]) for i, r in zip(ids, self.catalog.rows(ids)) if r >= 0]
             self.search_pipeline.add(items)
+            self.catalog.changed()  # again, now that the index holds them: caches built meanwhile are void
             self._sync_rows()
             for item_id, value in kept:
                 self.popularity[self.catalog.row(item_id)] = value
@@ -167,6 +168,7 @@ class Engine:
         self.catalog.drop(item_ids)
         if self.search_pipeline is not None:
             self.search_pipeline.remove(list(item_ids))
+            self.catalog.changed()
 
     # --- behaviour -----------------------------------------------------------------------
     def add_events(self, events: Sequence[Event]) -> int:

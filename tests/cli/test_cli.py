@@ -75,3 +75,9 @@ def test_errors_are_one_line_without_traceback(tmp_path):
                              "--store", "memory://"], capture_output=True, text=True)
     assert result.returncode == 1
     assert "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_bad_setting_is_one_error_line_naming_it():
+    result = runner.invoke(app, ["data", "stats", "--store", "memory://"], env={"SHOPLM_HYBRID_METHOD": "RRF"})
+    assert result.exit_code == 1
+    assert "SHOPLM_HYBRID_METHOD" in result.stderr and "'weighted' or 'rrf'" in result.stderr
