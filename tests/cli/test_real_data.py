@@ -58,3 +58,18 @@ def test_diginetica_without_catalog_is_rejected_as_unknown_items(data_dir, tmp_p
     result = ingest(open_store("memory://"), events=report.files["events"])
     assert result.files[0].rejected == 12_391
     assert all("unknown item" in str(r) for r in result.files[0].rejections[:5])
+
+
+def test_rees46(data_dir, tmp_path):
+    """The sample's 17,434 complete rows (its last, cut-off row counted as truncated) all ingest;
+    the store keeps one of each exact duplicate (same time, actor, type and item)."""
+    report = convert("rees46", data_dir / "rees46-sample", tmp_path / "rees")
+    assert {k: report.counts[k] for k in ("rows", "truncated", "skipped", "events", "items")} == {
+        "rows": 17_434, "truncated": 1, "skipped": 0, "events": 17_434, "items": 6_493}
+    store = open_store(f"sqlite:///{tmp_path / 'rees.db'}")
+    result = ingest(store, items=report.files["items"], events=report.files["events"])
+    assert [(f.kind, f.accepted, f.rejected) for f in result.files] == [("items", 6_493, 0), ("events", 17_434, 0)]
+    stats = dataset_stats(store.events_frame(), store.item_ids(), store.counts())
+    assert stats["events"] + result.files[1].duplicates == 17_434
+    assert (stats["users"], stats["sessions"]) == (4_504, 5_066)
+    store.close()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from shoplm.errors import SourceFileMissing, UnknownConverter, UnsupportedFileType
-from shoplm.data.convert import amazon_recbole, diginetica, homedepot
+from shoplm.data.convert import amazon_recbole, diginetica, homedepot, rees46
 from shoplm.data.convert.base import ConvertReport
 from shoplm.data.writers import WRITERS
 
@@ -23,6 +23,7 @@ CONVERTERS: dict[str, Callable[[Path, Path, str], ConvertReport]] = {
     "amazon-recbole": amazon_recbole.convert,
     "homedepot": homedepot.convert,
     "diginetica": diginetica.convert,
+    "rees46": rees46.convert,
 }
 
 FILE_FORMATS = tuple(suffix.lstrip(".") for suffix in WRITERS)
