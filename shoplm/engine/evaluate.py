@@ -98,7 +98,8 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
                                  progress: Progress = quiet) -> dict[str, Any]:
     catalog = read_catalog(items_path, events_path)
     item_ids = catalog.item_ids
-    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights))
+    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights,
+                                           settings.recommend_sequences_by))
     progress("encode the catalog", 0, None)
     encoder = Encoder.from_settings(settings)
     texts = item_texts(catalog.items, settings.item_text_template)

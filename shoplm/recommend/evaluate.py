@@ -50,7 +50,8 @@ def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float 
     """(item_ids, split, cold mask bool[n], item text vectors float32[n, dim]) for the files."""
     catalog = read_catalog(items, events)
     item_ids = catalog.item_ids
-    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights))
+    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights,
+                                           settings.recommend_sequences_by))
     cold = cold_items(len(item_ids), cold_fraction, settings.cold_items_seed)
     if cold.any():
         split = apply_cold_items(split, cold)

@@ -18,7 +18,7 @@ import hashlib
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Literal, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -110,16 +110,22 @@ def read_catalog(items_path: Path, events_path: Path) -> Catalog:
     return Catalog(items, events)
 
 
-def build_sequences(events: Sequence[Event], item_ids: Sequence[str], weights: Mapping[str, float]) -> Sequences:
-    """Per actor (user_id, else "session:<id>"), its item events oldest first; equal
-    timestamps keep input order. Event types absent from `weights` or weighing 0 are skipped."""
+def build_sequences(events: Sequence[Event], item_ids: Sequence[str], weights: Mapping[str, float],
+                    by: Literal["user", "session"] = "user") -> Sequences:
+    """Per actor, its item events oldest first; equal timestamps keep input order. The actor
+    is the user_id, else "session:<id>"; with `by="session"` the session_id, else
+    "user:<id>" (one sequence per visit, for logs of short sessions). Event types absent
+    from `weights` or weighing 0 are skipped."""
     index = {item_id: i for i, item_id in enumerate(item_ids)}
     rows: dict[str, list[tuple[float, int, int, float]]] = {}
     for order, event in enumerate(events):
         weight = float(weights.get(event.event_type, 0.0))
         if event.item_id is None or weight <= 0:
             continue
-        actor = event.user_id if event.user_id is not None else f"session:{event.session_id}"
+        if by == "session":
+            actor = event.session_id if event.session_id is not None else f"user:{event.user_id}"
+        else:
+            actor = event.user_id if event.user_id is not None else f"session:{event.session_id}"
         rows.setdefault(actor, []).append((event.timestamp, order, index[event.item_id], weight))
     actors, items, ws, times = [], [], [], []
     for actor, events_of in rows.items():

@@ -29,6 +29,16 @@ def test_sequences_by_time_with_ties_in_input_order_and_weights():
     assert [ITEMS[i] for i in seqs.items[1]] == ["e"]
 
 
+def test_sequences_by_session_are_one_per_visit():
+    """A user's two visits are two sequences; an event without a session groups by its user."""
+    events = [ev(1, "a", session="s1"), ev(2, "b", session="s1"), ev(9, "c", session="s2"), ev(10, "d"),
+              ev(11, "e", user=None, session="s3")]
+    seqs = build_sequences(events, ITEMS, WEIGHTS, by="session")
+    assert seqs.actors == ["s1", "s2", "user:u", "s3"]
+    assert [[ITEMS[i] for i in items] for items in seqs.items] == [["a", "b"], ["c"], ["d"], ["e"]]
+    assert build_sequences(events, ITEMS, WEIGHTS).actors == ["u", "session:s3"]  # by user, the default
+
+
 def test_event_weight_table_is_configurable():
     events = [ev(1, "a", kind="view"), ev(2, "b", kind="purchase")]
     seqs = build_sequences(events, ITEMS, {"purchase": 1.0})  # views switched off
