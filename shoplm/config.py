@@ -188,6 +188,28 @@ class Settings(BaseSettings):
     )
     rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum 1/(k + rank) (Cormack et al., 2009).")
     hybrid_depth: int = Field(100, ge=1, description="Candidates taken from each system before fusion.")
+
+    # --- search: result pages (facets, filters, sorting, pages) ---
+    search_facets: list[str] = Field(
+        default_factory=lambda: ["category", "brand", "price", "available"],
+        description="Fields a search may ask facet counts of (`facets=`): category (the path tree, also "
+        "category.lvl0..lvl7), brand, price (range buckets), available, or any item attribute.")
+    search_filters: list[str] = Field(
+        default_factory=lambda: ["category", "brand", "price", "available", "group_id"],
+        description="Fields a search may filter on (`filter=FIELD:VALUE`, or `FIELD=VALUE`) besides the facets; "
+        "any item attribute may be added (colour, size, created_at, ...).")
+    search_numeric_attributes: list[str] = Field(
+        default_factory=list, description="Item attributes read as numbers (range filters LOW..HIGH, range buckets), "
+        "besides price and created_at.")
+    search_price_buckets: list[float] = Field(
+        default_factory=lambda: [10, 25, 50, 100, 250, 500, 1000],
+        description="Edges of the price facet's buckets (..10, 10..25, ..., 1000..), in the catalog's currency.")
+    search_facet_values: int = Field(10, ge=1, le=1_000, description="Values per facet (per level of the category tree).")
+    search_dense_floor: float = Field(
+        0.45, ge=-1, le=1, description="A query's result set: every item with a BM25 match, plus every item whose text "
+        "vector has at least this cosine to the query's. Sets `total` and what pages and facets cover; the ranking of "
+        "the first hybrid_depth results is the fused one either way (docs/search.md: how it was chosen).")
+    search_max_window: int = Field(10_000, ge=100, description="offset + limit a search may ask for (deeper pages get 422).")
     search_rerank: bool = Field(
         True, description="Order search candidates with the re-ranker a fine-tuned model directory carries "
         "(`shoplm train search` trains it); False = weighted/RRF fusion only.")

@@ -10,6 +10,8 @@ from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import Field
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 
@@ -17,12 +19,15 @@ from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
 from shoplm.api.problems import Unprocessable, error_response
 from shoplm.api.schemas import (
     PRINTABLE, Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
-    ProfilePublic, Reloaded, ReloadRequest, WriteResult,
+    PageHit, ProfilePublic, Reloaded, ReloadRequest, SearchPage, WriteResult,
 )
 from shoplm.engine.engine import Engine, Rec
+from shoplm.engine.listing import Page, PageRequest, Sort
+from shoplm.search.facets import FilterError, parse_filters
+from shoplm.search.highlight import highlight
 from shoplm.errors import InvalidRecords, NotFound
 from shoplm.search.index import ItemFilter
-from shoplm.data.records import Event, Item, parse_event, parse_item
+from shoplm.data.records import DISPLAY_FIELDS, Event, Item, parse_event, parse_item
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (401, 403, 404, 413, 422, 429, 503)
@@ -35,7 +40,7 @@ def _to_items(payloads: list[dict[str, Any]], kind: str = "items") -> list[Item]
     parsed, problems = [], {}
     for index, payload in enumerate(payloads):
         attributes = payload.pop("attributes", None) or {}
-        result = parse_item({**attributes, **payload})
+        result = parse_item({**attributes, **{k: v for k, v in payload.items() if v is not None}})
         if isinstance(result, list):
             problems[index] = result
         else:
@@ -63,9 +68,11 @@ def _to_events(batch: EventBatch) -> list[Event]:
 
 
 def _public(item: Item) -> ItemPublic:
+    display = {name: item.attributes[name] for name in DISPLAY_FIELDS if name in item.attributes}
     return ItemPublic(item_id=item.item_id, title=item.title, description=item.description,
                       category=item.category, brand=item.brand, price=item.price, available=item.available,
-                      sponsored_bid=item.sponsored_bid, attributes=item.attributes)
+                      sponsored_bid=item.sponsored_bid, **display,
+                      attributes={k: v for k, v in item.attributes.items() if k not in DISPLAY_FIELDS})
 
 
 def _filter(category: str | None, min_price: float | None, max_price: float | None,
@@ -111,14 +118,88 @@ K = Annotated[int, Query(ge=1, le=100)]
 Price = Annotated[float | None, Query(ge=0, allow_inf_nan=False)]
 
 
-@router.get("/search", dependencies=[ReadAccess], response_model=HitList, tags=["search"])
-async def search(request: Request, engine: EngineDep, q: Annotated[str, Query(min_length=1, max_length=1_000, pattern=PRINTABLE)], user_id: Text = None,
-           session_id: Text = None, category: Text = None, min_price: Price = None, max_price: Price = None,
-           available_only: bool = False, k: K = 10) -> Response:
-    """Hybrid (BM25 + language-model) search, personalised by the visitor's history when given."""
-    flt = _filter(category, min_price, max_price, available_only)
-    return await _compute(request, lambda: _hits(engine, engine.search(q, user_id=user_id, session_id=session_id,
-                                                                       filter=flt, k=k)), short=False)
+SEARCH_PARAMS = {"q", "user_id", "session_id", "category", "min_price", "max_price", "available_only", "k", "limit",
+                 "offset", "sort", "facets", "filter", "attributes", "group"}
+
+
+@router.get("/search", dependencies=[ReadAccess], response_model=SearchPage, tags=["search"])
+async def search(request: Request, engine: EngineDep,
+                 q: Annotated[str, Query(max_length=1_000, pattern=PRINTABLE,
+                                         description="The query; empty = a browse page (filters and facets only).")] = "",
+                 user_id: Text = None, session_id: Text = None, category: Text = None, min_price: Price = None,
+                 max_price: Price = None, available_only: bool = False,
+                 k: Annotated[int | None, Query(ge=1, le=100, description="Alias of limit.")] = None,
+                 limit: Annotated[int | None, Query(ge=1, le=100, description="Hits per page (default 10).")] = None,
+                 offset: Annotated[int, Query(ge=0, description="Hits to skip; offset + limit <= search_max_window.")] = 0,
+                 sort: Annotated[Sort, Query(description="relevance (default), price_asc, price_desc, newest, popular; "
+                                             "relevance breaks ties.")] = "relevance",
+                 facets: Annotated[str | None, Query(max_length=1_000, pattern=PRINTABLE, description="Comma-separated "
+                                                     "facets to count, e.g. brand,category,price.")] = None,
+                 filter: Annotated[list[Annotated[str, Field(max_length=1_000, pattern=PRINTABLE)]], Query(
+                     max_length=50, description="FIELD:VALUE, "
+                                                    "FIELD:A|B, FIELD:LOW..HIGH, -FIELD:VALUE; repeat to AND "
+                                                    "(docs/service.md).")] = [],  # noqa: B006 - FastAPI reads it
+                 attributes: Annotated[str | None, Query(max_length=1_000, pattern=PRINTABLE, description="Comma-separated "
+                                                         "item attributes each hit carries.")] = None,
+                 group: Annotated[bool, Query(description="One hit per group_id (its best-ranked variant).")] = True,
+                 ) -> Response:
+    """A results page: hybrid (BM25 + language-model) search personalised by the visitor's
+    history, over the query's whole result set, with its total, facets, filters, sort order and
+    page; `q` empty browses the catalog by personalised popularity. Misspelled words are
+    corrected from the catalog's own words (`corrected_query`)."""
+    size = limit or k or 10
+    window = request.app.state.settings.search_max_window
+    if offset + size > window:
+        raise _invalid("offset", f"offset + limit is {offset + size}; at most {window} (search_max_window): "
+                                 "narrow the query or the filters instead of paging deeper")
+    schema = engine.schema
+    texts = list(filter)
+    for name in request.query_params:
+        if name in SEARCH_PARAMS or name.startswith("_"):
+            continue
+        if name not in schema.filterable:
+            raise _invalid(name, f"unknown parameter {name!r}; filterable fields: {', '.join(schema.filterable)}; "
+                                 f"other parameters: {', '.join(sorted(SEARCH_PARAMS))}")
+        texts.append(f"{name}:" + "|".join(request.query_params.getlist(name)))
+    try:
+        clauses = tuple(parse_filters(texts, schema))
+        wanted = tuple(schema.check_facets([f.strip() for f in (facets or "").split(",") if f.strip()]))
+    except FilterError as error:
+        raise _invalid(error.field, str(error)) from None
+    page_request = PageRequest(q.strip(), user_id, session_id, clauses, _filter(category, min_price, max_price,
+                                                                                 available_only),
+                               wanted, sort, offset, size, group)
+    shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
+
+    def work() -> Response:
+        page = engine.search_page(page_request)
+        return Response(_search_page(engine, page, page_request, shown).model_dump_json(), media_type="application/json")
+
+    return await _compute(request, work, short=not q.strip())
+
+
+def _invalid(field: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"loc": ("query", field), "msg": message, "type": "value_error"}])
+
+
+def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[str]) -> SearchPage:
+    lexical = engine.search_pipeline.lexical
+    searched = page.corrected_query or request.query
+    terms = set(lexical.tokenize([searched])[0]) if searched else set()
+    hits = []
+    for position, rec in enumerate(page.hits, start=request.offset):
+        item = engine.items.get(rec.item_id)
+        if item is None:  # deleted between ranking and answering
+            continue
+        hits.append(PageHit(
+            item_id=item.item_id, title=item.title, category=item.category, brand=item.brand, price=item.price,
+            score=rec.score, reason=rec.reason, position=position, image_url=item.image_url, url=item.url,
+            highlight=highlight(item.title, terms, lexical.stem_word),
+            attributes={a: item.attributes[a] for a in shown if a in item.attributes},
+            variants=page.variants.get(item.item_id)))
+    return SearchPage(items=hits, total=page.total, total_exact=page.total_exact, offset=request.offset,
+                      limit=request.limit, facets=page.facets, query=request.query,
+                      corrected_query=page.corrected_query)
 
 
 @router.get("/recommend", dependencies=[ReadAccess], response_model=HitList, tags=["recommend"])

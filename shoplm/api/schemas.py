@@ -30,6 +30,12 @@ class ItemBase(BaseModel):
     price: float | None = Field(None, ge=0)
     available: bool = True
     sponsored_bid: float | None = Field(None, ge=0)
+    image_url: str | None = Field(None, examples=["https://shop.example/img/drill-1.jpg"])
+    url: str | None = Field(None, examples=["/p/drill-1"], description="The product page: an http(s) URL or a path.")
+    created_at: float | str | None = Field(None, description="When the shop first offered it: ISO-8601 or Unix "
+                                           "seconds (sort=newest).")
+    group_id: str | None = Field(None, max_length=256, description="Variants of one product share it; search "
+                                 "shows one hit per group.")
     attributes: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -121,6 +127,38 @@ class Hit(BaseModel):
 
 
 class HitList(BaseModel):
+    items: list[Hit]
+
+
+class PageHit(Hit):
+    position: int = Field(description="0-based rank in the whole result list (offset included).")
+    image_url: str | None = None
+    url: str | None = None
+    highlight: str = Field(description="The title, HTML-escaped, with the matched query words in <mark>.")
+    attributes: dict[str, Any] = Field(default_factory=dict, description="The attributes asked for with `attributes=`.")
+    variants: int | None = Field(None, description="Items of this hit's group_id in the result set (when several).")
+
+
+class SearchPage(BaseModel):
+    items: list[PageHit]
+    total: int = Field(description="Items (groups, when grouping) in the whole result set.")
+    total_exact: bool = Field(description="Whether `total` is exact (always, today) or a lower bound.")
+    offset: int
+    limit: int
+    facets: dict[str, dict[str, int]] = Field(default_factory=dict, description="facet -> value -> count, over "
+                                              "the whole result set, each without its own field's filters.")
+    query: str
+    corrected_query: str | None = Field(None, description="The spelling searched instead of `query`, when one was.")
+    list_id: str | None = None
+
+
+class Suggestion(BaseModel):
+    text: str
+    score: float
+
+
+class SuggestList(BaseModel):
+    suggestions: list[Suggestion]
     items: list[Hit]
 
 

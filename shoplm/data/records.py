@@ -24,6 +24,11 @@ EVENT_FIELDS: tuple[str, ...] = (
     "timestamp", "user_id", "session_id", "event_type", "item_id", "query", "position", "value",
 )
 JUDGMENT_FIELDS: tuple[str, ...] = ("query", "item_id", "relevance")
+# Optional catalog fields a results page shows or groups by. They live in `Item.attributes`
+# (the stores keep attributes as one JSON object, so no schema changes) but are checked as
+# fields: a bad URL or date is refused like a bad price, not kept as text.
+DISPLAY_FIELDS: tuple[str, ...] = ("image_url", "url", "created_at", "group_id")
+MAX_URL_CHARS = 2_048
 CATEGORY_SEPARATOR = " > "
 
 MAX_ID_CHARS = 256  # ids are keys in indexes, URLs and logs; longer ones are almost surely bad input
@@ -57,6 +62,24 @@ class Item:
     available: bool = True
     sponsored_bid: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_url(self) -> str | None:
+        return self.attributes.get("image_url")
+
+    @property
+    def url(self) -> str | None:
+        return self.attributes.get("url")
+
+    @property
+    def created_at(self) -> float | None:
+        """Unix seconds (UTC) the shop first offered the item, when the catalog says."""
+        return self.attributes.get("created_at")
+
+    @property
+    def group_id(self) -> str | None:
+        """Variants (sizes, colours) of one product share a group_id; search shows one per group."""
+        return self.attributes.get("group_id")
 
     @property
     def category_path(self) -> list[str]:
@@ -116,6 +139,7 @@ _BAD_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff]")
 
 
 _LINE_BREAK = re.compile("[\n\r]")
+_URL = re.compile(r"^(https?://[^/?#]+|/(?!/))", re.IGNORECASE)  # "//host" would leave the shop's site
 _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")  # "." or ".." as a whole path segment
 
 
@@ -211,11 +235,20 @@ class _Checker:
         self.fail(name, "a boolean (true/false, 1/0, yes/no)")
         return default
 
-    def timestamp(self, name: str) -> float | None:
+    def url(self, name: str) -> str | None:
+        """An absolute http(s) URL or a path on the shop's own site ("/p/drill-1")."""
+        value = self.text(name, required=False, limit=MAX_URL_CHARS)
+        if value is not None and not (_URL.match(value) and not any(ch.isspace() for ch in value)):
+            self.fail(name, f"an http(s):// URL or a /path, without spaces, at most {MAX_URL_CHARS} characters")
+            return None
+        return value
+
+    def timestamp(self, name: str, *, required: bool = True) -> float | None:
         value = self.raw.get(name)
         expected = "ISO-8601 (2024-05-01T12:00:00Z) or Unix seconds between 1970 and 2200"
         if _blank(value):
-            self.fail(name, expected)
+            if required:
+                self.fail(name, expected)
             return None
         seconds = _parse_timestamp(value)
         if seconds is None or not (0.0 <= seconds < MAX_TIMESTAMP):
@@ -260,9 +293,11 @@ def parse_item(raw: Mapping[str, Any]) -> Item | list[FieldProblem]:
         available=c.boolean("available", default=True),
         sponsored_bid=c.number("sponsored_bid", minimum=0),
     )
-    attributes = {}
+    display = dict(image_url=c.url("image_url"), url=c.url("url"),
+                   created_at=c.timestamp("created_at", required=False), group_id=c.ident("group_id", required=False))
+    attributes = {name: value for name, value in display.items() if value is not None}
     for name, value in raw.items():
-        if name in ITEM_FIELDS or _blank(value):
+        if name in ITEM_FIELDS or name in DISPLAY_FIELDS or _blank(value):
             continue
         if not isinstance(name, str) or not name.strip() or _bad_chars(name):
             c.problems.append(FieldProblem(str(name), value, "a column name of printable text"))

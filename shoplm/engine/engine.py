@@ -28,13 +28,16 @@ from shoplm.config import Settings
 from shoplm.errors import InvalidRecords, NotFound
 from shoplm.engine.ads import Ad, rank_ads
 from shoplm.engine.catalog import LiveCatalog
-from shoplm.engine.pick import pick, pick_from, reasons
+from shoplm.engine.listing import Page, PageRequest, search_page
+from shoplm.engine.pick import Rec, pick, pick_from, reasons
 from shoplm.engine.scoring import UserModelScorer, text_scores
 from shoplm.recommend.blend import Blend, popularity_prior, zscore
 from shoplm.recommend.sequences import recency_weights
 from shoplm.engine.profile import Profile, build_profile, nearest_categories
 from shoplm.data.records import Event, FieldProblem, Item
+from shoplm.search.facets import FacetColumns, Schema
 from shoplm.search.index import ItemFilter
+from shoplm.search.spelling import Speller
 from shoplm.search.pipeline import SearchPipeline, ensure_indexes
 from shoplm.store.base import Store
 
@@ -42,12 +45,6 @@ from shoplm.store.base import Store
 log = logging.getLogger(__name__)
 
 UNKNOWN_ITEM = "an item_id in the catalog (unknown item: create it with POST /v1/items first)"
-
-
-class Rec(NamedTuple):
-    item_id: str
-    score: float
-    reason: str
 
 
 class ModelState(NamedTuple):
@@ -68,6 +65,9 @@ class Engine:
         self.peers: list[Callable[[dict[str, Any]], None]] = []  # told of every committed write
         self._categories: tuple | None = None  # (catalog version, names, vectors)
         self.search_pipeline = search
+        self.schema = Schema.from_settings(settings)
+        self._columns = FacetColumns(self.schema)
+        self._speller = Speller(search.lexical) if search is not None else None
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
         if search is not None:
             self._sync_rows()
@@ -226,14 +226,16 @@ class Engine:
 
     # --- answers ---------------------------------------------------------------------------
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
-               filter: ItemFilter | None = None, k: int = 10) -> list[Rec]:
+               filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None) -> list[Rec]:
         """Hybrid retrieval, re-ranked by the actor's behaviour so far: P(y | x, z). With no
-        history it is exactly the query-only ranking."""
+        history it is exactly the query-only ranking. `keep` (bool[rows]) narrows it further."""
         self._require_search()
         # An unavailable item is never returned, whatever the caller's filter says.
         filter = replace(filter, available_only=True) if filter is not None else ItemFilter(available_only=True)
         depth = max(k, self.settings.hybrid_depth)
-        hits = self.search_pipeline.search([query], depth, filter)
+        if keep is not None and len(keep) < self.catalog.n_rows:  # rows indexed since the caller's mask: not in it
+            keep = np.concatenate([keep, np.zeros(self.catalog.n_rows - len(keep), dtype=bool)])
+        hits = self.search_pipeline.search([query], depth, filter, keep=keep)
         ids = [i for i in hits.ids[0] if i]
         if not ids:
             return []
@@ -248,6 +250,39 @@ class Engine:
         reason = "matches your query and your history" if history and weight > 0 else "matches your query"
         return [Rec(ids[i], float(scores[i]), reason) for i in order]
 
+    def search_page(self, request: PageRequest) -> Page:
+        """A results page: total, facets, sort and pages over a query's whole result set, or a
+        browse page without a query (shoplm/engine/listing.py defines each)."""
+        self._require_search()
+        return search_page(self, request)
+
+    def facet_columns(self) -> FacetColumns:
+        """The catalog's facet and filter fields as columns over the rows, appended to as rows are added."""
+        columns = self._columns
+        if columns.n_rows < self.catalog.n_rows:
+            with self._lock:
+                columns = self._columns = self._columns.extended(self.catalog.index.ids, self.items)
+        return columns
+
+    def speller(self) -> Speller:
+        return self._speller
+
+    def browse_scores(self, user_id: str | None, session_id: str | None) -> np.ndarray:
+        """float64[rows]: a browse page's order for the actor: `recommend`'s scores (their
+        history through the model, with the popularity prior) or plain popularity."""
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        return self._scores(history)
+
+    def reasons_for(self, rows: Sequence[int], user_id: str | None, session_id: str | None) -> list[str]:
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        return reasons([int(r) for r in rows], history, self.catalog)
+
+    def _scores(self, history: Sequence[tuple[str, float]]) -> np.ndarray:
+        prior = zscore(popularity_prior(self.popularity), self.catalog.alive())
+        if not history:
+            return prior
+        return self.behaviour_scores(history) + self.model.blend.popularity.get(history_bucket(len(history)), 0.0) * prior
+
     def recommend(self, user_id: str | None = None, session_id: str | None = None, item_id: str | None = None,
                   filter: ItemFilter | None = None, k: int = 10, exclude_seen: bool = False) -> list[Rec]:
         """Next items for the actor, optionally in the context of an item page or a category
@@ -260,12 +295,7 @@ class Engine:
         if item_id is not None:
             self.get_item(item_id)
             history = history + [(item_id, 1.0)]
-        bucket = history_bucket(len(history))
-        prior = zscore(popularity_prior(self.popularity), self.catalog.alive())
-        if history:
-            scores = self.behaviour_scores(history) + self.model.blend.popularity.get(bucket, 0.0) * prior
-        else:
-            scores = prior
+        scores = self._scores(history)
         mask = self.catalog.servable() & np.isfinite(scores)
         if filter is not None:
             index = self.catalog.index

@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 from shoplm.data.records import Item
 from shoplm.engine.catalog import LiveCatalog
+
+
+class Rec(NamedTuple):
+    """One item of an answer: its id, its score and why it is shown."""
+
+    item_id: str
+    score: float
+    reason: str
 
 
 def pick(scores: np.ndarray, mask: np.ndarray, k: int, limit: int | None,

@@ -58,6 +58,10 @@ class LexicalIndex:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def stem_word(self, word: str) -> str:
+        """One lower-cased word as a BM25 term (stop words come back as themselves)."""
+        return self._stemmer.stemWord(word) if self._stemmer is not None else word
+
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
         return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False,
                               show_progress=False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -33,6 +33,15 @@ from shoplm.search.rerank import Reranker, candidate_features, load_reranker
 from shoplm.data.text import item_texts
 
 VERSION = 1
+QUERY_MEMO = 256
+
+
+class Matches(NamedTuple):
+    """A query's result set (`SearchPipeline.matches`), over the vector index's rows."""
+
+    mask: np.ndarray  # bool[rows]
+    bm25: np.ndarray  # float32[rows], 0 = no term matches
+    cosine: np.ndarray  # float32[rows]
 
 
 def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
@@ -102,6 +111,7 @@ class SearchPipeline:
         self._positions_key, self._positions = None, {}
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
         self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
+        self._query_memo: dict[str, np.ndarray] = {}
 
     @classmethod
     def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
@@ -142,8 +152,32 @@ class SearchPipeline:
         self.vectors.remove(item_ids)
         self.lexical.remove(item_ids)
 
-    def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None) -> Hits:
-        """Fused top-k per query; with a filter every result matches it, and k come back whenever k match."""
+    def query_vector(self, text: str) -> np.ndarray:
+        """float32[dim]: the query's vector, remembered for the last `QUERY_MEMO` queries (a
+        results page asks for it again for its facets, the next page again for its ranking)."""
+        vector = self._query_memo.get(text)
+        if vector is None:
+            if len(self._query_memo) >= QUERY_MEMO:
+                self._query_memo.pop(next(iter(self._query_memo)), None)
+            vector = self._query_memo[text] = self.encoder.encode_query(text)
+        return vector
+
+    def matches(self, query: str, floor: float, tokens: Sequence[str] | None = None) -> "Matches":
+        """The query's result set over the vector index's rows: items with a BM25 match (of
+        `tokens` when given, a corrected spelling) or a text vector at cosine >= `floor`."""
+        cosine = self.vectors.vectors @ self.query_vector(query)  # (rows,)
+        bm25 = np.zeros(len(cosine), dtype=np.float32)
+        if len(self.lexical):
+            scores = self.lexical.token_scores(self.lexical.tokenize([query])[0] if tokens is None else tokens)
+            rows = self._lexical_rows()
+            found = rows >= 0
+            bm25[rows[found]] = scores[found]
+        return Matches((bm25 > 0) | (cosine >= floor), bm25, cosine)
+
+    def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None,
+               keep: np.ndarray | None = None) -> Hits:
+        """Fused top-k per query; with a filter (and/or `keep`, bool[rows] of the vector index)
+        every result passes it, and k come back whenever k do."""
         depth = max(k, self.settings.hybrid_depth)
         query_tokens = None
         if self.ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
@@ -151,9 +185,10 @@ class SearchPipeline:
             q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
             query_tokens = [tokens[0] for _, tokens in encoded]
         else:
-            q = np.stack([self.encoder.encode_query(text) for text in queries])  # (n, dim)
-        keep = self.vectors.allowed(filter)  # (rows,)
-        if filter is None or np.array_equal(keep, self.vectors.alive):
+            q = np.stack([self.query_vector(text) for text in queries])  # (n, dim)
+        allowed = self.vectors.allowed(filter)  # (rows,)
+        keep = allowed if keep is None else allowed & keep
+        if (filter is None and keep is allowed) or np.array_equal(keep, self.vectors.alive):
             # no filter, or one that leaves out no live item (say, available_only when all are)
             dense, mask = self.vectors.search(q, depth), None
         else:

@@ -51,13 +51,22 @@ def test_search_finds_by_meaning_and_words(shop):
 
 
 def test_search_filters(shop):
-    found = ids(shop.get("/v1/search", params={"q": "saw", "category": "Tools > Power Tools", "max_price": 140, "k": 5},
+    found = ids(shop.get("/v1/search", params={"q": "drill", "category": "Tools > Power Tools", "max_price": 140, "k": 5},
                          headers=R))
-    assert found == ["drill-2", "drill-1"] or set(found) == {"drill-1", "drill-2"}
+    assert set(found) == {"drill-1", "drill-2"}  # bits-1 is an accessory, saw-2 costs 149
+
+
+def test_a_filter_never_pads_the_page_with_items_that_do_not_match_the_query(shop):
+    """The result set is the query's matches: the saws under 140 in Power Tools are none, and the
+    drills that pass the filters are not shown for "saw" just to fill the page."""
+    page = shop.get("/v1/search", params={"q": "saw", "category": "Tools > Power Tools", "max_price": 140, "k": 5},
+                    headers=R).json()
+    assert page["items"] == [] and page["total"] == 0
 
 
 def test_search_validation(shop):
-    assert shop.get("/v1/search", headers=R).status_code == 422
+    browse = shop.get("/v1/search", headers=R).json()  # no query: a browse page of the whole catalog
+    assert browse["total"] == len(CATALOG) and len(browse["items"]) == 10 or len(browse["items"]) == len(CATALOG)
     assert shop.get("/v1/search", params={"q": "x", "k": 0}, headers=R).status_code == 422
     assert shop.get("/v1/search", params={"q": "x", "min_price": -1}, headers=R).status_code == 422
 
