@@ -209,6 +209,10 @@ class Settings(BaseSettings):
         0.45, ge=-1, le=1, description="A query's result set: every item with a BM25 match, plus every item whose text "
         "vector has at least this cosine to the query's. Sets `total` and what pages and facets cover; the ranking of "
         "the first hybrid_depth results is the fused one either way (docs/search.md: how it was chosen).")
+    suggest_refresh_s: float = Field(300.0, gt=0, description="Query suggestions are rebuilt (in the background) "
+                                     "this long after the last build, or once the catalog changed.")
+    suggest_personal_boost: float = Field(1.5, ge=1, description="Suggestions naming a brand or category of the "
+                                          "visitor's history score this many times more.")
     search_max_window: int = Field(10_000, ge=100, description="offset + limit a search may ask for (deeper pages get 422).")
     search_rerank: bool = Field(
         True, description="Order search candidates with the re-ranker a fine-tuned model directory carries "

@@ -19,7 +19,7 @@ from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
 from shoplm.api.problems import Unprocessable, error_response
 from shoplm.api.schemas import (
     PRINTABLE, Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
-    PageHit, ProfilePublic, Reloaded, ReloadRequest, SearchPage, WriteResult,
+    PageHit, ProfilePublic, Reloaded, ReloadRequest, SearchPage, Suggestion, SuggestList, WriteResult,
 )
 from shoplm.engine.engine import Engine, Rec
 from shoplm.engine.listing import Page, PageRequest, Sort
@@ -176,6 +176,23 @@ async def search(request: Request, engine: EngineDep,
         return Response(_search_page(engine, page, page_request, shown).model_dump_json(), media_type="application/json")
 
     return await _compute(request, work, short=not q.strip())
+
+
+@router.get("/suggest", dependencies=[ReadAccess], response_model=SuggestList, tags=["search"])
+async def suggest(request: Request, engine: EngineDep,
+                  q: Annotated[str, Query(max_length=256, pattern=PRINTABLE, description="What was typed so far.")] = "",
+                  k: Annotated[int, Query(ge=1, le=20)] = 5,
+                  items: Annotated[int, Query(ge=0, le=10, description="Product matches of the best suggestion.")] = 3,
+                  user_id: Text = None, session_id: Text = None) -> Response:
+    """Autocomplete: the shop's clicked queries and catalog phrases that start with (or have a
+    word starting with) `q`, the visitor's brands and categories first, and top products."""
+    def work() -> Response:
+        suggestions, recs = engine.suggest(q, k, user_id=user_id, session_id=session_id, items=items)
+        body = SuggestList(suggestions=[Suggestion(text=s.text, score=s.score) for s in suggestions],
+                           items=_hit_list(engine, recs).items)
+        return Response(body.model_dump_json(), media_type="application/json")
+
+    return await _compute(request, work)
 
 
 def _invalid(field: str, message: str) -> RequestValidationError:

@@ -1,7 +1,7 @@
 """The `shoplm` command line: thin commands over the library, Rich for people, --json for scripts.
 
-Commands are top-level functions in cli/data.py, serve.py, search.py, recommend.py and
-jobs.py; this module registers them on the apps of cli/common.py and runs them."""
+Commands are top-level functions in cli/data.py, serve.py, search.py, suggest.py, recommend.py
+and jobs.py; this module registers them on the apps of cli/common.py and runs them."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from shoplm.cli import data, jobs, recommend, search, serve
+from shoplm.cli import data, jobs, recommend, search, serve, suggest
 from shoplm.cli.common import app, data_app, err, eval_app, index_app, jobs_app, jobs_train_app, train_app
 from shoplm.config import Settings
 from shoplm.errors import ShopLMError
@@ -41,6 +41,8 @@ train_app.command("search")(search.train_search)
 eval_app.command("search")(search.eval_search)
 index_app.command("build")(search.index_build)
 app.command("search")(search.search)
+eval_app.command("suggest")(suggest.eval_suggest)
+app.command("suggest")(suggest.suggest)
 train_app.command("recommend")(recommend.train_recommend)
 eval_app.command("recommend")(recommend.eval_recommend)
 app.add_typer(jobs_app, name="jobs")

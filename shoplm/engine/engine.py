@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import replace
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
+import polars as pl
 
 from shoplm.atomic import dir_lock
 from shoplm.data.aggregates import history_bucket, item_popularity
@@ -38,6 +40,7 @@ from shoplm.data.records import Event, FieldProblem, Item
 from shoplm.search.facets import FacetColumns, Schema
 from shoplm.search.index import ItemFilter
 from shoplm.search.spelling import Speller
+from shoplm.search.suggest import Suggester, Suggestion, clicked_queries
 from shoplm.search.pipeline import SearchPipeline, ensure_indexes
 from shoplm.store.base import Store
 
@@ -68,6 +71,8 @@ class Engine:
         self.schema = Schema.from_settings(settings)
         self._columns = FacetColumns(self.schema)
         self._speller = Speller(search.lexical) if search is not None else None
+        self._suggest_state: tuple[int, float, Suggester] | None = None  # (catalog version, built at, suggester)
+        self._suggest_lock = threading.Lock()
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
         if search is not None:
             self._sync_rows()
@@ -266,6 +271,69 @@ class Engine:
 
     def speller(self) -> Speller:
         return self._speller
+
+    def suggest(self, prefix: str, k: int = 5, user_id: str | None = None, session_id: str | None = None,
+                items: int = 3) -> tuple[list[Suggestion], list[Rec]]:
+        """Query suggestions for what a shopper typed (shoplm/search/suggest.py), the brands
+        and categories of their history counting more, and the BM25 top `items` of the best
+        suggestion (no encoder pass: autocomplete answers within milliseconds)."""
+        self._require_search()
+        boost = None
+        if user_id or session_id:
+            profile = build_profile(self.history(user_id, session_id), self.items, self.settings.event_weights)
+            names = [name for name, _ in profile.top_brands[:3]] + [name for name, _ in profile.top_categories[:3]]
+            boost = {name: self.settings.suggest_personal_boost for name in names} or None
+        suggestions = self._suggester().suggest(prefix, k, boost)
+        if not items or not prefix.strip():
+            return suggestions, []
+        lexical = self.search_pipeline.lexical
+        text = suggestions[0].text if suggestions else prefix
+        scores = lexical.scores(text)  # float32[n_lexical]
+        if not len(scores):
+            return suggestions, []
+        servable = self.catalog.servable()
+        rows = self.search_pipeline.lexical_rows()
+        scores = np.where((rows >= 0) & servable[np.maximum(rows, 0)], scores, 0.0)
+        top = np.argsort(-scores, kind="stable")[:items]
+        return suggestions, [Rec(lexical.ids[p], float(scores[p]), f"matches {text}") for p in top if scores[p] > 0]
+
+    def warm(self) -> None:
+        """Build what the first requests would otherwise wait for: the query suggestions."""
+        if self.search_pipeline is not None:
+            self._suggester()
+
+    def _suggester(self) -> Suggester:
+        """Built from the catalog and the store's clicked queries on first use; rebuilt in the
+        background (the old one answering meanwhile) once the catalog changed or
+        `suggest_refresh_s` passed, whichever comes first after the last build."""
+        state = self._suggest_state
+        stale = state is not None and (state[0] != self.catalog.version or time.monotonic() - state[1] > self.settings.suggest_refresh_s)
+        if state is None:
+            with self._suggest_lock:
+                if self._suggest_state is None:
+                    self._suggest_state = self._build_suggester()
+            return self._suggest_state[2]
+        if stale and self._suggest_lock.acquire(blocking=False):
+            def rebuild() -> None:
+                try:
+                    self._suggest_state = self._build_suggester()
+                finally:
+                    self._suggest_lock.release()
+
+            threading.Thread(target=rebuild, name="shoplm-suggest", daemon=True).start()
+        return state[2]
+
+    def _build_suggester(self) -> tuple[int, float, Suggester]:
+        version, started = self.catalog.version, time.monotonic()
+        frame = self.store.events_frame()
+        actors = frame.filter(pl.col("query").is_not_null()).select("user_id", "session_id").unique()
+        searched = frame.join(actors, on=["user_id", "session_id"], how="semi", nulls_equal=True)
+        events = [Event(**row) for row in searched.select(
+            "timestamp", "event_type", "user_id", "session_id", "item_id", "query").iter_rows(named=True)]
+        suggester = Suggester.build(clicked_queries(events, self.settings.search_event_window_s), list(self.items.values()))
+        log.info("query suggestions: %d texts from %d events and %d items in %.1f s", len(suggester), len(events),
+                 len(self.items), time.monotonic() - started)
+        return version, time.monotonic(), suggester
 
     def browse_scores(self, user_id: str | None, session_id: str | None) -> np.ndarray:
         """float64[rows]: a browse page's order for the actor: `recommend`'s scores (their

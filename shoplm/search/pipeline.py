@@ -169,7 +169,7 @@ class SearchPipeline:
         bm25 = np.zeros(len(cosine), dtype=np.float32)
         if len(self.lexical):
             scores = self.lexical.token_scores(self.lexical.tokenize([query])[0] if tokens is None else tokens)
-            rows = self._lexical_rows()
+            rows = self.lexical_rows()
             found = rows >= 0
             bm25[rows[found]] = scores[found]
         return Matches((bm25 > 0) | (cosine >= floor), bm25, cosine)
@@ -193,7 +193,7 @@ class SearchPipeline:
             dense, mask = self.vectors.search(q, depth), None
         else:
             dense = self.vectors.search_rows(q, depth, keep)
-            rows = self._lexical_rows()
+            rows = self.lexical_rows()
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
         if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
             tokens = self.lexical.tokenize(queries)  # once per query: BM25, its correction and the features
@@ -249,7 +249,7 @@ class SearchPipeline:
             self._tokens = TokenStore.beside(self.settings.embedding_cache_dir, self.encoder)
         return self._tokens
 
-    def _lexical_rows(self) -> np.ndarray:
+    def lexical_rows(self) -> np.ndarray:
         """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached
         until either index changes (rows only grow, so their count keys the vector side)."""
         key = (self.lexical.version, len(self.vectors.ids))

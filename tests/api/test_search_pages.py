@@ -225,3 +225,11 @@ def test_bad_fields_answer_422_naming_the_field_and_the_allowed_ones(shop, param
     error = response.json()["error"]
     assert error["details"][0]["loc"] == ["query", field]
     assert names in error["message"]
+
+
+def test_suggest_completes_from_the_catalog_and_clicked_queries(shop):
+    body = shop.get("/v1/suggest", params={"q": "scre", "k": 3}, headers=R).json()
+    assert body["suggestions"][0]["text"].startswith("screwdriver")
+    assert body["items"] and all("screwdriver" in i["title"] for i in body["items"])
+    assert shop.get("/v1/suggest", params={"q": ""}, headers=R).json() == {"suggestions": [], "items": []}
+    assert shop.get("/v1/suggest", params={"q": "x", "k": 0}, headers=R).status_code == 422
