@@ -233,3 +233,21 @@ def test_suggest_completes_from_the_catalog_and_clicked_queries(shop):
     assert body["items"] and all("screwdriver" in i["title"] for i in body["items"])
     assert shop.get("/v1/suggest", params={"q": ""}, headers=R).json() == {"suggestions": [], "items": []}
     assert shop.get("/v1/suggest", params={"q": "x", "k": 0}, headers=R).status_code == 422
+
+
+def test_display_fields_round_trip_and_reach_the_hits(tmp_path):
+    settings = Settings(read_key=READ, admin_key=ADMIN, search_index_dir=tmp_path / "index",
+                        embedding_cache_dir=tmp_path / "cache")
+    with TestClient(create_app(settings, Engine.open(settings, open_store("memory://")))) as client:
+        item = {"item_id": "d1", "title": "Cordless drill", "image_url": "https://cdn.example/d1.jpg", "url": "/p/d1",
+                "created_at": "2024-05-01T00:00:00Z", "group_id": "drills", "attributes": {"colour": "red"}}
+        admin = {"X-API-Key": ADMIN}
+        assert client.post("/v1/items", json={"items": [item]}, headers=admin).status_code == 200
+        stored = client.get("/v1/items/d1", headers=R).json()
+        assert (stored["image_url"], stored["url"], stored["group_id"], stored["created_at"]) == (
+            "https://cdn.example/d1.jpg", "/p/d1", "drills", 1_714_521_600.0)
+        assert stored["attributes"] == {"colour": "red"}
+        hit = client.get("/v1/search", params={"q": "drill", "attributes": "colour"}, headers=R).json()["items"][0]
+        assert (hit["image_url"], hit["url"], hit["attributes"]) == ("https://cdn.example/d1.jpg", "/p/d1", {"colour": "red"})
+        bad = client.post("/v1/items", json={"items": [{**item, "url": "javascript:alert(1)"}]}, headers=admin)
+        assert bad.status_code == 422 and bad.json()["error"]["details"][0]["loc"] == ["body", "items", 0, "url"]

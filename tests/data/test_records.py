@@ -149,3 +149,19 @@ def test_event_key_keeps_the_hash_of_stored_events(user, session, item, query, t
     parts = (user, session, "view", item, query, round(timestamp * 1_000_000))
     raw = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     assert event.key == hashlib.blake2b(raw.encode("utf-8"), digest_size=16).hexdigest()
+
+
+@pytest.mark.parametrize("field, value", [("image_url", "ftp://x/y.jpg"), ("image_url", "//evil.example/x.jpg"),
+                                          ("url", "/p/has space"), ("created_at", "yesterday"), ("group_id", "../g")])
+def test_display_fields_are_checked_like_fields(field, value):
+    problems = parse_item({"item_id": "a", "title": "A", field: value})
+    assert isinstance(problems, list) and [p.field for p in problems] == [field]
+
+
+def test_display_fields_are_read_and_kept_with_the_attributes():
+    item = parse_item({"item_id": "a", "title": "A", "image_url": "https://cdn.example/a.jpg", "url": "/p/a",
+                       "created_at": "2024-05-01T00:00:00Z", "group_id": "g1", "colour": "red"})
+    assert (item.image_url, item.url, item.group_id) == ("https://cdn.example/a.jpg", "/p/a", "g1")
+    assert item.created_at == 1_714_521_600.0
+    assert item.attributes == {"image_url": "https://cdn.example/a.jpg", "url": "/p/a", "created_at": 1_714_521_600.0,
+                               "group_id": "g1", "colour": "red"}
