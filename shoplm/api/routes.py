@@ -119,7 +119,7 @@ Price = Annotated[float | None, Query(ge=0, allow_inf_nan=False)]
 
 
 SEARCH_PARAMS = {"q", "user_id", "session_id", "category", "min_price", "max_price", "available_only", "k", "limit",
-                 "offset", "sort", "facets", "filter", "attributes", "group"}
+                 "offset", "sort", "facets", "filter", "attributes", "group", "correct"}
 
 
 @router.get("/search", dependencies=[ReadAccess], response_model=SearchPage, tags=["search"])
@@ -142,6 +142,8 @@ async def search(request: Request, engine: EngineDep,
                  attributes: Annotated[str | None, Query(max_length=1_000, pattern=PRINTABLE, description="Comma-separated "
                                                          "item attributes each hit carries.")] = None,
                  group: Annotated[bool, Query(description="One hit per group_id (its best-ranked variant).")] = True,
+                 correct: Annotated[bool, Query(description="false: search the spelling as typed (\"search "
+                                                "instead for ...\").")] = True,
                  ) -> Response:
     """A results page: hybrid (BM25 + language-model) search personalised by the visitor's
     history, over the query's whole result set, with its total, facets, filters, sort order and
@@ -168,7 +170,7 @@ async def search(request: Request, engine: EngineDep,
         raise _invalid(error.field, str(error)) from None
     page_request = PageRequest(q.strip(), user_id, session_id, clauses, _filter(category, min_price, max_price,
                                                                                  available_only),
-                               wanted, sort, offset, size, group)
+                               wanted, sort, offset, size, group, correct)
     shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
 
     def work() -> Response:

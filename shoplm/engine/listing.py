@@ -5,8 +5,10 @@
     page.hits, page.total, page.facets, page.corrected_query
 
 **The result set** of a query is every servable item with a BM25 match (any query term in
-its text) or a text vector at cosine >= `search_dense_floor` to the query's, narrowed by
-the filters. `total` is its exact size (variants collapsed when grouping). **Relevance
+its text) or among the query's `search_dense_depth` nearest text vectors at cosine >=
+`search_dense_floor`, narrowed by the filters. `total` is its size (variants collapsed when
+grouping): exact, unless even the last of those neighbours is above the floor
+(`total_exact` false: a lower bound). **Relevance
 order** is the engine's search ranking (fused BM25 + dense, re-ranked by the model and the
 visitor's history; its first `hybrid_depth` results), then the rest of the set by cosine.
 Browse (no query) ranks every item passing the filters by the visitor's personalised
@@ -69,6 +71,7 @@ class PageRequest:
     offset: int = 0
     limit: int = 10
     group: bool = True  # one hit per group_id (its best-ranked variant)
+    correct: bool = True  # False: search the query as typed, even with a word no item has
 
 
 @dataclass
@@ -89,14 +92,19 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         index = catalog.index
         base &= request.filter.mask(index.category[:n], index.price[:n], index.available[:n])
     filtered = columns.mask(request.clauses)  # bool[rows]
-    corrected = None
+    corrected, exact = None, True
     if request.query:
-        query, corrected, matches = _spelled(engine, request.query)
+        query, corrected, matches = _spelled(engine, request.query, request.correct)
+        # The ranking is the engine's, under the filters only (unfiltered: the plain ANN path),
+        # and only then narrowed to the result set: so with no filter page 1 is exactly
+        # `engine.search`'s list, less any item that matches the query neither way. Always the
+        # same depth, whatever the page: every page is cut from one ranking.
+        narrowed = request.filter is not None or bool(request.clauses)
+        head = engine.search(query, user_id=request.user_id, session_id=request.session_id,
+                             keep=base & filtered if narrowed else None, k=engine.settings.hybrid_depth)
         base &= matches.mask[:n]
+        exact = matches.exact
         keep = base & filtered
-        # always the same depth, whatever the page: so every page is cut from one ranking
-        head = engine.search(query, user_id=request.user_id, session_id=request.session_id, keep=keep,
-                             k=engine.settings.hybrid_depth)
         head_rows = catalog.rows([r.item_id for r in head])
         order, scores = _relevance(head, head_rows, keep, matches.cosine[:n])
     else:
@@ -118,20 +126,22 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         item_id = catalog.id_at(int(row))
         reason = next(browse_reasons) if browse_reasons is not None else reasons.get(item_id, "matches your query")
         hits.append(Rec(item_id, float(scores[row]), reason))
-    facets = columns.facets(request.facets, base, request.clauses, engine.settings.search_facet_values)
+    facets = columns.facets(request.facets, base, request.clauses, engine.settings.search_facet_values,
+                            grouped=request.group)
     shown = set(window.tolist())
-    return Page(hits, len(order), facets, {catalog.id_at(r): v for r, v in variants.items() if r in shown}, corrected)
+    return Page(hits, len(order), facets, {catalog.id_at(r): v for r, v in variants.items() if r in shown}, corrected,
+                exact)
 
 
-def _spelled(engine: Ranker, query: str):
+def _spelled(engine: Ranker, query: str, correct: bool = True):
     """(query to search, the correction shown or None, its matches): a correction is used when
     its result set is larger than the query's as typed (a word no item has matches nothing)."""
-    pipeline, floor = engine.search_pipeline, engine.settings.search_dense_floor
-    matches = pipeline.matches(query, floor)
-    fixed = engine.speller().correct(query)
+    pipeline, floor, depth = engine.search_pipeline, engine.settings.search_dense_floor, engine.settings.search_dense_depth
+    matches = pipeline.matches(query, floor, depth)
+    fixed = engine.speller().correct(query) if correct else None
     if fixed is None:
         return query, None, matches
-    fixed_matches = pipeline.matches(fixed, floor)
+    fixed_matches = pipeline.matches(fixed, floor, depth)
     if fixed_matches.mask.sum() > matches.mask.sum():
         return fixed, fixed, fixed_matches
     return query, None, matches

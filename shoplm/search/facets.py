@@ -180,9 +180,19 @@ class _Field:
             keep[self.rows[np.isin(self.codes, codes)]] = True
         return keep
 
-    def counts(self, rows_in: np.ndarray) -> np.ndarray:
-        """int64[len(values)]: rows of the set that have each value."""
-        return np.bincount(self.codes[rows_in[self.rows]], minlength=len(self.values))
+    def counts(self, rows_in: np.ndarray, units: np.ndarray | None = None) -> np.ndarray:
+        """int64[len(values)]: rows of the set that have each value; with `units` (int64[rows],
+        a row's variant group or a number of its own) distinct units instead of rows."""
+        sel = rows_in[self.rows]
+        return _distinct_counts(self.codes[sel], None if units is None else units[self.rows[sel]], len(self.values))
+
+
+def _distinct_counts(codes: np.ndarray, units: np.ndarray | None, n: int) -> np.ndarray:
+    if units is None:
+        return np.bincount(codes, minlength=n)
+    width = int(units.max()) + 1 if len(units) else 1
+    pairs = np.unique(codes.astype(np.int64) * width + units)
+    return np.bincount(pairs // width, minlength=n)
 
 
 # Always kept, whatever the schema: sorting reads price and created_at, grouping group_id.
@@ -281,43 +291,57 @@ class FacetColumns:
         return keep
 
     # --- facets ----------------------------------------------------------------------------
+    def units(self) -> np.ndarray | None:
+        """int64[rows]: each row's variant group, or a number of its own; None when no item has a group."""
+        groups = self.group_codes()
+        if not (groups >= 0).any():
+            return None
+        return np.where(groups >= 0, groups, int(groups.max()) + 1 + np.arange(self.n_rows)).astype(np.int64)
+
     def facets(self, names: Sequence[str], base: np.ndarray, clauses: Sequence[Clause], top: int = 10,
-               masks: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, int]]:
+               grouped: bool = False) -> dict[str, dict[str, int]]:
         """{facet: {value: count}} over `base` (bool[rows]: the result set before any clause)
         narrowed by every clause except the facet's own. Values by count, then by value;
-        at most `top` per facet (per level for the category tree)."""
+        at most `top` per facet (per level for the category tree), plus any value a clause
+        selected. `grouped`: count variant groups, not items (as the pages do), so a value's
+        count is what clicking it shows."""
         out: dict[str, dict[str, int]] = {}
-        cache: dict[str, np.ndarray] = dict(masks or {})
+        cache: dict[str, np.ndarray] = {}
+        units = self.units() if grouped and names else None
         for name in names:
             field = "category" if name.startswith("category") else name
             if field not in cache:
                 cache[field] = base & self.mask(clauses, skip=field)
             rows = cache[field]
             if name == "category":
-                out[name] = self._category_tree(rows, [c for c in clauses if c.field == "category"], top)
+                out[name] = self._category_tree(rows, [c for c in clauses if c.field == "category"], top, units)
             elif name.startswith("category.lvl"):
                 level = int(name.removeprefix("category.lvl"))
-                out[name] = _top(self.levels[level], rows, top) if level < len(self.levels) else {}
+                out[name] = _top(self.levels[level], rows, top, units) if level < len(self.levels) else {}
             elif field in self.numbers:
-                out[name] = self._buckets(self.numbers[field][rows], field)
+                out[name] = self._buckets(rows, field, units)
             else:
-                out[name] = _top(self.fields[field], rows, top)
+                selected = [v for c in clauses if c.field == field and not c.negate for v in c.values]
+                out[name] = _top(self.fields[field], rows, top, units, selected)
         return out
 
-    def _category_tree(self, rows: np.ndarray, selected: Sequence[Clause], top: int) -> dict[str, int]:
+    def _category_tree(self, rows: np.ndarray, selected: Sequence[Clause], top: int,
+                       units: np.ndarray | None) -> dict[str, int]:
         """Level 0, and below it the children of each level of the selected path (a
         drill-down menu): `{"Tools": 40, "Tools > Drills": 12, "Tools > Saws": 9, ...}`."""
         path = next((c.values[0].split(CATEGORY_SEPARATOR) for c in selected if not c.negate and len(c.values) == 1), [])
         out: dict[str, int] = {}
         for level in range(min(len(path) + 1, len(self.levels))):
             parent = CATEGORY_SEPARATOR.join(path[:level])
-            counts = _top(self.levels[level], rows, None)
+            counts = _top(self.levels[level], rows, None, units)
             children = {v: n for v, n in counts.items() if level == 0 or v.startswith(parent + CATEGORY_SEPARATOR)}
             out.update(dict(list(children.items())[:top]))
         return out
 
-    def _buckets(self, values: np.ndarray, field: str) -> dict[str, int]:
-        values = values[~np.isnan(values)]
+    def _buckets(self, rows: np.ndarray, field: str, units: np.ndarray | None) -> dict[str, int]:
+        column = self.numbers[field]
+        present = rows & ~np.isnan(column)
+        values = column[present]
         if field == "price":
             edges = list(self.schema.price_buckets)
         else:  # other numbers: five equal-count buckets of this result set, on round-ish edges
@@ -325,17 +349,23 @@ class FacetColumns:
                 return {}
             edges = sorted({float(f"{q:.2g}") for q in np.quantile(values, [0.2, 0.4, 0.6, 0.8])})
         bounds = [None, *edges, None]
-        counts = np.bincount(np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right"),
-                             minlength=len(edges) + 1)
+        buckets = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right")
+        counts = _distinct_counts(buckets, None if units is None else units[present], len(edges) + 1)
         return {bucket_label(bounds[i], bounds[i + 1]): int(n) for i, n in enumerate(counts) if n}
 
 
-def _top(field: _Field, rows: np.ndarray, top: int | None) -> dict[str, int]:
-    counts = field.counts(rows)
+def _top(field: _Field, rows: np.ndarray, top: int | None, units: np.ndarray | None = None,
+         selected: Sequence[Any] = ()) -> dict[str, int]:
+    counts = field.counts(rows, units)
     order = sorted(np.flatnonzero(counts), key=lambda c: (-counts[c], field.values[c]))
     if top is not None:
         order = order[:top]
-    return {field.values[c]: int(counts[c]) for c in order}
+    out = {field.values[c]: int(counts[c]) for c in order}
+    for value in selected:  # a checked value stays in the sidebar, with its true count
+        if value not in out:
+            codes = field.codes_of([value])
+            out[value] = int(counts[codes[0]]) if len(codes) else 0
+    return out
 
 
 def _value(item: Item, field: str) -> Any:
