@@ -68,34 +68,48 @@ def train_search(
 def eval_search(
     ctx: typer.Context,
     items: Annotated[Path, typer.Option(help="Catalog file (.csv, .jsonl or .parquet).")],
-    judgments: Annotated[Path, typer.Option(help="Judged (query, item_id, relevance) file; its dev split is scored.")],
+    judgments: Annotated[Path, typer.Option(
+        help="Judged (query, item_id, relevance) file: its dev split is scored; with --test-judgments its "
+             "queries (those not in the test file) tune the fusion of the *_tuned systems.")],
+    test_judgments: Annotated[Optional[Path], typer.Option(
+        help="Held-out judged queries: every one is scored, none split off, and hybrid_served (hybrid_ft_served) "
+             "is what `shoplm serve` answers with these settings.")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Fine-tuned model directory: adds dense_ft and hybrid_ft.")] = None,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write {n_queries, models: {system: metrics}} here.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write {n_queries, models: {system: metrics}} here "
+                                                     "(with --test-judgments also queries, served and how).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Directory for report.md and search.png.")] = None,
 ) -> None:
     """NDCG@10, Recall@100 and MRR@10 of bm25, dense, hybrid (and dense_ft, hybrid_ft) on the dev queries.
 
     The dev split is the one `shoplm train search` held out (same settings), so a fine-tuned model is
-    never scored on its training queries. Item vectors are cached: a second run encodes nothing.
+    never scored on its training queries; hybrid's fusion is tuned on those dev queries (cross-fitted),
+    so no system is exactly as served. With --test-judgments every test query is scored instead:
+    hybrid_served (and with --model hybrid_ft_served) through the service's own search pipeline and
+    settings, hybrid_tuned with the fusion tuned on the --judgments queries. Item vectors are cached:
+    a second run encodes nothing.
 
-    [bold]Example:[/bold] shoplm eval search --items data/hd/items.csv --judgments data/hd/judgments.csv --model var/models/hd --json var/eval/search.json --report var/eval/search
+    [bold]Example:[/bold] shoplm eval search --items data/hd/items.csv --judgments data/hd/train.csv --test-judgments data/hd/test.csv --model var/models/hd --json var/eval/search.json --report var/eval/search
     """
-    from shoplm.data.readers import read_items, read_judgments
-    from shoplm.search.evaluate import evaluate_search, write_search_report
 
     settings = settings_of(ctx)
     set_search_threads(settings)
     with ProgressBars(lines=True) as progress:
-        result = evaluate_search(read_items(items), read_judgments(judgments), settings, model, progress)
-    table = Table(title=f"search on {result.n_queries} dev queries ({result.seconds['total']:.0f} s)")
+        if test_judgments is None:
+            result = evaluate_search(read_items(items), read_judgments(judgments), settings, model, progress)
+        else:
+            result = evaluate_held_out(read_items(items), read_judgments(judgments), read_judgments(test_judgments),
+                                       settings, served_search, model, progress)
+    table = Table(title=f"search on {result.n_queries} {result.queries} queries ({result.seconds['total']:.0f} s)")
     table.add_column("system")
     for metric in next(iter(result.models.values())):
         table.add_column(metric, justify="right")
     for name, values in result.models.items():
         table.add_row(name, *(f"{v:.4f}" for v in values.values()))
     out.print(table)
-    for name, fusions in result.fusion.items():
-        out.print(f"{name}: fusion tuned per half: " + ", ".join(f"{f.method} w_dense={f.dense_weight:g}" for f in fusions))
+    for name, how in result.how.items():
+        out.print(f"{name}: {how}", highlight=False)
+    out.print(f"as served: {', '.join(result.served)}" if result.served else
+              "as served: none (`shoplm serve` fuses with the settings' weights); --test-judgments scores the served system")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(result.to_json(), indent=2))
@@ -132,45 +146,78 @@ def index_build(
 
 def search(
     ctx: typer.Context,
-    query: Annotated[str, typer.Argument(help="What the shopper typed.")],
-    k: Annotated[int, typer.Option(min=1, help="How many results.")] = 10,
+    query: Annotated[str, typer.Argument(help="What the shopper typed; \"\" browses (filters and facets only).")],
+    k: Annotated[int, typer.Option("--k", "--limit", min=1, max=100, help="Results per page.")] = 10,
+    offset: Annotated[int, typer.Option(min=0, help="Results to skip (the page: offset / k + 1).")] = 0,
+    sort: Annotated[str, typer.Option(help="relevance, price_asc, price_desc, newest or popular.")] = "relevance",
+    facets: Annotated[Optional[list[str]], typer.Option(
+        "--facet", help="Count this facet over the result set (brand, category, price, ...). Repeatable.")] = None,
     filters: Annotated[Optional[list[str]], typer.Option(
-        "--filter", help="category=PATH (prefix), price=LOW..HIGH (either side optional), available. Repeatable.")] = None,
+        "--filter", help="brand:DeWalt, brand:DeWalt|Makita, -brand:Ryobi, \"category:Tools > Drills\", "
+        "price:10..50 (10 <= price < 50), available:true. Repeatable (AND).")] = None,
+    user_id: Annotated[Optional[str], typer.Option(help="Personalise by this user's history in the store.")] = None,
+    session_id: Annotated[Optional[str], typer.Option(help="Personalise by this session's history.")] = None,
     index: Annotated[Optional[Path], typer.Option(help="Index directory (default: settings.search_index_dir).")] = None,
-    store: Annotated[Optional[str], typer.Option(help="Store URL for titles/prices (default: settings.store_url).")] = None,
-    rescore: Annotated[Optional[Path], typer.Option(help="Re-rank the fused list with this (fine-tuned) model.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    store: Annotated[Optional[str], typer.Option(help="Store URL (default: settings.store_url).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the page as GET /v1/search answers it.")] = False,
 ) -> None:
-    """Hybrid (vector + BM25) search over the built indexes; prints ranked items with scores.
+    """A results page, exactly as GET /v1/search answers it: total, facets, sort and pages over
+    the query's whole result set, misspelled words corrected from the catalog's own words.
 
-    [bold]Example:[/bold] shoplm search "cordless drill" --k 5 --filter "category=Tools > Drills" --filter price=..150
+    [bold]Example:[/bold] shoplm search "cordless drill" --k 5 --facet brand --facet price --filter price:..150 --sort price_asc
     """
-    from shoplm.search.pipeline import SearchPipeline
+    from shoplm.engine.engine import Engine
+    from shoplm.engine.listing import SORTS, PageRequest
+    from shoplm.search.facets import FilterError, parse_filters
     from shoplm.store import open_store
 
+    if sort not in SORTS:
+        raise typer.BadParameter(f"--sort {sort!r}: one of {', '.join(SORTS)}")
     settings = settings_of(ctx)
-    item_filter = parse_filters(filters or [])
-    pipeline = SearchPipeline.open(index or settings.search_index_dir, settings, rescore)
-    hits = pipeline.search([query], k, item_filter)
-    ids = [i for i in hits.ids[0] if i]
+    if index is not None:
+        settings = settings.model_copy(update={"search_index_dir": index})
     db = open_store(store or settings.store_url)
     try:
-        found = {item.item_id: item for item in db.items(ids)}
+        engine = Engine.open(settings, db)
+        try:
+            clauses = tuple(parse_filters([_clause(f) for f in filters or []], engine.schema))
+            wanted = tuple(engine.schema.check_facets(facets or []))
+        except FilterError as error:
+            raise typer.BadParameter(str(error)) from None
+        page = engine.search_page(PageRequest(query.strip(), user_id, session_id, clauses, None, wanted, sort,
+                                              offset, k))
     finally:
         db.close()
-    rows = [{"rank": r + 1, "item_id": i, "score": float(s), "title": found[i].title if i in found else None,
-             "category": found[i].category if i in found else None, "price": found[i].price if i in found else None}
-            for r, (i, s) in enumerate(zip(ids, hits.scores[0]))]
+    rows = [{"position": offset + r, "item_id": h.item_id, "score": h.score, "title": engine.items[h.item_id].title,
+             "category": engine.items[h.item_id].category, "brand": engine.items[h.item_id].brand,
+             "price": engine.items[h.item_id].price, "variants": page.variants.get(h.item_id)}
+            for r, h in enumerate(page.hits) if h.item_id in engine.items]
     if as_json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"items": rows, "total": page.total, "facets": page.facets,
+                          "corrected_query": page.corrected_query}, indent=2))
         return
-    table = Table(title=f"search: {query!r}")
-    for name in ("rank", "score", "item_id", "title", "category", "price"):
-        table.add_column(name, justify="right" if name in ("rank", "score", "price") else "left", overflow="fold")
+    shown = page.corrected_query or query
+    title = f"search: {shown!r}" + (f" (you typed {query!r})" if page.corrected_query else "")
+    table = Table(title=f"{title} - {page.total:,} results, {offset + 1}-{offset + len(rows)}, sort {sort}")
+    for name in ("#", "score", "item_id", "title", "brand", "category", "price"):
+        table.add_column(name, justify="right" if name in ("#", "score", "price") else "left", overflow="fold")
     for row in rows:
-        table.add_row(str(row["rank"]), f"{row['score']:.4f}", row["item_id"], row["title"] or "(not in store)",
+        table.add_row(str(row["position"] + 1), f"{row['score']:.4f}", row["item_id"], row["title"], row["brand"] or "",
                       row["category"] or "", "" if row["price"] is None else f"{row['price']:g}")
     out.print(table)
+    for name, counts in page.facets.items():
+        out.print(f"[bold]{name}[/bold]: " + ", ".join(f"{value} ({count})" for value, count in counts.items()))
+
+
+def _clause(spec: str) -> str:
+    """The filter syntax of GET /v1/search; the older `category=PATH`, `price=LOW..HIGH` and
+    `available` forms still read."""
+    if spec.strip() == "available":
+        return "available:true"
+    name, sep, value = spec.partition("=")
+    if sep and ":" not in name:
+        return f"{name.strip()}:{value}"
+    return spec
 
 
 def eval_personalized_search(
@@ -203,26 +250,3 @@ def eval_personalized_search(
     out.print(table)
 
 
-def parse_filters(specs: list[str]):
-    """`["category=Tools > Saws", "price=10..50", "available"]` -> ItemFilter."""
-    from shoplm.search.index import ItemFilter
-
-    fields: dict = {}
-    for spec in specs:
-        name, _, value = spec.partition("=")
-        name = name.strip().lower()
-        try:
-            if name == "category" and value.strip():
-                fields["category"] = value.strip()
-            elif name == "price" and ".." in value:
-                low, high = (part.strip() for part in value.split("..", 1))
-                fields["min_price"] = float(low) if low else None
-                fields["max_price"] = float(high) if high else None
-            elif name == "available" and value.strip().lower() in ("", "true", "yes", "1"):
-                fields["available_only"] = True
-            else:
-                raise ValueError
-        except ValueError:
-            raise typer.BadParameter(f"--filter {spec!r}: expected category=PATH, price=LOW..HIGH "
-                                     "(e.g. price=10..50, price=..50) or available") from None
-    return ItemFilter(**fields)

@@ -19,12 +19,17 @@ Items without a category give no query and are left out (counted in the report).
 from __future__ import annotations
 
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
 from shoplm.config import Settings
+from shoplm.data.records import Item
+from shoplm.engine.engine import Engine
+from shoplm.engine.listing import PageRequest
+from shoplm.store import open_store
 from shoplm.lm.cache import EmbeddingCache
 from shoplm.lm.encoder import Encoder
 from shoplm.search.lexical import LexicalIndex
@@ -134,3 +139,17 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
         "valid_ndcg@10_by_beta": valid_ndcg,
         "models": summary,
     }
+
+
+@contextmanager
+def served_search(catalog: Sequence[Item], served: Settings) -> Iterator[Callable[[str, int], list[str]]]:
+    """The engine `shoplm serve` opens with the settings `served` on a store holding `catalog`,
+    as a function (query, k) -> the item ids GET /v1/search?q=QUERY&k=K answers a visitor
+    without history (shoplm/api/routes.py): what `eval search --test-judgments` scores."""
+    store = open_store("memory://")
+    store.upsert_items(catalog)
+    engine = Engine.open(served, store)
+    try:
+        yield lambda query, k: [hit.item_id for hit in engine.search_page(PageRequest(query.strip(), limit=k)).hits]
+    finally:
+        engine.close()

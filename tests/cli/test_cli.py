@@ -61,7 +61,8 @@ def test_ingest_needs_a_file():
     assert result.exit_code != 0 and "at least one of --items" in result.output
 
 
-@pytest.mark.parametrize("command", [["ingest"], ["data", "convert"], ["data", "stats"]])
+@pytest.mark.parametrize("command", [["ingest"], ["data", "convert"], ["data", "stats"], ["search"], ["suggest"],
+                                     ["eval", "suggest"]])
 def test_every_command_has_help_with_an_example(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Example" in result.stdout
@@ -81,3 +82,25 @@ def test_a_bad_setting_is_one_error_line_naming_it():
     result = runner.invoke(app, ["data", "stats", "--store", "memory://"], env={"SHOPLM_HYBRID_METHOD": "RRF"})
     assert result.exit_code == 1
     assert "SHOPLM_HYBRID_METHOD" in result.stderr and "'weighted' or 'rrf'" in result.stderr
+
+
+def test_search_prints_a_page_with_total_facets_and_sort_as_the_api_does(tmp_path, monkeypatch):
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,brand,price,category\n"
+                     "d1,Cordless drill 18V,Makita,129,Tools > Drills\nd2,Hammer drill,Bosch,89,Tools > Drills\n"
+                     "d3,Drill bit set,Bosch,24,Tools > Accessories\ng1,Wood glue,Titebond,6.5,Adhesives\n")
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    monkeypatch.setenv("SHOPLM_EMBEDDING_CACHE_DIR", str(tmp_path / "cache"))
+    assert run("ingest", "--items", str(items), "--store", url).exit_code == 0
+    result = run("search", "dril", "--store", url, "--index", str(tmp_path / "index"), "--facet", "brand",
+                 "--filter", "price:..100", "--sort", "price_asc", "--json")
+    assert result.exit_code == 0, result.output
+    page = json.loads(result.stdout)
+    assert page["corrected_query"] == "drill"
+    assert [row["item_id"] for row in page["items"]] == ["d3", "d2"] and page["total"] == 2
+    assert page["facets"]["brand"] == {"Bosch": 2}
+    bad = run("search", "drill", "--store", url, "--index", str(tmp_path / "index"), "--facet", "colour")
+    assert bad.exit_code != 0 and "colour" in bad.output and "brand" in bad.output
+    suggested = run("suggest", "cord", "--items", str(items), "--json")
+    assert suggested.exit_code == 0, suggested.output
+    assert "cordless drill" in suggested.stdout
