@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +17,6 @@ import pytest
 
 from tests.service import ServiceProcess, run_cli
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 IMAGES = "https://img.shop.example/"  # answered by the test (page.route), never fetched
 SHOP = "https://shop.example/p/"
 
@@ -84,18 +83,6 @@ def server(tmp_path_factory):
     run_cli("ingest", "--items", str(items), "--events", str(events), "--store", store)
     with ServiceProcess(store, work) as service:
         yield service.url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    playwright = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} not found: install Debian's chromium package (`make test` does)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield browser
-        browser.close()
 
 
 def _picture(route) -> None:
@@ -305,13 +292,17 @@ def test_an_item_click_is_an_event_and_changes_the_recommendations(server, page)
     page.wait_for_selector("#recommended .card")
     before = page.locator("#recommended .card").evaluate_all("nodes => nodes.map(n => n.dataset.itemId)")
 
-    _search(page, "cordless drill")
+    with page.expect_response(lambda r: "/v1/search?" in r.url and "cordless" in r.url) as answer:
+        _search(page, "cordless drill")
+    list_id = answer.value.json()["list_id"]
     hit = next(h for h in _hits(page) if h["id"] in ("drill-1", "drill-1b"))
     with page.expect_request(lambda r: r.url.endswith("/v1/events") and "click" in (r.post_data or "")) as posted:
         page.click(f"#results .card[data-item-id='{hit['id']}'] .more")
-    (event,) = json.loads(posted.value.post_data)["events"]
-    assert event == {"session_id": event["session_id"], "event_type": "click", "item_id": hit["id"],
-                     "position": hit["position"], "query": "cordless drill"}
+    (event,) = json.loads(posted.value.post_data)["events"]  # the search's own event went before, alone
+    assert event == {"session_id": page.evaluate("shoplm.sessionId()"), "event_type": "click", "item_id": hit["id"],
+                     "position": hit["position"], "query": "cordless drill", "list_id": list_id,
+                     "timestamp": event["timestamp"]}
+    assert list_id and abs(event["timestamp"] - time.time()) < 60  # Unix seconds, set when clicked
     page.wait_for_selector(f"#item:not([hidden])[data-loaded='{hit['id']}'] #similar .card")
     assert "Cordless drill" in page.inner_text("#content-title")
     similar = page.locator("#similar .card").evaluate_all("nodes => nodes.map(n => n.dataset.itemId)")

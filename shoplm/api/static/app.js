@@ -1,6 +1,7 @@
 // The shoplm storefront: plain JavaScript over the public API, no build step.
 // What is shown lives in the query string (?q=&category=&brand=&price=&sort=&page=, or ?item=),
-// so back/forward, reload and shared links show the same page.
+// so back/forward, reload and shared links show the same page. Events go through the tracking
+// snippet (/v1/shoplm.js, window.shoplm), with the list_id and position of the hit picked.
 "use strict";
 
 // The key comes in the URL fragment (/#key=...): a fragment is never sent to the server, so
@@ -11,6 +12,7 @@ if (fragment.get("key")) {
   history.replaceState(null, "", location.pathname + location.search);
 }
 const KEY = localStorage.getItem("shoplm.key");
+shoplm.init({ key: KEY });
 
 const PAGE_SIZE = 12;  // hits per page: four rows of three
 const MAX_WINDOW = 10000;  // the service's default search_max_window: offset + limit past it is refused
@@ -21,13 +23,14 @@ const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD
 const wholeMoney = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD", maximumFractionDigits: 0 });
 const number = new Intl.NumberFormat("en-US");
 
-function newVisitor() {
-  const id = "web-" + (crypto.randomUUID ? crypto.randomUUID() : String(Math.random()).slice(2));
-  localStorage.setItem("shoplm.session", id);
-  return id;
+// The visit's id, kept by the snippet; none when the visitor opted out of tracking.
+function withSession(params) {
+  const session = shoplm.sessionId();
+  if (session) params.set("session_id", session);
+  return params;
 }
-let session = localStorage.getItem("shoplm.session") || newVisitor();
 let currentItem = null;
+let searched = null;  // a query typed, its search event sent with the list_id of its answer
 let generation = 0;  // the latest navigation; answers to older ones are dropped
 
 const $ = (id) => document.getElementById(id);
@@ -44,17 +47,6 @@ async function api(path, options = {}) {
     throw new ApiError(response.status, (body.error && body.error.message) || response.statusText);
   }
   return response.status === 204 ? null : response.json();
-}
-
-// The latest event posted: the sidebar reads the profile only once it is stored. keepalive: a click
-// on a link to the shop's own product page leaves this page, and its event must still arrive.
-let stored = Promise.resolve();
-function sendEvent(event) {
-  stored = api("/v1/events", {
-    method: "POST", keepalive: true,
-    body: JSON.stringify({ events: [{ session_id: session, ...event }] }),
-  }).catch((error) => console.warn("event not stored:", error.message));
-  return stored;
 }
 
 function text(tag, value, cls) {
@@ -136,11 +128,11 @@ function showError(error) {
 // --- a results page ---------------------------------------------------------------------
 function searchParams(state) {
   const p = new URLSearchParams({ q: state.q, offset: (state.page - 1) * PAGE_SIZE, limit: PAGE_SIZE,
-                                  sort: state.sort, facets: FACETS, session_id: session });
+                                  sort: state.sort, facets: FACETS });
   if (state.category) p.append("filter", "category:" + state.category);
   if (state.brands.length) p.append("filter", "brand:" + state.brands.join("|"));
   if (state.price) p.append("filter", "price:" + state.price);
-  return p;
+  return withSession(p);
 }
 
 async function showResults(state, ticket) {
@@ -156,6 +148,8 @@ async function showResults(state, ticket) {
     if (ticket === generation) $("listing").removeAttribute("aria-busy");
   }
   if (ticket !== generation) return;
+  if (searched !== null && searched === state.q) shoplm.search(state.q, { listId: page.list_id });
+  searched = null;
   const title = state.q ? `Results for “${state.q}”` : state.category ? lastLevel(state.category) : "Popular right now";
   $("content-title").textContent = title;
   document.title = title + " · shoplm";
@@ -205,16 +199,16 @@ function renderHits(state, page) {
     list.append(text("li", page.total ? "No more results: go back a page." : "No results. Try fewer words or filters.",
                      "empty"));
   }
-  page.items.forEach((hit) => list.append(hitCard(hit, state.q)));
+  page.items.forEach((hit) => list.append(hitCard(hit, state.q, page.list_id)));
 }
 
-function hitCard(hit, query) {
+function hitCard(hit, query, listId) {
   const li = document.createElement("li");
   li.className = "card";
   Object.assign(li.dataset, { itemId: hit.item_id, position: hit.position, brand: hit.brand || "",
                               category: hit.category || "", price: hit.price == null ? "" : hit.price });
   const target = hit.url || href({ item: hit.item_id });
-  const clicked = { item_id: hit.item_id, position: hit.position, ...(query ? { query } : {}) };
+  const clicked = { listId, position: hit.position, ...(query ? { query } : {}) };
   const thumb = document.createElement("a");
   thumb.className = "thumb";
   thumb.href = target;
@@ -245,17 +239,17 @@ function hitCard(hit, query) {
     li.append(more);
     links.push(more);
   }
-  links.forEach((a) => a.addEventListener("click", (e) => openHit(e, a, clicked)));
+  links.forEach((a) => a.addEventListener("click", (e) => openHit(e, a, hit.item_id, clicked)));
   return li;
 }
 
 // Every click on a hit is an event; a link to this page's own item view opens in place.
-function openHit(e, a, event) {
-  sendEvent({ event_type: "click", ...event });
+function openHit(e, a, itemId, context) {
+  shoplm.click(itemId, context);
   const inPage = a.getAttribute("href").startsWith("?");
   if (!inPage || !plainClick(e)) return;
   e.preventDefault();
-  go({ item: event.item_id }, true).catch(showError);
+  go({ item: itemId }, true).catch(showError);
 }
 
 function renderPagination(state, total) {
@@ -393,7 +387,7 @@ let suggestTimer = 0, suggestTicket = 0, suggestMissing = false, options = [], a
 
 function startSearch(q) {
   closeSuggestions();
-  sendEvent({ event_type: "search", query: q });
+  searched = q;
   return go({ q, brands: [], page: 1 });
 }
 
@@ -403,13 +397,13 @@ async function suggest() {
   if (!prefix.trim() || suggestMissing) return closeSuggestions();
   let answer;
   try {
-    answer = await api("/v1/suggest?" + new URLSearchParams({ q: prefix, k: 5, session_id: session }));
+    answer = await api("/v1/suggest?" + withSession(new URLSearchParams({ q: prefix, k: 5 })));
   } catch (error) {
     if (error.status === 404) suggestMissing = true;  // a service without autocomplete: the box still searches
     return closeSuggestions();
   }
   if (ticket !== suggestTicket || document.activeElement !== $("q")) return;
-  options = [...answer.suggestions.map((s) => ({ text: s.text })), ...answer.items.map((hit) => ({ hit }))];
+  options = [...answer.suggestions.map((s) => ({ text: s.text })), ...answer.items.map((hit) => ({ hit, listId: answer.list_id }))];
   showSuggestions(prefix);
 }
 
@@ -482,8 +476,7 @@ function pick(index) {
     startSearch(option.text).catch(showError);
     return;
   }
-  const position = index - options.filter((o) => !o.hit).length;  // among the products shown
-  sendEvent({ event_type: "click", item_id: option.hit.item_id, position });
+  shoplm.click(option.hit.item_id, { listId: option.listId, position: option.hit.position });
   go({ item: option.hit.item_id }, true).catch(showError);
 }
 
@@ -529,26 +522,27 @@ async function showItem(itemId, ticket) {
   $("item-meta").textContent = item.brand || "";
   $("item-price").textContent = price(item.price);
   $("item-description").textContent = item.description || "";
+  $("bought").textContent = "";
   $("item-image").hidden = !item.image_url;
   if (item.image_url) $("item-image").src = item.image_url;  // a broken one hides itself (below)
   $("item-url").hidden = !item.url;
   if (item.url) $("item-url").href = item.url;
   const similar = await api(`/v1/items/${encodeURIComponent(itemId)}/similar?k=6`);
   if (ticket !== generation) return;
-  renderList($("similar"), similar.items, "Nothing similar.");
+  renderList($("similar"), similar, "Nothing similar.");
   $("item").dataset.loaded = itemId;
 }
 
-function renderList(container, hits, emptyText) {
+function renderList(container, answer, emptyText) {
   container.replaceChildren();
-  if (!hits.length) container.append(text("li", emptyText, "empty"));
-  hits.forEach((hit, position) => {
+  if (!answer.items.length) container.append(text("li", emptyText, "empty"));
+  answer.items.forEach((hit) => {
     const li = document.createElement("li");
     li.className = "card";
     li.dataset.itemId = hit.item_id;
     const link = text("a", hit.title, "title");
     link.href = href({ item: hit.item_id });
-    link.addEventListener("click", (e) => openHit(e, link, { item_id: hit.item_id, position }));
+    link.addEventListener("click", (e) => openHit(e, link, hit.item_id, { listId: answer.list_id, position: hit.position }));
     li.append(link);
     const meta = [hit.brand, price(hit.price)].filter(Boolean).join(" · ");
     if (meta) li.append(text("p", meta, "meta"));
@@ -557,13 +551,20 @@ function renderList(container, hits, emptyText) {
   });
 }
 
+// The sidebar reads the profile once the events queued so far are stored.
 async function refreshSidebar(context = {}) {
-  await stored;
-  const recs = await api("/v1/recommend?" + new URLSearchParams({ session_id: session, k: 6, ...context }));
-  renderList($("recommended"), recs.items, "Nothing yet.");
-  const profile = await api(`/v1/sessions/${encodeURIComponent(session)}/profile`);
+  await shoplm.flush();
+  const recs = await api("/v1/recommend?" + withSession(new URLSearchParams({ k: 6, ...context })));
+  renderList($("recommended"), recs, "Nothing yet.");
+  const session = shoplm.sessionId();
+  $("visitor").textContent = session || "not tracked";
   const box = $("profile");
   box.replaceChildren();
+  if (!session) {
+    box.append(text("p", "Tracking is off: nothing you do here is recorded.", "empty"));
+    return;
+  }
+  const profile = await api(`/v1/sessions/${encodeURIComponent(session)}/profile`);
   if (profile.is_new) {
     box.append(text("p", "New visitor: no history yet. Search or click to personalise.", "empty"));
     return;
@@ -583,16 +584,24 @@ async function refreshSidebar(context = {}) {
   box.append(list);
 }
 
-$("add-to-cart").addEventListener("click", () =>
-  currentItem && sendEvent({ event_type: "add_to_cart", item_id: currentItem.item_id })
-    .then(() => refreshSidebar({ item_id: currentItem.item_id })).catch(showError));
+// A cart or purchase on the item page is credited to the list of the click that led here.
+$("add-to-cart").addEventListener("click", () => {
+  if (!currentItem) return;
+  shoplm.addToCart(currentItem.item_id);
+  refreshSidebar({ item_id: currentItem.item_id }).catch(showError);
+});
+$("buy").addEventListener("click", () => {
+  if (!currentItem) return;
+  shoplm.purchase([{ itemId: currentItem.item_id, value: currentItem.price }]);
+  $("bought").textContent = "Thank you: your order is placed.";
+  refreshSidebar({ item_id: currentItem.item_id }).catch(showError);
+});
 $("new-visitor").addEventListener("click", () => {
-  session = newVisitor();
+  shoplm.reset();
   currentItem = null;
-  $("visitor").textContent = session;
   go({ brands: [], page: 1 }).catch(showError);
 });
 
 $("item-image").addEventListener("error", () => { $("item-image").hidden = true; });
-$("visitor").textContent = session;
+$("visitor").textContent = shoplm.sessionId() || "not tracked";
 render().catch(showError);
