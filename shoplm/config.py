@@ -206,13 +206,28 @@ class Settings(BaseSettings):
         description="Edges of the price facet's buckets (..10, 10..25, ..., 1000..), in the catalog's currency.")
     search_facet_values: int = Field(10, ge=1, le=1_000, description="Values per facet (per level of the category tree).")
     search_dense_floor: float = Field(
-        0.45, ge=-1, le=1, description="A query's result set: every item with a BM25 match, plus every item whose text "
-        "vector has at least this cosine to the query's. Sets `total` and what pages and facets cover; the ranking of "
+        0.45, ge=-1, le=1, description="A query's result set: every item with a BM25 match, plus those of its "
+        "search_dense_depth nearest text vectors at least this close (cosine). Sets `total` and what pages and facets cover; the ranking of "
         "the first hybrid_depth results is the fused one either way (docs/search.md: how it was chosen).")
     suggest_refresh_s: float = Field(300.0, gt=0, description="Query suggestions are rebuilt (in the background) "
                                      "this long after the last build, or once the catalog changed.")
     suggest_personal_boost: float = Field(1.5, ge=1, description="Suggestions naming a brand or category of the "
                                           "visitor's history score this many times more.")
+    rules_refresh_s: float = Field(5.0, gt=0, description="How often (at most) an engine asks the store whether "
+                                   "merchandising rules or synonyms changed elsewhere (the CLI, another host); changes "
+                                   "made through the API reach every worker at once.")
+    search_dense_depth: int = Field(
+        500, ge=1, description="How many of a query's nearest text vectors can join its result set (those at "
+        "cosine >= search_dense_floor): an ANN search, not a scan of every vector (152 ms at a million).")
+    impression_sample_rate: float = Field(
+        1.0, gt=0, le=1, description="Share of result lists whose impression (ids shown, surface, query, arm) is "
+        "logged to the store for analytics; every list gets a list_id either way.")
+    impression_flush_s: float = Field(1.0, gt=0, description="Impressions are written in batches at least this "
+                                      "often (a crash loses at most this much of them, never an event).")
+    attribution_window_s: float = Field(
+        1800.0, gt=0, description="Analytics: a click, cart or purchase without a list_id is credited to the last "
+        "list that showed the item to the same session within this many seconds (a purchase: to the list its "
+        "click came from).")
     search_max_window: int = Field(10_000, ge=100, description="offset + limit a search may ask for (deeper pages get 422).")
     search_rerank: bool = Field(
         True, description="Order search candidates with the re-ranker a fine-tuned model directory carries "

@@ -38,8 +38,9 @@ def pg_database_url():
 def pg_url(pg_database_url):
     """The session's PostgreSQL database, emptied before each test."""
     engine = sa.create_engine(pg_database_url)
-    with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS events, items, judgments, shoplm_meta CASCADE"))
+    tables = sa.MetaData()
+    tables.reflect(engine)  # every table a store made, whatever the schema version
+    tables.drop_all(engine)
     engine.dispose()
     return pg_database_url
 

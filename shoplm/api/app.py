@@ -10,8 +10,10 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from shoplm.api import experiments, merchandising, snippet
 from shoplm.api.middleware import BodyLimit, Metrics, RateLimit
 from shoplm.api.problems import install_error_handlers
 from shoplm.api.routes import health, router
@@ -54,7 +56,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         yield
-        app.state.engine.store.close()
+        app.state.engine.close()
 
     app = FastAPI(title="shoplm", version="0.1.0", lifespan=lifespan,
                   description="Search and recommendations for online shops, built around a language model.")
@@ -64,7 +66,12 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(merchandising.router)
+    app.include_router(experiments.router)
+    app.include_router(snippet.router)
     app.include_router(health)
+    # The operator dashboard: a page with no data in it; every call it makes needs the admin key.
+    app.add_api_route("/admin", lambda: FileResponse(STATIC / "admin" / "index.html"), include_in_schema=False)
     if (STATIC / "index.html").is_file():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="storefront")
     # Added innermost first: metrics see every answer (429s and 413s included), CORS headers

@@ -22,6 +22,7 @@ from shoplm.api.schemas import (
     PageHit, ProfilePublic, Reloaded, ReloadRequest, SearchPage, Suggestion, SuggestList, WriteResult,
 )
 from shoplm.engine.engine import Engine, Rec
+from shoplm.engine.experiments import arm_fusion
 from shoplm.engine.listing import Page, PageRequest, Sort
 from shoplm.search.facets import FilterError, parse_filters
 from shoplm.search.highlight import highlight
@@ -82,10 +83,16 @@ def _filter(category: str | None, min_price: float | None, max_price: float | No
     return ItemFilter(category=category, min_price=min_price, max_price=max_price, available_only=available_only)
 
 
-def _hits(engine: Engine, recs: list[Rec]) -> Response:
+def _hits(engine: Engine, recs: list[Rec], surface: str, user_id: str | None = None,
+          session_id: str | None = None, query: str | None = None) -> Response:
     """The HitList as a JSON response, serialised once: returned as a model, FastAPI would
-    validate it against response_model again (about a fifth of a recommendation's time)."""
-    return Response(_hit_list(engine, recs).model_dump_json(), media_type="application/json")
+    validate it against response_model again (about a fifth of a recommendation's time).
+    Its `list_id` names the impression logged for it."""
+    hits = _hit_list(engine, recs)
+    assigned = engine.arm(user_id, session_id)
+    hits.list_id = engine.shown(surface, [h.item_id for h in hits.items], query, user_id, session_id,
+                                assigned[0] if assigned else None)
+    return Response(hits.model_dump_json(), media_type="application/json")
 
 
 def _hit_list(engine: Engine, recs: list[Rec]) -> HitList:
@@ -94,7 +101,8 @@ def _hit_list(engine: Engine, recs: list[Rec]) -> HitList:
         item = engine.items.get(rec.item_id)
         if item is not None:  # deleted between ranking and answering
             hits.append(Hit(item_id=item.item_id, title=item.title, category=item.category, brand=item.brand,
-                            price=item.price, score=rec.score, reason=rec.reason))
+                            price=item.price, score=rec.score, reason=rec.reason, position=len(hits),
+                            image_url=item.image_url, url=item.url))
     return HitList(items=hits)
 
 
@@ -168,14 +176,18 @@ async def search(request: Request, engine: EngineDep,
         wanted = tuple(schema.check_facets([f.strip() for f in (facets or "").split(",") if f.strip()]))
     except FilterError as error:
         raise _invalid(error.field, str(error)) from None
+    assigned = engine.arm(user_id, session_id)
+    fusion, rerank = (arm_fusion(assigned[1], engine.search_pipeline.fusion),
+                      bool(assigned[1].settings.get("search_rerank", True))) if assigned else (None, True)
     page_request = PageRequest(q.strip(), user_id, session_id, clauses, _filter(category, min_price, max_price,
                                                                                  available_only),
-                               wanted, sort, offset, size, group, correct)
+                               wanted, sort, offset, size, group, correct, fusion, rerank)
     shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
 
     def work() -> Response:
         page = engine.search_page(page_request)
-        return Response(_search_page(engine, page, page_request, shown).model_dump_json(), media_type="application/json")
+        return Response(_search_page(engine, page, page_request, shown, assigned[0] if assigned else None)
+                        .model_dump_json(), media_type="application/json")
 
     return await _compute(request, work, short=not q.strip())
 
@@ -190,8 +202,10 @@ async def suggest(request: Request, engine: EngineDep,
     word starting with) `q`, the visitor's brands and categories first, and top products."""
     def work() -> Response:
         suggestions, recs = engine.suggest(q, k, user_id=user_id, session_id=session_id, items=items)
-        body = SuggestList(suggestions=[Suggestion(text=s.text, score=s.score) for s in suggestions],
-                           items=_hit_list(engine, recs).items)
+        hits = _hit_list(engine, recs).items
+        body = SuggestList(suggestions=[Suggestion(text=s.text, score=s.score) for s in suggestions], items=hits,
+                           list_id=engine.shown("suggest", [h.item_id for h in hits], q, user_id, session_id)
+                           if hits else None)
         return Response(body.model_dump_json(), media_type="application/json")
 
     return await _compute(request, work)
@@ -201,10 +215,10 @@ def _invalid(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("query", field), "msg": message, "type": "value_error"}])
 
 
-def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[str]) -> SearchPage:
+def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[str], arm: str | None) -> SearchPage:
     lexical = engine.search_pipeline.lexical
     searched = page.corrected_query or request.query
-    terms = set(lexical.tokenize([searched])[0]) if searched else set()
+    terms = set(lexical.query_terms(searched)) if searched else set()  # synonyms' terms marked too
     hits = []
     for position, rec in enumerate(page.hits, start=request.offset):
         item = engine.items.get(rec.item_id)
@@ -216,9 +230,12 @@ def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[s
             highlight=highlight(item.title, terms, lexical.stem_word),
             attributes={a: item.attributes[a] for a in shown if a in item.attributes},
             variants=page.variants.get(item.item_id)))
+    surface = "search" if request.query else "browse"
+    list_id = engine.shown(surface, [h.item_id for h in hits], searched or None, request.user_id, request.session_id,
+                           arm)
     return SearchPage(items=hits, total=page.total, total_exact=page.total_exact, offset=request.offset,
                       limit=request.limit, facets=page.facets, query=request.query,
-                      corrected_query=page.corrected_query)
+                      corrected_query=page.corrected_query, list_id=list_id)
 
 
 @router.get("/recommend", dependencies=[ReadAccess], response_model=HitList, tags=["recommend"])
@@ -229,12 +246,13 @@ async def recommend(request: Request, engine: EngineDep, user_id: Text = None, s
     A visitor with no history gets popular items (of the category, or like the page's item)."""
     flt = _filter(category, min_price, max_price, available_only)
     return await _compute(request, lambda: _hits(engine, engine.recommend(
-        user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k, exclude_seen=exclude_seen)))
+        user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k, exclude_seen=exclude_seen),
+        "recommend", user_id, session_id))
 
 
 @router.get("/items/{item_id:path}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
 async def similar(request: Request, item_id: Id, engine: EngineDep, k: K = 10) -> Response:
-    return await _compute(request, lambda: _hits(engine, engine.similar(item_id, k=k)))
+    return await _compute(request, lambda: _hits(engine, engine.similar(item_id, k=k), "similar"))
 
 
 @router.post("/ads/rank", dependencies=[ReadAccess], response_model=AdList, tags=["ads"])
@@ -242,8 +260,10 @@ def rank_ads(body: AdRequest, engine: EngineDep) -> AdList:
     """Sponsored items ordered by relevance x bid; an irrelevant ad never wins on bid alone."""
     ranked = engine.rank_ads(user_id=body.user_id, session_id=body.session_id, query=body.query,
                              item_id=body.item_id, k=body.k)
-    return AdList(ads=[Ad(item_id=i, title=engine.items[i].title, score=s, relevance=r, bid=b)
-                       for i, s, r, b in ranked if i in engine.items])
+    ads = [Ad(item_id=i, title=engine.items[i].title, score=s, relevance=r, bid=b) for i, s, r, b in ranked
+           if i in engine.items]
+    return AdList(ads=ads, list_id=engine.shown("ads", [a.item_id for a in ads], body.query, body.user_id,
+                                                body.session_id))
 
 
 @router.post("/admin/reload", dependencies=[AdminAccess], response_model=Reloaded, tags=["admin"])
@@ -261,6 +281,19 @@ def reload_model(body: ReloadRequest, engine: EngineDep, request: Request) -> Re
                        "train one with `shoplm train recommend --out DIR`")
     engine.reload_model(directory)
     return Reloaded(recommend_model=str(directory))
+
+
+When = Annotated[float | None, Query(ge=0, lt=7_258_118_400, allow_inf_nan=False, description="Unix seconds.")]
+
+
+@router.get("/admin/analytics", dependencies=[AdminAccess], tags=["admin"])
+def admin_analytics(engine: EngineDep, since: When = None, until: When = None) -> dict[str, Any]:
+    """Top queries, zero-result and low-click-through queries, and per surface and experiment
+    arm the impressions, clicks, carts, purchases, revenue, CTR and conversion in [since,
+    until), with CTR by position; aggregated by the store (shoplm/store/analytics.py)."""
+    if since is not None and until is not None and until <= since:
+        raise _invalid("until", f"until ({until:g}) must be after since ({since:g})")
+    return engine.analytics(since, until)
 
 
 @router.post("/items", dependencies=[AdminAccess], response_model=WriteResult, tags=["items"])

@@ -65,8 +65,10 @@ class EventCreate(BaseModel):
     event_type: EventType
     item_id: str | None = Field(None, max_length=256)
     query: str | None = None
-    position: int | None = Field(None, ge=0)
-    value: float | None = None
+    position: int | None = Field(None, ge=0, description="The item's 0-based position in the list it was picked from.")
+    value: float | None = Field(None, description="A purchase's value (revenue), in the catalog's currency.")
+    list_id: str | None = Field(None, max_length=64, description="The `list_id` of the answer the item was picked "
+                                "from: credits the click/cart/purchase to that search or recommendation list.")
 
 
 class EventBatch(BaseModel):
@@ -124,16 +126,21 @@ class Hit(BaseModel):
     price: float | None
     score: float
     reason: str
+    position: int = Field(0, description="0-based rank in the list (send it back with the click).")
+    image_url: str | None = None
+    url: str | None = None
+
+
+LIST_ID = Field(None, description="This answer's id: send it with the events of items picked from it (attribution).")
 
 
 class HitList(BaseModel):
     items: list[Hit]
+    list_id: str | None = LIST_ID
 
 
 class PageHit(Hit):
     position: int = Field(description="0-based rank in the whole result list (offset included).")
-    image_url: str | None = None
-    url: str | None = None
     highlight: str = Field(description="The title, HTML-escaped, with the matched query words in <mark>.")
     attributes: dict[str, Any] = Field(default_factory=dict, description="The attributes asked for with `attributes=`.")
     variants: int | None = Field(None, description="Items of this hit's group_id in the result set (when several).")
@@ -149,7 +156,7 @@ class SearchPage(BaseModel):
                                               "the whole result set, each without its own field's filters.")
     query: str
     corrected_query: str | None = Field(None, description="The spelling searched instead of `query`, when one was.")
-    list_id: str | None = None
+    list_id: str | None = LIST_ID
 
 
 class Suggestion(BaseModel):
@@ -160,6 +167,7 @@ class Suggestion(BaseModel):
 class SuggestList(BaseModel):
     suggestions: list[Suggestion]
     items: list[Hit]
+    list_id: str | None = LIST_ID
 
 
 class AdRequest(BaseModel):
@@ -183,6 +191,7 @@ class Ad(BaseModel):
 
 class AdList(BaseModel):
     ads: list[Ad]
+    list_id: str | None = LIST_ID
 
 
 class ReloadRequest(BaseModel):

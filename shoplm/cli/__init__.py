@@ -11,14 +11,17 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from shoplm.cli import data, jobs, recommend, search, serve, suggest
-from shoplm.cli.common import app, data_app, err, eval_app, index_app, jobs_app, jobs_train_app, train_app
+from shoplm.cli import analytics, data, jobs, merchandising, recommend, search, serve, suggest
+from shoplm.cli.common import (
+    app, data_app, err, eval_app, index_app, jobs_app, jobs_train_app, report_app, rules_app, train_app,
+)
 from shoplm.config import Settings
 from shoplm.errors import ShopLMError
 
 app.add_typer(data_app, name="data")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+app.add_typer(report_app, name="report")
 
 
 @app.callback()
@@ -43,6 +46,7 @@ index_app.command("build")(search.index_build)
 app.command("search")(search.search)
 eval_app.command("suggest")(suggest.eval_suggest)
 app.command("suggest")(suggest.suggest)
+report_app.command("analytics")(analytics.report_analytics)
 train_app.command("recommend")(recommend.train_recommend)
 eval_app.command("recommend")(recommend.eval_recommend)
 app.add_typer(jobs_app, name="jobs")
@@ -51,6 +55,10 @@ jobs_app.command("embed")(jobs.embed)
 jobs_app.command("recommend-all")(jobs.recommend_all)
 jobs_train_app.command("recommend")(jobs.jobs_train_recommend)
 jobs_train_app.command("search")(jobs.jobs_train_search)
+app.add_typer(rules_app, name="rules")
+rules_app.command("list")(merchandising.rules_list)
+rules_app.command("add")(merchandising.rules_add)
+rules_app.command("delete")(merchandising.rules_delete)
 
 
 def main() -> None:

@@ -21,10 +21,12 @@ app = typer.Typer(
 )
 data_app = typer.Typer(help="Convert public data sets to the shoplm format and inspect a store.", no_args_is_help=True)
 train_app = typer.Typer(help="Train models: search fine-tuning and the recommendation model.", no_args_is_help=True)
+report_app = typer.Typer(help="Reports from the store (Markdown, PNG, JSON).", no_args_is_help=True)
 eval_app = typer.Typer(help="Offline evaluation with reports (JSON, Markdown, PNG).", no_args_is_help=True)
 index_app = typer.Typer(help="Build the search indexes (vector + BM25) from a store.", no_args_is_help=True)
 jobs_app = typer.Typer(help="Batch jobs on Ray (local or a cluster): embeddings, precomputed recommendations, "
                             "distributed training.", no_args_is_help=True)
+rules_app = typer.Typer(help="Merchandising rules (pin, boost, bury, hide) in a store.", no_args_is_help=True)
 jobs_train_app = typer.Typer(help="Data-parallel training on Ray Train (DDP over CPU or GPU workers) of the models "
                                   "`shoplm train` trains in-process, with the same output.", no_args_is_help=True)
 

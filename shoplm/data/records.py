@@ -21,7 +21,7 @@ ITEM_FIELDS: tuple[str, ...] = (
     "item_id", "title", "description", "category", "brand", "price", "available", "sponsored_bid",
 )
 EVENT_FIELDS: tuple[str, ...] = (
-    "timestamp", "user_id", "session_id", "event_type", "item_id", "query", "position", "value",
+    "timestamp", "user_id", "session_id", "event_type", "item_id", "query", "position", "value", "list_id",
 )
 JUDGMENT_FIELDS: tuple[str, ...] = ("query", "item_id", "relevance")
 # Optional catalog fields a results page shows or groups by. They live in `Item.attributes`
@@ -99,6 +99,7 @@ class Event:
     query: str | None = None
     position: int | None = None
     value: float | None = None
+    list_id: str | None = None  # the result list that led here (search, recommendations, ...): attribution
 
     @property
     def key(self) -> str:
@@ -371,11 +372,12 @@ def parse_event(raw: Mapping[str, Any]) -> Event | list[FieldProblem]:
     query = c.text("query", required=is_search)
     position = c.integer("position", minimum=0)
     value = c.number("value")
+    list_id = c.ident("list_id", required=False)
     if c.problems:
         return c.problems
     return Event(
         timestamp=timestamp, event_type=event_type, user_id=user_id, session_id=session_id,  # type: ignore[arg-type]
-        item_id=item_id, query=query, position=position, value=value,
+        item_id=item_id, query=query, position=position, value=value, list_id=list_id,
     )
 
 

@@ -8,6 +8,7 @@ Attributes are reachable as `{attr:NAME}`.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Sequence
 
 from shoplm.errors import ConfigError
@@ -62,3 +63,9 @@ def _field_value(item: Item, name: str) -> str:
     if value is None or value == "":
         return ""
     return str(value).strip()
+
+
+def normalise(text: str) -> str:
+    """NFKC, case-folded, whitespace runs as one space, none at either end: " Cordless  DRILL" -> "cordless drill".
+    How suggestions, merchandising rules and synonyms compare what shoppers type."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())

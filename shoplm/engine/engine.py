@@ -29,25 +29,33 @@ from shoplm.data.aggregates import history_bucket, item_popularity
 from shoplm.config import Settings
 from shoplm.errors import InvalidRecords, NotFound
 from shoplm.engine.ads import Ad, rank_ads
+from shoplm.data.experiments import Arm, Experiment, ExperimentError
+from shoplm.engine.attribution import ImpressionLog, ListIds
+from shoplm.engine.experiments import results as experiment_results
 from shoplm.engine.catalog import LiveCatalog
 from shoplm.engine.listing import Page, PageRequest, search_page
 from shoplm.engine.pick import Rec, pick, pick_from, reasons
+from shoplm.engine.rules import Merchandising, Plan, category_of
 from shoplm.engine.scoring import UserModelScorer, text_scores
 from shoplm.recommend.blend import Blend, popularity_prior, zscore
 from shoplm.recommend.sequences import recency_weights
 from shoplm.engine.profile import Profile, build_profile, nearest_categories
 from shoplm.data.records import Event, FieldProblem, Item
+from shoplm.data.rules import Rule, Synonym
 from shoplm.search.facets import FacetColumns, Schema
+from shoplm.search.fusion import Fusion
 from shoplm.search.index import ItemFilter
 from shoplm.search.spelling import Speller
 from shoplm.search.suggest import Suggester, Suggestion, clicked_queries
 from shoplm.search.pipeline import SearchPipeline, ensure_indexes
-from shoplm.store.base import Store
+from shoplm.store.analytics import analytics
+from shoplm.store.base import Impression, Store
 
 
 log = logging.getLogger(__name__)
 
 UNKNOWN_ITEM = "an item_id in the catalog (unknown item: create it with POST /v1/items first)"
+UNKNOWN_LIST = "the list_id of a result list this shop's service answered (copy it from that answer), or none"
 
 
 class ModelState(NamedTuple):
@@ -73,7 +81,12 @@ class Engine:
         self._speller = Speller(search.lexical) if search is not None else None
         self._suggest_state: tuple[int, float, Suggester] | None = None  # (catalog version, built at, suggester)
         self._suggest_lock = threading.Lock()
+        self.list_ids = ListIds(store.secret("list_ids"))
+        self._experiments: tuple[float, tuple[Experiment, ...]] | None = None
+        self.impressions = ImpressionLog(store, settings.impression_sample_rate, settings.impression_flush_s)
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
+        self.merchandising = Merchandising(store, search.lexical if search is not None else None,
+                                           settings.rules_refresh_s)  # rules and synonyms (shoplm/engine/rules.py)
         if search is not None:
             self._sync_rows()
             self._init_popularity()
@@ -175,6 +188,86 @@ class Engine:
             self.search_pipeline.remove(list(item_ids))
             self.catalog.changed()
 
+    # --- merchandising (shoplm/engine/rules.py) -------------------------------------------
+    def put_rule(self, rule: Rule) -> Rule:
+        """Store the rule (a new one without an id, else replacing it) if its item is in the
+        catalog; every engine of the store answers by it from its next request."""
+        if rule.item_id not in self.catalog:
+            self._refresh([rule.item_id])  # created through another engine a moment ago?
+        if rule.item_id not in self.catalog:
+            raise InvalidRecords("rule", {0: [FieldProblem("item_id", rule.item_id, UNKNOWN_ITEM)]})
+        return self._merchandised(self.store.put_rule(rule))
+
+    def delete_rule(self, rule_id: int) -> None:
+        if not self.store.delete_rule(rule_id):
+            raise NotFound(f"no rule with id {rule_id}; list them with GET /v1/admin/rules")
+        self._merchandised(None)
+
+    def put_synonym(self, synonym: Synonym) -> Synonym:
+        """Store the synonym; the next query's BM25 terms are expanded by it (nothing is re-indexed)."""
+        return self._merchandised(self.store.put_synonym(synonym))
+
+    def delete_synonym(self, synonym_id: int) -> None:
+        if not self.store.delete_synonym(synonym_id):
+            raise NotFound(f"no synonym with id {synonym_id}; list them with GET /v1/admin/synonyms")
+        self._merchandised(None)
+
+    def _merchandised(self, record: Any) -> Any:
+        self.merchandising.reload()
+        self._publish({"merchandising": True})
+        return record
+
+    # --- experiments (shoplm/data/experiments.py, shoplm/engine/experiments.py) ----------------
+    def experiments(self) -> list[Experiment]:
+        """The experiments as stored, re-read at most every `rules_refresh_s` seconds."""
+        cached = self._experiments
+        if cached is None or time.monotonic() - cached[0] > self.settings.rules_refresh_s:
+            cached = self._experiments = (time.monotonic(), tuple(self.store.experiments()))
+        return list(cached[1])
+
+    def put_experiment(self, experiment: Experiment) -> Experiment:
+        """Create or replace an experiment; at most one runs at a time (so every visitor is in
+        at most one arm, and arms compare cleanly)."""
+        if experiment.status in ("running", "promoted"):
+            other = next((e for e in self.store.experiments()
+                          if e.status in ("running", "promoted") and e.id != experiment.id), None)
+            if other is not None:
+                raise ExperimentError("status", f"experiment {other.id} ({other.name!r}) is {other.status}; stop it first")
+        stored = self.store.put_experiment(experiment)
+        self._experiments = None
+        return stored
+
+    def arm(self, user_id: str | None, session_id: str | None) -> tuple[str, Arm] | None:
+        """("experiment:arm", the arm) of the visitor in the running (or promoted) experiment, if any."""
+        for experiment in self.experiments():
+            arm = experiment.assign(user_id or session_id)
+            if arm is not None:
+                return experiment.label(arm), arm
+        return None
+
+    def experiment_results(self, experiment: Experiment) -> dict[str, Any]:
+        """Each arm's visitors, click and purchase rates against the first arm, and the SRM check."""
+        return experiment_results(experiment, self.analytics()["arms"])
+
+    # --- attribution ---------------------------------------------------------------------
+    def shown(self, surface: str, item_ids: Sequence[str], query: str | None = None, user_id: str | None = None,
+              session_id: str | None = None, arm: str | None = None) -> str:
+        """A new `list_id` for a list about to be answered, its impression logged (batched)."""
+        list_id = self.list_ids.new()
+        query = " ".join(query.casefold().split()) or None if query else None  # analytics group queries by it
+        self.impressions.record(Impression(list_id, time.time(), surface, tuple(item_ids), query, user_id, session_id, arm))
+        return list_id
+
+    def analytics(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        """shoplm/store/analytics.py's report, this process's buffered impressions written first."""
+        self.impressions.flush()
+        return analytics(self.store, since, until, self.settings.attribution_window_s)
+
+    def close(self) -> None:
+        """Write the impressions still buffered, then close the store."""
+        self.impressions.close()
+        self.store.close()
+
     # --- behaviour -----------------------------------------------------------------------
     def add_events(self, events: Sequence[Event]) -> int:
         """Store the batch (all or nothing) and return how many were new. Events for items
@@ -182,10 +275,12 @@ class Engine:
         unknown = sorted({e.item_id for e in events if e.item_id is not None and e.item_id not in self.catalog})
         if unknown:  # created through another engine a moment ago, its change not yet here?
             self._refresh(unknown)
-        problems = {
-            i: [FieldProblem("item_id", e.item_id, UNKNOWN_ITEM)]
-            for i, e in enumerate(events) if e.item_id is not None and e.item_id not in self.catalog
-        }
+        problems: dict[int, list[FieldProblem]] = {}
+        for i, e in enumerate(events):
+            if e.item_id is not None and e.item_id not in self.catalog:
+                problems.setdefault(i, []).append(FieldProblem("item_id", e.item_id, UNKNOWN_ITEM))
+            if e.list_id is not None and not self.list_ids.valid(e.list_id):
+                problems.setdefault(i, []).append(FieldProblem("list_id", e.list_id, UNKNOWN_LIST))
         if problems:
             raise InvalidRecords("events", problems)
         stored = self.store.add_events(events)
@@ -231,7 +326,8 @@ class Engine:
 
     # --- answers ---------------------------------------------------------------------------
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
-               filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None) -> list[Rec]:
+               filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None,
+               fusion: Fusion | None = None, rerank: bool = True) -> list[Rec]:
         """Hybrid retrieval, re-ranked by the actor's behaviour so far: P(y | x, z). With no
         history it is exactly the query-only ranking. `keep` (bool[rows]) narrows it further."""
         self._require_search()
@@ -240,7 +336,7 @@ class Engine:
         depth = max(k, self.settings.hybrid_depth)
         if keep is not None and len(keep) < self.catalog.n_rows:  # rows indexed since the caller's mask: not in it
             keep = np.concatenate([keep, np.zeros(self.catalog.n_rows - len(keep), dtype=bool)])
-        hits = self.search_pipeline.search([query], depth, filter, keep=keep)
+        hits = self.search_pipeline.search([query], depth, filter, keep=keep, fusion=fusion, rerank=rerank)
         ids = [i for i in hits.ids[0] if i]
         if not ids:
             return []
@@ -372,7 +468,9 @@ class Engine:
         if history:
             seen.add(history[-1][0])  # the page in front of the visitor, or the item they just saw
         mask[self.catalog.indexed_rows(seen)] = False
-        return self._pick(scores, mask, k, history)
+        plan = self.merchandising.plan("recommend", self.catalog,
+                                       category=category_of(filter.category if filter is not None else None, ()))
+        return self._pick(scores, mask, k, history, plan)
 
     def similar(self, item_id: str, k: int = 10) -> list[Rec]:
         """Items whose text is closest to the item's, the item itself left out."""
@@ -383,13 +481,22 @@ class Engine:
         scores = vectors @ vectors[row]  # (rows,)
         mask = self.catalog.servable()
         mask[row] = False
-        picked = self._pick(scores, mask, k, [])
-        return [Rec(r.item_id, r.score, f"similar to {item.title}") for r in picked]
+        return self._pick(scores, mask, k, [], self.merchandising.plan("similar", self.catalog),
+                          why=f"similar to {item.title}")
 
-    def _pick(self, scores: np.ndarray, mask: np.ndarray, k: int, history: Sequence[tuple[str, float]]) -> list[Rec]:
-        """Top-k rows under `mask`, no duplicates, at most `max_per_category` per leaf category."""
-        picked = pick(scores, mask, k, self.settings.max_per_category or None, self.catalog)
-        return self._with_reasons(picked, scores, history)
+    def _pick(self, scores: np.ndarray, mask: np.ndarray, k: int, history: Sequence[tuple[str, float]],
+              plan: Plan | None = None, why: str | None = None) -> list[Rec]:
+        """Top-k rows under `mask`, no duplicates, at most `max_per_category` per leaf category,
+        then merchandised by `plan` (hidden rows never; pins, boosts, buries; a pin passes the
+        mask but not the category limit). `why`: the reason of the hits no rule placed."""
+        limit = self.settings.max_per_category or None
+        if not plan:
+            recs = self._with_reasons(pick(scores, mask, k, limit, self.catalog), scores, history)
+            return recs if why is None else [r._replace(reason=why) for r in recs]
+        mask = mask & plan.visible(len(mask))
+        rows, notes = plan.top([row for row, _ in pick(scores, mask, k + plan.depth, limit, self.catalog)], mask, k)
+        recs = self._with_reasons([(row, self.catalog.item_at(row)) for row in rows], scores, history)
+        return [r._replace(reason=notes.get(row, why or r.reason)) for r, row in zip(recs, rows)]
 
     def _pick_from(self, order: np.ndarray, scores: np.ndarray, k: int, limit: int | None,
                    history: Sequence[tuple[str, float]]) -> list[Rec]:
@@ -497,6 +604,8 @@ class Engine:
                 self._init_popularity()
         if "model" in change:
             self._load_model(change["model"])
+        if "merchandising" in change:
+            self.merchandising.reload()
 
     # --- health --------------------------------------------------------------------------
     def ready(self) -> bool:

@@ -15,7 +15,9 @@ Browse (no query) ranks every item passing the filters by the visitor's personal
 popularity. Any other sort orders the whole set by its key (items without one last), the
 relevance rank breaking ties; pages are cut from that one order, so they cover the set
 exactly once. Facet counts are over the whole set, each leaving out its own field's
-filters (disjunctive).
+filters (disjunctive). Merchandising rules (shoplm/engine/rules.py) take hidden items out of
+the set and pinned ones into it before anything is counted, then pin, boost and bury in the
+relevance order, after grouping and before the page is cut.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import numpy as np
 
 from shoplm.config import Settings
 from shoplm.engine.catalog import LiveCatalog
+from shoplm.data.text import normalise
 from shoplm.engine.pick import Rec
+from shoplm.engine.rules import Merchandising, category_of
 from shoplm.search.facets import Clause, FacetColumns
+from shoplm.search.fusion import Fusion
 from shoplm.search.index import ItemFilter
 from shoplm.search.pipeline import SearchPipeline
 from shoplm.search.spelling import Speller
@@ -43,6 +48,7 @@ class Ranker(Protocol):
     settings: Settings
     catalog: LiveCatalog
     search_pipeline: SearchPipeline
+    merchandising: Merchandising
 
     @property
     def popularity(self) -> np.ndarray: ...
@@ -52,7 +58,8 @@ class Ranker(Protocol):
     def speller(self) -> Speller: ...
 
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
-               filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None) -> list[Rec]: ...
+               filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None,
+               fusion: Fusion | None = None, rerank: bool = True) -> list[Rec]: ...
 
     def browse_scores(self, user_id: str | None, session_id: str | None) -> np.ndarray: ...
 
@@ -72,6 +79,8 @@ class PageRequest:
     limit: int = 10
     group: bool = True  # one hit per group_id (its best-ranked variant)
     correct: bool = True  # False: search the query as typed, even with a word no item has
+    fusion: Fusion | None = None  # an experiment arm's fusion instead of the settings'
+    rerank: bool = True  # False: an experiment arm without the fine-tuned model's re-ranker
 
 
 @dataclass
@@ -92,6 +101,11 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         index = catalog.index
         base &= request.filter.mask(index.category[:n], index.price[:n], index.available[:n])
     filtered = columns.mask(request.clauses)  # bool[rows]
+    plan = engine.merchandising.plan("search" if request.query else "browse", catalog, normalise(request.query) or None,
+                                     category_of(request.filter and request.filter.category, request.clauses),
+                                     moves=request.sort == "relevance")  # shoplm/engine/rules.py
+    base &= plan.visible(n)  # a hidden item leaves the set: shown nowhere, counted nowhere
+    eligible = base.copy()
     corrected, exact = None, True
     if request.query:
         query, corrected, matches = _spelled(engine, request.query, request.correct)
@@ -101,8 +115,10 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         # same depth, whatever the page: every page is cut from one ranking.
         narrowed = request.filter is not None or bool(request.clauses)
         head = engine.search(query, user_id=request.user_id, session_id=request.session_id,
-                             keep=base & filtered if narrowed else None, k=engine.settings.hybrid_depth)
+                             keep=base & filtered if narrowed else None, k=engine.settings.hybrid_depth,
+                             fusion=request.fusion, rerank=request.rerank)
         base &= matches.mask[:n]
+        base |= eligible & plan.pinned(n)  # an item pinned for the query joins its set, if the filters let it
         exact = matches.exact
         keep = base & filtered
         head_rows = catalog.rows([r.item_id for r in head])
@@ -117,7 +133,9 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         order = _sorted(engine, request.sort, order)
     variants: dict[int, int] = {}
     if request.group:
-        order, variants = _grouped(columns.group_codes(), order)
+        codes = columns.group_codes()
+        order, variants = _grouped(codes, plan.lead(order, codes))
+    order, placed = plan.arrange(order)  # pins, boosts, buries: {row: "pinned by rule 3: ..."}
     window = order[request.offset:request.offset + request.limit]
     reasons = {r.item_id: r.reason for r in head} if head else {}
     hits = []
@@ -125,7 +143,7 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
     for row in window:
         item_id = catalog.id_at(int(row))
         reason = next(browse_reasons) if browse_reasons is not None else reasons.get(item_id, "matches your query")
-        hits.append(Rec(item_id, float(scores[row]), reason))
+        hits.append(Rec(item_id, float(scores[row]), placed.get(int(row), reason)))
     facets = columns.facets(request.facets, base, request.clauses, engine.settings.search_facet_values,
                             grouped=request.group)
     shown = set(window.tolist())

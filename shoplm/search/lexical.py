@@ -25,6 +25,7 @@ import numpy as np
 from shoplm.atomic import recover_dir, staged_dir
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.search.index import Hits, top_k
+from shoplm.search.synonyms import SynonymMap
 
 VERSION = 1
 SPELLING_MIN = 80.0  # rapidfuzz ratio (0-100) a catalog term needs to stand in for an unknown one
@@ -54,6 +55,7 @@ class LexicalIndex:
         self._df: Counter = Counter()
         self._vocab: tuple[int, list[str]] | None = None  # (version, terms), see corrected()
         self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
+        self.synonyms = SynonymMap()  # query-time expansion (shoplm/search/synonyms.py), swapped in whole by the engine
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -118,18 +120,22 @@ class LexicalIndex:
         return self.token_scores(self.tokenize([query])[0])
 
     def token_scores(self, tokens: Sequence[str]) -> np.ndarray:
-        """`scores` of a query already tokenized (stemmed, stop words out)."""
+        """`scores` of a query already tokenized (stemmed, stop words out), its synonyms' terms added."""
         if not self.ids:  # bm25s cannot index an empty corpus; a new shop starts empty
             return np.zeros(0, dtype=np.float32)
         retriever = self._built()
-        tokens = [t for t in tokens if t in retriever.vocab_dict]
+        tokens = [t for t in self.synonyms.expand(tokens) if t in retriever.vocab_dict]
         if not tokens:
             return np.zeros(len(self.ids), dtype=np.float32)
         return retriever.get_scores(tokens).astype(np.float32, copy=False)
 
+    def query_terms(self, query: str) -> list[str]:
+        """The terms BM25 scores for `query`: its tokens and those its synonyms add (highlighting reads them)."""
+        return self.synonyms.expand(self.tokenize([query])[0])
+
     def corrected(self, tokens: Sequence[str]) -> list[str] | None:
         """The query's tokens with each term no item has (3+ letters, no digit: model numbers
-        are left alone) replaced by the closest catalog term (rapidfuzz's Indel similarity
+        are left alone; a synonym's term is known) replaced by the closest catalog term (rapidfuzz's Indel similarity
         >= `SPELLING_MIN`, the most frequent among the best), or else split into two catalog
         terms ("deckover" -> "deck over"); None when no term changed. About one Home Depot
         query in seven has such a term ("brakcet"), which plain BM25 cannot match at all."""
@@ -140,8 +146,8 @@ class LexicalIndex:
             self._vocab = (self.version, [t for t, n in df.items() if n > 0 and len(t) >= 3])
         out, changed = [], False
         for token in tokens:
-            if df.get(token, 0) > 0 or len(token) < 3 or DIGIT.search(token):
-                out.append(token)
+            if df.get(token, 0) > 0 or len(token) < 3 or DIGIT.search(token) or token in self.synonyms:
+                out.append(token)  # known, short, a number, or a synonym of known terms
                 continue
             close = process.extract(token, self._vocab[1], scorer=fuzz.ratio, score_cutoff=SPELLING_MIN, limit=5)
             split = next(([token[:i], token[i:]] for i in range(2, len(token) - 1)

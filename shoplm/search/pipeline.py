@@ -41,7 +41,8 @@ class Matches(NamedTuple):
 
     mask: np.ndarray  # bool[rows]
     bm25: np.ndarray  # float32[rows], 0 = no term matches
-    cosine: np.ndarray  # float32[rows]
+    cosine: np.ndarray  # float32[rows], computed for the rows of `mask` only (-1 elsewhere)
+    exact: bool  # False: items beyond the dense depth may be as close, the set is a lower bound
 
 
 def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
@@ -162,25 +163,41 @@ class SearchPipeline:
             vector = self._query_memo[text] = self.encoder.encode_query(text)
         return vector
 
-    def matches(self, query: str, floor: float, tokens: Sequence[str] | None = None) -> "Matches":
+    def matches(self, query: str, floor: float, depth: int, tokens: Sequence[str] | None = None) -> "Matches":
         """The query's result set over the vector index's rows: items with a BM25 match (of
-        `tokens` when given, a corrected spelling) or a text vector at cosine >= `floor`."""
-        cosine = self.vectors.vectors @ self.query_vector(query)  # (rows,)
-        bm25 = np.zeros(len(cosine), dtype=np.float32)
+        `tokens` when given) or among the query's `depth` nearest text vectors at cosine >=
+        `floor`. Exact unless the depth-th neighbour is still above the floor (then more
+        items may be that close: `exact` is False). Cosines are computed for the set only."""
+        q = self.query_vector(query)
+        n = len(self.vectors.ids)
+        mask, bm25 = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.float32)
         if len(self.lexical):
             scores = self.lexical.token_scores(self.lexical.tokenize([query])[0] if tokens is None else tokens)
             rows = self.lexical_rows()
             found = rows >= 0
             bm25[rows[found]] = scores[found]
-        return Matches((bm25 > 0) | (cosine >= floor), bm25, cosine)
+            mask[rows[found & (scores > 0)]] = True
+        exact = True
+        if len(self.vectors):
+            near = self.vectors.search(q[None], depth)
+            close = near.scores[0] >= floor
+            mask[self.vectors.rows(near.ids[0][close])] = True
+            exact = not (close.all() and len(self.vectors) > depth)
+        mask &= self.vectors.alive
+        cosine = np.full(n, -1.0, dtype=np.float32)
+        members = np.flatnonzero(mask)
+        cosine[members] = self.vectors.vectors[members] @ q
+        return Matches(mask, bm25, cosine, exact)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None,
-               keep: np.ndarray | None = None) -> Hits:
+               keep: np.ndarray | None = None, fusion: Fusion | None = None, rerank: bool = True) -> Hits:
         """Fused top-k per query; with a filter (and/or `keep`, bool[rows] of the vector index)
-        every result passes it, and k come back whenever k do."""
+        every result passes it, and k come back whenever k do. `fusion` and `rerank=False`
+        replace the settings' fusion and turn the re-ranker off for this call (an experiment arm)."""
+        ranker = self.ranker if rerank else None
         depth = max(k, self.settings.hybrid_depth)
         query_tokens = None
-        if self.ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
+        if ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
             encoded = [self.encoder.encode_tokens([text]) for text in queries]
             q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
             query_tokens = [tokens[0] for _, tokens in encoded]
@@ -195,7 +212,7 @@ class SearchPipeline:
             dense = self.vectors.search_rows(q, depth, keep)
             rows = self.lexical_rows()
             mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
-        if self.ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
+        if ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
             tokens = self.lexical.tokenize(queries)  # once per query: BM25, its correction and the features
             bm25 = np.stack([self.lexical.token_scores(t) for t in tokens])  # (n, n_lexical)
             fixed = [self.lexical.corrected(t) for t in tokens]  # None: nothing to correct
@@ -204,7 +221,7 @@ class SearchPipeline:
             fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth,
                                  query_tokens)
         else:
-            fused = fuse(dense, self.lexical.search(list(queries), depth, mask), self.fusion, depth)
+            fused = fuse(dense, self.lexical.search(list(queries), depth, mask), fusion or self.fusion, depth)
         if self.rescorer is not None:
             fused = self._rescore(queries, fused)
         return Hits(fused.ids[:, :k], fused.scores[:, :k])

@@ -4,13 +4,13 @@
     speller.correct("cordles dril")           # -> "cordless drill", or None when nothing is misspelled
 
 A query word is misspelled when its BM25 term (stemmed, stop words out) is in no item's
-text: plain BM25 cannot match it at all, and about one Home Depot query in seven has one.
-It is replaced by the catalog word closest to it (rapidfuzz's Indel similarity >=
-`SPELLING_MIN`, the most frequent among the best), or split into two catalog words
-("deckover" -> "deck over"). Words of fewer than 3 letters and words with a digit (sizes,
-model numbers) are left alone. Unlike `LexicalIndex.corrected` (stemmed terms, for the
-re-ranker's candidates) it works on the words a shopper typed, so the corrected query can be
-shown and searched by both halves of hybrid search.
+text and starts no synonym (shoplm/search/synonyms.py): plain BM25 cannot match it at all,
+and about one Home Depot query in seven has one. It is replaced by the catalog word closest
+to it (rapidfuzz's Indel similarity >= `SPELLING_MIN`, the most frequent among the best),
+or split into two catalog words ("deckover" -> "deck over"). Words of fewer than 3 letters
+and words with a digit (sizes, model numbers) are left alone. Unlike `LexicalIndex.corrected`
+(stemmed terms, for the re-ranker's candidates) it works on the words a shopper typed, so
+the corrected query can be shown and searched by both halves of hybrid search.
 """
 
 from __future__ import annotations
@@ -44,14 +44,16 @@ class Speller:
         df = self.lexical.document_frequency()
         counts, words = self._vocabulary()
         out, changed, last = [], False, 0
+        synonyms = self.lexical.synonyms
         for match in WORD.finditer(query):
             word = match.group(0)
             lower = word.lower()
             out.append(query[last:match.start()])
             last = match.end()
             terms = self.lexical.tokenize([lower])[0]
-            if not terms or all(df.get(t, 0) > 0 for t in terms) or len(lower) < 3 or DIGIT.search(lower):
-                out.append(word)  # a stop word, a known word, a short one or a number
+            known = all(df.get(t, 0) > 0 or t in synonyms for t in terms)
+            if not terms or known or len(lower) < 3 or DIGIT.search(lower):
+                out.append(word)  # a stop word, a known word or a synonym of one, a short one or a number
                 continue
             close = process.extract(lower, words, scorer=fuzz.ratio, score_cutoff=SPELLING_MIN, limit=5)
             if close:

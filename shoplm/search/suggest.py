@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from bisect import bisect_left
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -47,6 +46,7 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 
 from shoplm.data.records import Event, Item
+from shoplm.data.text import normalise
 from shoplm.errors import ConfigError
 
 STOP_WORDS = frozenset(STOPWORDS_EN)  # the 33 English words the BM25 index drops as well
@@ -81,11 +81,6 @@ class SuggestConfig:
             raise ConfigError(f"SuggestConfig {self}: expected query_weight, subphrase_weight >= 0 and max_ngram, "
                               "min_df, max_k, cache_above >= 1; the defaults are query_weight=2, "
                               "subphrase_weight=1, max_ngram=3, min_df=1, max_k=50, cache_above=1024")
-
-
-def normalise(text: str) -> str:
-    """NFKC, case-folded, whitespace runs as one space, none at either end: " Cordless  DRILL" -> "cordless drill"."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def typed(prefix: str) -> str:

@@ -4,14 +4,17 @@ Backends (`memory.py`, `sql.py`) import this module; only `shoplm.store` (`open_
 
 from __future__ import annotations
 
-from typing import Iterable, Protocol, Sequence
+from typing import NamedTuple, Iterable, Protocol, Sequence
 
 import polars as pl
 from sqlalchemy.engine import make_url
 
 from shoplm.data.records import EVENT_FIELDS, Event, Item, Judgment
+from shoplm.data.experiments import Experiment
+from shoplm.data.rules import Rule, Synonym
+from shoplm.store.analytics import Aggregates
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events.list_id and the impressions table (a version-1 store is upgraded in place)
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64,
@@ -23,7 +26,21 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "query": pl.String,
     "position": pl.Int64,
     "value": pl.Float64,
+    "list_id": pl.String,
 }
+
+
+class Impression(NamedTuple):
+    """One result list as it was shown: what `list_id` events point back to (attribution)."""
+
+    list_id: str
+    timestamp: float  # Unix seconds
+    surface: str  # search, browse, recommend, similar, ads, suggest, ...
+    item_ids: tuple[str, ...]  # in the order shown, position 0 first
+    query: str | None = None
+    user_id: str | None = None
+    session_id: str | None = None
+    arm: str | None = None  # "experiment:arm" when the visitor is in an experiment
 
 
 class Store(Protocol):
@@ -66,7 +83,65 @@ class Store(Protocol):
     def schema_version(self) -> int:
         """The schema version the store was created with (`SCHEMA_VERSION` when current)."""
 
+    def add_impressions(self, impressions: Sequence[Impression]) -> int:
+        """Store result lists not already present (by `list_id`); returns how many were new."""
+
+    def impressions_frame(self, since: float | None = None, until: float | None = None) -> pl.DataFrame:
+        """Impressions with timestamp in [since, until) as a DataFrame with `IMPRESSION_SCHEMA`
+        (`item_ids` a list column), oldest first."""
+
+    def aggregates(self, since: float | None, until: float | None, window_s: float) -> Aggregates:
+        """Impressions and credited events in [since, until) summed per surface, query and arm
+        (shoplm/store/analytics.py says what is counted; SQL backends aggregate in the database)."""
+
+    def secret(self, name: str) -> str:
+        """A random secret kept with the store (created on first use): every process serving
+        the store gets the same one (list ids are signed with it)."""
+
+    def rules(self) -> list[Rule]:
+        """Every merchandising rule, ordered by id (shoplm/data/rules.py)."""
+
+    def put_rule(self, rule: Rule) -> Rule:
+        """Create the rule (`id` None: a new id) or replace the one with its id (NotFound if
+        none); returns it as stored, with id, created_at and updated_at (Unix seconds)."""
+
+    def delete_rule(self, rule_id: int) -> bool:
+        """Remove the rule; returns whether it existed."""
+
+    def synonyms(self) -> list[Synonym]:
+        """Every synonym, ordered by id."""
+
+    def put_synonym(self, synonym: Synonym) -> Synonym:
+        """`put_rule` for a synonym."""
+
+    def delete_synonym(self, synonym_id: int) -> bool:
+        """Remove the synonym; returns whether it existed."""
+
+    def experiments(self) -> list[Experiment]:
+        """Every experiment, ordered by id (shoplm/data/experiments.py)."""
+
+    def put_experiment(self, experiment: Experiment) -> Experiment:
+        """`put_rule` for an experiment."""
+
+    def delete_experiment(self, experiment_id: int) -> bool:
+        """Remove the experiment; returns whether it existed."""
+
+    def merchandising_version(self) -> str:
+        """A token that changes with every write of a rule or synonym (in the same transaction):
+        an engine that saw another re-reads them."""
+
     def close(self) -> None: ...
+
+
+IMPRESSION_SCHEMA: dict[str, pl.DataType] = {
+    "list_id": pl.String, "timestamp": pl.Float64, "surface": pl.String, "item_ids": pl.List(pl.String),
+    "query": pl.String, "user_id": pl.String, "session_id": pl.String, "arm": pl.String,
+}
+
+
+def impressions_to_frame(rows: Iterable[Impression]) -> pl.DataFrame:
+    return pl.DataFrame([tuple(r._replace(item_ids=list(r.item_ids))) for r in rows], schema=IMPRESSION_SCHEMA,
+                        orient="row")
 
 
 def events_to_frame(rows: Iterable[Sequence]) -> pl.DataFrame:

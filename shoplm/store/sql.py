@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,9 +20,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
-from shoplm.errors import SchemaVersionMismatch, StoreError
+from shoplm.errors import NotFound, SchemaVersionMismatch, StoreError
 from shoplm.data.records import EVENT_FIELDS, Event, Item, Judgment
-from shoplm.store.base import SCHEMA_VERSION, event_row, events_to_frame, without_password
+from shoplm.data.experiments import Experiment
+from shoplm.data.rules import Rule, Synonym
+from shoplm.store.analytics import ARMS, ENGAGED, ENGAGED_SCHEMA, LENGTHS, LISTS, POSITIONS, Aggregates
+from shoplm.store.base import SCHEMA_VERSION, Impression, event_row, events_to_frame, impressions_to_frame, without_password
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -54,6 +60,19 @@ events_table = sa.Table(
     sa.Column("query", sa.Text),
     sa.Column("position", sa.Integer),
     sa.Column("value", sa.Double),
+    sa.Column("list_id", sa.String(64), index=True),
+)
+impressions_table = sa.Table(
+    "impressions", metadata,
+    sa.Column("list_id", sa.String(64), primary_key=True),
+    sa.Column("timestamp", sa.Double, nullable=False, index=True),
+    sa.Column("surface", sa.String(32), nullable=False),
+    sa.Column("item_ids", sa.Text, nullable=False),  # JSON list, in the order shown
+    sa.Column("n_items", sa.Integer, nullable=False),  # its length, for aggregates (zero results, CTR by position)
+    sa.Column("query", sa.Text),
+    sa.Column("user_id", sa.String(256)),
+    sa.Column("session_id", sa.String(256)),
+    sa.Column("arm", sa.String(256)),
 )
 judgments_table = sa.Table(
     "judgments", metadata,
@@ -61,6 +80,23 @@ judgments_table = sa.Table(
     sa.Column("item_id", sa.String(256), primary_key=True),
     sa.Column("relevance", sa.Double, nullable=False),
 )
+
+
+def _documents(name: str) -> sa.Table:
+    """A table of JSON records with an id that is never reused (merchandising rules and
+    synonyms). New tables need no schema version: `create_all` adds them to an older store."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", _SEQ, primary_key=True, autoincrement=True),
+        sa.Column("body", sa.Text, nullable=False),  # JSON object: the record without id and times
+        sa.Column("created_at", sa.Double, nullable=False),
+        sa.Column("updated_at", sa.Double, nullable=False),
+        sqlite_autoincrement=True,  # SQLite would hand a deleted highest id out again
+    )
+
+
+rules_table, synonyms_table = _documents("rules"), _documents("synonyms")
+experiments_table = _documents("experiments")
 _ITEM_COLUMNS = [c.name for c in items_table.columns]
 
 
@@ -92,6 +128,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_MERCHANDISING = "merchandising_version"  # shoplm_meta key of the token that moves with every rule or synonym write
 _EVENT_COLUMNS = [events_table.c[f.name] for f in dataclasses.fields(Event)]  # in Event's field order
 
 
@@ -110,6 +147,11 @@ class SqlStore:
 
     def _check_version(self, conn: sa.Connection) -> None:
         found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
+        if found is not None and int(found) == 1:  # version 1 lacks events.list_id; the impressions table is new
+            conn.execute(sa.text("ALTER TABLE events ADD COLUMN list_id VARCHAR(64)"))
+            conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_list_id ON events (list_id)"))
+            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+            found = str(SCHEMA_VERSION)
         if found is None:
             stmt = self._insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
@@ -252,8 +294,153 @@ class SqlStore:
                 for name, table in (("items", items_table), ("events", events_table), ("judgments", judgments_table))
             }
 
+    def add_impressions(self, impressions: Sequence[Impression]) -> int:
+        if not impressions:
+            return 0
+        rows = [{**i._asdict(), "item_ids": json.dumps(list(i.item_ids), ensure_ascii=False), "n_items": len(i.item_ids)}
+                for i in impressions]
+        stmt = (self._insert(impressions_table).on_conflict_do_nothing(index_elements=["list_id"])
+                .returning(impressions_table.c.list_id))
+        with self.engine.begin() as conn:
+            return len(conn.execute(stmt, rows).all())
+
+    def impressions_frame(self, since: float | None = None, until: float | None = None) -> pl.DataFrame:
+        query = sa.select(*(impressions_table.c[name] for name in Impression._fields)).order_by(impressions_table.c.timestamp)
+        if since is not None:
+            query = query.where(impressions_table.c.timestamp >= since)
+        if until is not None:
+            query = query.where(impressions_table.c.timestamp < until)
+        with self.engine.connect() as conn:
+            rows = [Impression(*row[:3], tuple(json.loads(row[3])), *row[4:]) for row in conn.execute(query)]
+        return impressions_to_frame(rows)
+
+    def aggregates(self, since: float | None, until: float | None, window_s: float) -> Aggregates:
+        """shoplm/store/analytics.py's `Aggregates`, each one GROUP BY in the database."""
+        i, e = impressions_table, events_table
+        in_range = [c for c in ((i.c.timestamp >= since) if since is not None else None,
+                                (i.c.timestamp < until) if until is not None else None) if c is not None]
+        e_range = [c for c in ((e.c.timestamp >= since) if since is not None else None,
+                               (e.c.timestamp < until) if until is not None else None) if c is not None]
+        actor = sa.func.coalesce(i.c.user_id, i.c.session_id)
+        lists = sa.select(i.c.surface, i.c.query, i.c.arm, sa.func.count().label("impressions"),
+                          sa.func.sum(sa.case((i.c.n_items == 0, 1), else_=0)).label("zero_results"),
+                          sa.func.count(sa.distinct(actor)).label("visitors")).where(*in_range).group_by(
+            i.c.surface, i.c.query, i.c.arm)
+        c = e.alias("c")  # the click a cart or purchase without a list_id came from
+        same_actor = sa.or_(sa.and_(e.c.session_id.is_not(None), c.c.session_id == e.c.session_id),
+                            sa.and_(e.c.session_id.is_(None), c.c.user_id == e.c.user_id))
+        via_click = (sa.select(c.c.list_id).where(
+            c.c.item_id == e.c.item_id, c.c.event_type == "click", c.c.list_id.is_not(None), same_actor,
+            c.c.timestamp <= e.c.timestamp, c.c.timestamp >= e.c.timestamp - window_s)
+            .order_by(c.c.timestamp.desc(), c.c.seq.desc()).limit(1).scalar_subquery())
+        credited = sa.select(e.c.event_type, e.c.value, e.c.position, sa.case(
+            (e.c.list_id.is_not(None), e.c.list_id), (e.c.event_type == "click", sa.null()), else_=via_click,
+        ).label("lid")).where(e.c.event_type.in_(ENGAGED), *e_range).subquery()
+        joined = sa.select(i.c.surface, i.c.query, i.c.arm, credited.c.event_type, credited.c.value,
+                           credited.c.position, actor.label("actor")).join_from(credited, i, i.c.list_id == credited.c.lid).where(
+            *in_range).subquery()
+        j = joined.c
+        engaged = sa.select(j.surface, j.query, j.arm,
+                            sa.func.sum(sa.case((j.event_type == "click", 1), else_=0)).label("clicks"),
+                            sa.func.sum(sa.case((j.event_type == "add_to_cart", 1), else_=0)).label("carts"),
+                            sa.func.sum(sa.case((j.event_type == "purchase", 1), else_=0)).label("purchases"),
+                            sa.func.sum(sa.case((j.event_type == "purchase", sa.func.coalesce(j.value, 0.0)),
+                                                else_=0.0)).label("revenue")).group_by(j.surface, j.query, j.arm)
+        positions = (sa.select(j.surface, j.position, sa.func.count().label("clicks"))
+                     .where(j.event_type == "click", j.position.is_not(None)).group_by(j.surface, j.position))
+        lengths = sa.select(i.c.surface, i.c.n_items, sa.func.count().label("impressions")).where(*in_range).group_by(
+            i.c.surface, i.c.n_items)
+        arms = (sa.select(i.c.arm, sa.func.count(sa.distinct(actor)).label("visitors"))
+                .where(i.c.arm.is_not(None), *in_range).group_by(i.c.arm))
+        acted = (sa.select(j.arm, sa.func.count(sa.distinct(sa.case((j.event_type == "click", j.actor)))).label("clicked"),
+                           sa.func.count(sa.distinct(sa.case((j.event_type == "purchase", j.actor)))).label("bought"))
+                 .where(j.arm.is_not(None)).group_by(j.arm).subquery())
+        arms = arms.subquery()
+        arms = sa.select(arms.c.arm, arms.c.visitors, sa.func.coalesce(acted.c.clicked, 0),
+                         sa.func.coalesce(acted.c.bought, 0)).join_from(arms, acted, acted.c.arm == arms.c.arm,
+                                                                       isouter=True)
+        with self.engine.connect() as conn:
+            frames = [_frame(conn.execute(q), schema) for q, schema in (
+                (lists, LISTS), (engaged, ENGAGED_SCHEMA), (positions, POSITIONS), (lengths, LENGTHS), (arms, ARMS))]
+        return Aggregates(*frames)
+
+    def secret(self, name: str) -> str:
+        key = f"secret:{name}"
+        with self.engine.begin() as conn:
+            stmt = self._insert(meta_table).values(key=key, value=secrets.token_hex(16))
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))  # the first process to ask creates it
+            return conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == key)).scalar_one()
+
+    def rules(self) -> list[Rule]:
+        return [Rule.from_body(*row) for row in self._records(rules_table)]
+
+    def put_rule(self, rule: Rule) -> Rule:
+        return Rule.from_body(*self._put(rules_table, rule.id, rule.body()))
+
+    def delete_rule(self, rule_id: int) -> bool:
+        return self._delete(rules_table, rule_id)
+
+    def synonyms(self) -> list[Synonym]:
+        return [Synonym.from_body(*row) for row in self._records(synonyms_table)]
+
+    def put_synonym(self, synonym: Synonym) -> Synonym:
+        return Synonym.from_body(*self._put(synonyms_table, synonym.id, synonym.body()))
+
+    def delete_synonym(self, synonym_id: int) -> bool:
+        return self._delete(synonyms_table, synonym_id)
+
+    def merchandising_version(self) -> str:
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == _MERCHANDISING)).scalar()
+        return found or ""
+
+    def experiments(self) -> list[Experiment]:
+        return [Experiment.from_body(*row) for row in self._records(experiments_table)]
+
+    def put_experiment(self, experiment: Experiment) -> Experiment:
+        return Experiment.from_body(*self._put(experiments_table, experiment.id, experiment.body()))
+
+    def delete_experiment(self, experiment_id: int) -> bool:
+        return self._delete(experiments_table, experiment_id)
+
+    def _records(self, table: sa.Table) -> list[tuple]:
+        """(body, id, created_at, updated_at) of every record, by id."""
+        query = sa.select(table.c.body, table.c.id, table.c.created_at, table.c.updated_at).order_by(table.c.id)
+        with self.engine.connect() as conn:
+            return [(json.loads(body), *rest) for body, *rest in conn.execute(query)]
+
+    def _put(self, table: sa.Table, record_id: int | None, body: dict) -> tuple:
+        """Insert (no id) or update one record and move the version token, in one transaction."""
+        now, text = time.time(), json.dumps(body, ensure_ascii=False, sort_keys=True)
+        with self.engine.begin() as conn:
+            if record_id is None:
+                inserted = conn.execute(sa.insert(table).values(body=text, created_at=now, updated_at=now))
+                record_id, created = inserted.inserted_primary_key[0], now
+            else:
+                update = sa.update(table).where(table.c.id == record_id).values(body=text, updated_at=now)
+                created = conn.execute(update.returning(table.c.created_at)).scalar()
+                if created is None:
+                    raise NotFound(f"no {table.name[:-1]} with id {record_id}")
+            self._moved(conn)
+        return body, int(record_id), created, now
+
+    def _delete(self, table: sa.Table, record_id: int) -> bool:
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.delete(table).where(table.c.id == record_id)).rowcount > 0
+            if found:
+                self._moved(conn)
+        return found
+
+    def _moved(self, conn: sa.Connection) -> None:
+        stmt = self._insert(meta_table).values(key=_MERCHANDISING, value=uuid.uuid4().hex)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value}))
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _frame(result: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    return pl.DataFrame([tuple(r) for r in result], schema=schema, orient="row")
 
 
 def _item_row(item: Item) -> dict[str, Any]:

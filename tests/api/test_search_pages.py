@@ -236,7 +236,8 @@ def test_suggest_completes_from_the_catalog_and_clicked_queries(shop):
     body = shop.get("/v1/suggest", params={"q": "scre", "k": 3}, headers=R).json()
     assert body["suggestions"][0]["text"].startswith("screwdriver")
     assert body["items"] and all("screwdriver" in i["title"] for i in body["items"])
-    assert shop.get("/v1/suggest", params={"q": ""}, headers=R).json() == {"suggestions": [], "items": []}
+    assert shop.get("/v1/suggest", params={"q": ""}, headers=R).json() == {"suggestions": [], "items": [],
+                                                                           "list_id": None}
     assert shop.get("/v1/suggest", params={"q": "x", "k": 0}, headers=R).status_code == 422
 
 

@@ -131,3 +131,49 @@ def test_delete_user_erases_their_events_and_sessions(store):
     assert store.actor_events(user_id="u") == [] and store.actor_events(session_id="s1") == []
     assert store.counts()["events"] == 2
     assert store.delete_user("u") == 0
+
+
+def test_impressions_round_trip_once_each(store):
+    from shoplm.store.base import Impression
+
+    shown = [Impression("l1", 10.0, "search", ("a", "b"), query="saw", session_id="s"),
+             Impression("l2", 20.0, "recommend", ("b",), user_id="u", arm="exp:b")]
+    assert store.add_impressions(shown) == 2
+    assert store.add_impressions(shown[:1]) == 0  # a re-sent list is stored once
+    frame = store.impressions_frame()
+    assert frame["list_id"].to_list() == ["l1", "l2"] and frame["item_ids"].to_list() == [["a", "b"], ["b"]]
+    assert store.impressions_frame(since=15.0)["list_id"].to_list() == ["l2"]
+    assert store.impressions_frame(until=15.0)["arm"].to_list() == [None]
+
+
+def test_events_keep_their_list_id(store):
+    store.add_events([Event(1.0, "click", session_id="s", item_id="a", position=2, list_id="l1")])
+    assert store.actor_events(session_id="s")[0].list_id == "l1"
+    assert store.events_frame()["list_id"].to_list() == ["l1"]
+
+
+def test_a_secret_is_made_once_and_shared(durable_store_url):
+    first = open_store(durable_store_url)
+    second = open_store(durable_store_url)
+    assert first.secret("lists") == second.secret("lists") != first.secret("other")
+    assert len(first.secret("lists")) == 32
+    first.close(), second.close()
+
+
+def test_a_version_1_store_is_upgraded_in_place(durable_store_url):
+    store = open_store(durable_store_url)
+    store.add_events([Event(1.0, "view", user_id="u", item_id="a")])
+    store.close()
+    engine = sa.create_engine(durable_store_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # what a version-1 store looked like
+        conn.execute(sa.text("DROP INDEX IF EXISTS ix_events_list_id"))
+        conn.execute(sa.text("ALTER TABLE events DROP COLUMN list_id"))
+        conn.execute(sa.text("DROP TABLE impressions"))
+        conn.execute(sa.text("UPDATE shoplm_meta SET value = '1' WHERE key = 'schema_version'"))
+    engine.dispose()
+    again = open_store(durable_store_url)
+    assert again.schema_version() == SCHEMA_VERSION
+    assert again.actor_events(user_id="u")[0].list_id is None
+    again.add_events([Event(2.0, "click", user_id="u", item_id="a", list_id="l9")])
+    assert again.actor_events(user_id="u")[1].list_id == "l9"
+    again.close()

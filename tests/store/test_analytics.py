@@ -1,0 +1,67 @@
+"""Analytics on every backend (memory, SQLite, PostgreSQL): known answers on a small log,
+and the SQL aggregates equal the in-memory ones."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoplm.data.records import Event
+from shoplm.store.analytics import analytics
+from shoplm.store.base import Impression
+
+T = 1_700_000_000.0
+
+
+@pytest.fixture
+def shop_log(store):
+    store.add_impressions([
+        Impression("l1", T, "search", ("a", "b", "c"), query="drill", session_id="s1"),
+        Impression("l2", T + 5, "search", (), query="drill", session_id="s2"),
+        Impression("l3", T + 10, "recommend", ("b", "c"), user_id="u1", arm="exp:b"),
+        Impression("l4", T + 20, "search", ("c",), query="saw", session_id="s3"),
+    ])
+    store.add_events([
+        Event(T + 30, "click", session_id="s1", item_id="a", position=0, list_id="l1"),
+        Event(T + 90, "purchase", session_id="s1", item_id="a", value=10.0),  # credited through its click
+        Event(T + 40, "add_to_cart", user_id="u1", item_id="c", list_id="l3"),
+        Event(T + 50, "purchase", user_id="u1", item_id="c", value=5.0, list_id="l3"),
+        Event(T + 60, "click", session_id="s1", item_id="b"),  # no list_id: credited to no list
+        Event(T + 70, "purchase", session_id="s1", item_id="b", value=99.0),  # no credited click
+        Event(T + 80, "purchase", session_id="s9", item_id="a", value=99.0),  # another visitor
+        Event(T + 25, "click", session_id="s3", item_id="c", position=0, list_id="l4"),
+        Event(T + 25 + 4_000, "purchase", session_id="s3", item_id="c", value=99.0),  # past the window
+    ])
+    return store
+
+
+def test_analytics_credit_clicks_carts_and_purchases_to_their_lists(shop_log):
+    report = analytics(shop_log, window_s=1800)
+    assert report["queries"] == [
+        {"query": "drill", "searches": 2, "clicks": 1, "ctr": 0.5, "zero_results": 1, "conversions": 1, "revenue": 10.0},
+        {"query": "saw", "searches": 1, "clicks": 1, "ctr": 1.0, "zero_results": 0, "conversions": 0, "revenue": 0.0},
+    ]
+    assert [q["query"] for q in report["zero_result_queries"]] == ["drill"]
+    search, recommend = report["surfaces"]["search"], report["surfaces"]["recommend"]
+    assert (search["impressions"], search["clicks"], search["conversions"], search["revenue"]) == (3, 2, 1, 10.0)
+    assert search["ctr"] == pytest.approx(2 / 3) and search["conversion"] == pytest.approx(1 / 3)
+    assert (recommend["impressions"], recommend["clicks"], recommend["carts"], recommend["conversions"],
+            recommend["revenue"]) == (1, 0, 1, 1, 5.0)
+    assert report["arms"]["exp:b"]["visitors"] == 1 and report["arms"]["exp:b"]["revenue_per_visitor"] == 5.0
+    assert report["ctr_by_position"]["search"] == [
+        {"position": 0, "impressions": 2, "clicks": 2, "ctr": 1.0},
+        {"position": 1, "impressions": 1, "clicks": 0, "ctr": 0.0},
+        {"position": 2, "impressions": 1, "clicks": 0, "ctr": 0.0},
+    ]
+
+
+def test_a_time_range_cuts_impressions_and_events(shop_log):
+    report = analytics(shop_log, since=T + 15, until=T + 1_000)
+    assert [q["query"] for q in report["queries"]] == ["saw"]
+    assert report["surfaces"]["search"]["clicks"] == 1 and "recommend" not in report["surfaces"]
+
+
+def test_low_ctr_queries_need_enough_searches(store):
+    store.add_impressions([Impression(f"l{i}", T + i, "search", ("a",), query="rare" if i < 2 else "common")
+                           for i in range(8)])
+    report = analytics(store, min_searches=5)
+    assert [q["query"] for q in report["low_ctr_queries"]] == ["common"]
