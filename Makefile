@@ -28,7 +28,7 @@ help:
 	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=) into $(DEMO_STORE);"
 	@echo "            train (or reuse) the recommendation model; evaluate; serve http://$(HOST):$(PORT)"
 	@echo "make test   install if needed, start PostgreSQL and install chromium if missing, run the whole test suite"
-	@echo "make bench  encoder, ANN, service, ingest and ads benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
+	@echo "make bench  encoder, ANN, service, ingest, ads, storefront and 1M-facet benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
 
 $(STAMP): pyproject.toml

@@ -1,4 +1,4 @@
-"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest,ads]`).
+"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest,ads,storefront,facets_1m]`).
 
 Every comparison is measured in the same run on the same machine, alternating the systems
 compared and quoting medians, because the machine may be shared and noisy. Results go to
@@ -20,6 +20,14 @@ Sections:
   the item and the session (history) targets; with `--ads-before CHECKOUT` the same measured
   for an earlier checkout of shoplm in the same run (the two alternating), the p50 ratio
   before/after, and whether both return the same ads.
+- storefront: p50/p99 and errors of /v1/search with facets brand,category,price and
+  sort=price_asc, of the same without them, and of /v1/suggest on 1-8 character prefixes, at 8
+  clients against `shoplm serve --workers 2` on the Home Depot catalog (wrk), for the torch and
+  the int8 ONNX encoder; py-spy's samples of a worker under that load (when py-spy is
+  installed), and each stage's share of a request run alone through the app in-process.
+- facets_1m: `FacetColumns` build time and memory at 1,000,000 synthetic items made from the
+  Home Depot titles, and p50/p99 of brand+category+price facets (with and without a brand
+  filter), the filter mask and sort=price_asc over a 30% and a 1% result set, in-process.
 """
 
 from __future__ import annotations
@@ -32,8 +40,10 @@ import platform
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -554,6 +564,573 @@ def _ads_catalog(n: int, n_sessions: int = ADS_TARGETS) -> tuple[list[dict], dic
     return items, sessions
 
 
+# --- storefront ---------------------------------------------------------------------------
+
+# The storefront catalog: Home Depot titles with the fields a sidebar counts. The Home Depot
+# files have a title and nothing else, so these are derived, seeded: brand = the title's
+# first word (the titles lead with the brand: BEHR, KOHLER, DEWALT; "Home" for Home
+# Decorators Collection, "Hampton" for Hampton Bay), category = one of the two-level paths
+# below (department by Zipf weight, then a sub-category uniformly), price = log-normal
+# around $35 (sigma 1.1, cents), as a home-improvement shop's wide price range.
+STOREFRONT_CATEGORIES = {
+    "Tools": ["Power Tools", "Hand Tools", "Tool Storage", "Measuring"], "Paint": ["Interior", "Exterior", "Supplies"],
+    "Bath": ["Faucets", "Toilets", "Vanities", "Showers"], "Lighting": ["Ceiling", "Lamps", "Bulbs", "Outdoor"],
+    "Hardware": ["Fasteners", "Door Hardware", "Brackets"], "Flooring": ["Tile", "Vinyl", "Rugs", "Wood"],
+    "Garden": ["Watering", "Outdoor Power", "Planters"], "Kitchen": ["Sinks", "Faucets", "Cabinets"],
+    "Electrical": ["Wiring", "Outlets", "Breakers"], "Plumbing": ["Pipe", "Valves", "Water Heaters"],
+    "Building Materials": ["Lumber", "Moulding", "Drywall"], "Heating & Cooling": ["Fans", "Heaters", "Air Filters"],
+}
+STOREFRONT_FACETS = "brand,category,price"
+STOREFRONT_TARGETS_MS = {"search": 50.0, "suggest": 10.0}  # p99 at 8 clients, 2 workers; errors: 0
+
+
+def storefront_fields(titles: Sequence[str], rng: np.random.Generator) -> tuple[list[str], list[str], np.ndarray]:
+    """(brands, categories, prices float64[n]) for `titles`, as described above STOREFRONT_CATEGORIES."""
+    departments = list(STOREFRONT_CATEGORIES)
+    weights = 1.0 / np.arange(1, len(departments) + 1)  # Zipf: a few departments hold most items
+    picked = rng.choice(len(departments), len(titles), p=weights / weights.sum())  # (n,)
+    subs = rng.random(len(titles))  # (n,) in [0, 1): the sub-category within the department
+    categories = []
+    for d, s in zip(picked.tolist(), subs.tolist()):
+        names = STOREFRONT_CATEGORIES[departments[d]]
+        categories.append(f"{departments[d]} > {names[int(s * len(names))]}")
+    prices = np.round(np.clip(rng.lognormal(np.log(35.0), 1.1, len(titles)), 1.0, 5000.0), 2)  # (n,) dollars
+    return [t.split()[0] if t.split() else "" for t in titles], categories, prices
+
+
+def _storefront_catalog(converted: Path, work: Path) -> Path:
+    """var/hd/items.csv with brand, category and price added (`storefront_fields`, seed 0)."""
+    import polars as pl
+
+    out = work / "items.csv"
+    items = pl.read_csv(converted / "items.csv", schema_overrides={"item_id": pl.Utf8})
+    brands, categories, prices = storefront_fields(items["title"].to_list(), np.random.default_rng(0))
+    items.with_columns(pl.Series("brand", brands), pl.Series("category", categories),
+                       pl.Series("price", prices)).write_csv(out)
+    return out
+
+
+def bench_storefront(settings: Settings, clients: int, workers: int, seconds: float, repeats: int,
+                     n_queries: int, n_profile: int, backends: Sequence[str] = ("torch",)) -> dict:
+    """/v1/search with facets brand,category,price and sort=price_asc, the same without both,
+    /v1/suggest on prefixes of 1-8 characters, and the faceted search again over every judged
+    query, against `shoplm serve --workers N` on the Home Depot catalog (fields from
+    `storefront_fields`), for each encoder backend in turn (a service each): each load from
+    wrk at `clients` connections, the four alternating for `repeats` runs (medians quoted),
+    then one more faceted run sampled by py-spy when it is installed; then the request paths
+    in this process: where a request's time goes."""
+    import polars as pl
+
+    from shoplm.search.pipeline import QUERY_MEMO
+    from tests.service import run_cli
+
+    converted = _converted_homedepot(settings)
+    work = ROOT / "var" / "bench-storefront"
+    work.mkdir(parents=True, exist_ok=True)
+    items_csv = _storefront_catalog(converted, work)
+    for old in work.glob("shop.db*"):  # a store of the code measured: its tables as this code makes them
+        old.unlink()
+    store = f"sqlite:///{work / 'shop.db'}"
+    run_cli("ingest", "--items", str(items_csv), "--store", store)
+    judged = pl.read_csv(converted / "judgments.csv")["query"].unique(maintain_order=True).to_list()
+    queries = judged[:n_queries]
+    paths = _storefront_paths(queries, judged)
+    out = {"items": len(pl.read_csv(items_csv, columns=["item_id"])), "queries": len(queries),
+           "judged_queries": len(judged), "query_memo": QUERY_MEMO, "prefixes": len(paths["suggest"]),
+           "clients": clients, "workers": workers, "seconds_per_cell": seconds, "repeats": repeats,
+           "code": _code_state(), "backends": {}}
+    for backend in backends:
+        print(f"  storefront: encoder backend {backend} ...", flush=True)
+        overrides = _storefront_overrides(settings, store, work, backend)
+        load = _storefront_load(store, work, overrides, paths, clients, workers, seconds, repeats)
+        print("  storefront: profiling the request paths in-process ...", flush=True)
+        try:  # the load figures are kept whatever happens here
+            profile = _storefront_profile(settings.model_copy(update=overrides), queries[:n_profile])
+        except Exception as error:  # noqa: BLE001 - reported in RESULTS.md instead
+            profile = {"error": f"{type(error).__name__}: {error}"}
+        out["backends"][backend] = {**load, **_storefront_verdict(load["rows"]), "profile": profile}
+    return out
+
+
+def _storefront_verdict(rows: dict) -> dict:
+    """What facets and sort cost over plain search (p50 and p99 ratios, on both query sets),
+    and the targets."""
+    search, suggest = rows["search, facets + sort"], rows["suggest"]
+    ratios = {}
+    for queries in ("", ", every judged query"):
+        faceted, plain = rows["search, facets + sort" + queries], rows["search, plain" + queries]
+        ratios[queries.removeprefix(", ") or "500 queries"] = {
+            q: round(faceted[f"{q}_ms"] / plain[f"{q}_ms"], 2) if plain[f"{q}_ms"] else None for q in ("p50", "p99")}
+    return {"facets_over_plain": ratios,
+            "targets": {f"{name} p99 <= {limit:g} ms, 0 errors": row["p99_ms"] <= limit and not row["errors"]
+                        for name, limit, row in (("search", STOREFRONT_TARGETS_MS["search"], search),
+                                                 ("suggest", STOREFRONT_TARGETS_MS["suggest"], suggest))}}
+
+
+def _storefront_paths(queries: list[str], judged: list[str]) -> dict[str, list[str]]:
+    """The request paths of each cell (in STOREFRONT_ORDER's order of runs)."""
+    import urllib.parse
+
+    return {"search, facets + sort": [_search_url(q, facets=True) for q in queries],
+            "search, plain": [_search_url(q, facets=False) for q in queries],
+            "suggest": ["/v1/suggest?" + urllib.parse.urlencode({"q": p, "k": 5}) for p in _prefixes(queries)],
+            "search, facets + sort, every judged query": [_search_url(q, facets=True) for q in judged],
+            "search, plain, every judged query": [_search_url(q, facets=False) for q in judged]}
+
+
+# The cells of one round, in order. Each worker remembers its last QUERY_MEMO query vectors
+# (shoplm/search/pipeline.py), so a cell over the 500 queries runs faster the more of them
+# the cell before left in the memo: each of the two follows a cell over every judged query
+# (which leaves almost none of them there), so both start alike.
+STOREFRONT_ORDER = ("search, facets + sort, every judged query", "search, facets + sort",
+                    "search, plain, every judged query", "search, plain", "suggest")
+
+
+def _prefixes(queries: list[str]) -> list[str]:
+    """Distinct prefixes of 1-8 characters, as a shopper types them."""
+    return list(dict.fromkeys(q[:n] for q in queries for n in range(1, 9) if q[:n].strip()))
+
+
+def _storefront_load(store: str, work: Path, overrides: dict, paths: dict[str, list[str]], clients: int,
+                     workers: int, seconds: float, repeats: int) -> dict:
+    """Startup time, first answers, the wrk rows of each path, and py-spy's sample of one
+    worker during one more faceted search run and one more suggest run (not in the rows)."""
+    import shutil
+
+    from tests.service import ServiceProcess
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("the storefront benchmark needs the load generator wrk: apt-get install wrk (Debian/Ubuntu) "
+                         "or brew install wrk; or leave it out of --only")
+    files = {}
+    for name, lines in paths.items():
+        files[name] = work / (name.replace(", ", "-").replace(" + ", "-").replace(" ", "-") + ".paths")
+        files[name].write_text("\n".join(lines) + "\n")
+    env = {"SHOPLM_READ_KEY": "bench", "SHOPLM_RATE_LIMIT_PER_SECOND": "0", "SHOPLM_LOG_LEVEL": "warning",
+           "SHOPLM_SERVE_WORKERS": str(workers), **{f"SHOPLM_{k.upper()}": str(v) for k, v in overrides.items()}}
+    service = ServiceProcess(store, work, env=env)
+    service.log.unlink(missing_ok=True)  # it appends: this service's log only
+    started = time.perf_counter()
+    service.start(timeout=900)
+    try:
+        _wait_for_workers(service.url, workers)
+        startup_s = time.perf_counter() - started
+        first = _first_answers(service.url, {name: lines[0] for name, lines in paths.items()})
+        for name in paths:  # warm-up, not counted: the first requests of each worker
+            _wrk(service.url, files[name], clients, 3)
+        runs = {name: [] for name in paths}
+        for _ in range(repeats):
+            for name in STOREFRONT_ORDER:
+                runs[name].append(_wrk(service.url, files[name], clients, seconds))
+        sampled = {name: _pyspy_run(service.url, files[name], clients, seconds, work)
+                   for name in ("search, facets + sort, every judged query", "suggest")}
+    finally:
+        service.stop()
+    return {"startup_s": round(startup_s, 1), "first_answers": first,
+            "service_log_tracebacks": service.log.read_text(errors="replace").count("Traceback"),
+            "rows": {name: _wrk_row(r) for name, r in runs.items()}, "pyspy": sampled}
+
+
+def _code_state() -> dict:
+    """The commit the service runs, and whether shoplm/ differs from it (a digest of the diff)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=CODE, capture_output=True, text=True).stdout
+
+    diff = git("diff", "HEAD", "--", "shoplm")
+    return {"commit": git("rev-parse", "--short", "HEAD").strip(), "shoplm_uncommitted": bool(diff),
+            "diff_digest": hashlib.blake2b(diff.encode(), digest_size=6).hexdigest() if diff else None}
+
+
+def _pyspy_run(url: str, paths: Path, clients: int, seconds: float, work: Path) -> dict | None:
+    """py-spy's samples (100 a second) of one worker during a wrk run of `paths`, by stage
+    (`_pyspy_shares`); None without py-spy (pip install py-spy)."""
+    import shutil
+
+    import httpx
+
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is None:
+        return None
+    pid = httpx.get(url + "/healthz", timeout=30).json()["worker"]
+    raw = work / f"py-spy-{paths.stem}.txt"
+    record = subprocess.Popen([spy, "record", "-p", str(pid), "-d", f"{seconds:g}", "-r", "100", "-f", "raw",
+                               "-o", str(raw), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
+    load = _wrk(url, paths, clients, seconds)
+    _, errors = record.communicate(timeout=seconds + 60)
+    if record.returncode != 0 or not raw.is_file():
+        return {"error": errors.strip()[-300:]}
+    return {"worker": pid, "requests": load["requests"], "p99_ms": load["p99_ms"], **_pyspy_shares(raw.read_text())}
+
+
+def _pyspy_shares(raw: str) -> dict:
+    """{samples, share: {stage: fraction}, top_functions: {function: fraction of the samples
+    with it innermost}} of py-spy's raw (collapsed) stacks: a stack is the
+    stage of its innermost frame in STAGES; else "other shoplm code" when a shoplm frame is on
+    it (beyond the worker's dispatch loop and middleware), else "HTTP, ASGI and event loop"
+    (uvicorn, Starlette, FastAPI, asyncio), else other."""
+    import re
+
+    frame = re.compile(r"^(?P<function>.*) \((?P<file>.*):\d+\)$")
+    by_name: dict[str, list[tuple[str, str]]] = {}
+    for stage, file, qualname in STAGES:
+        by_name.setdefault(qualname.split(".")[-1], []).append((file, stage))
+
+    def stage_of(function: str, path: str) -> str | None:  # py-spy names a function, or a method with its class
+        return next((stage for file, stage in by_name.get(function.rpartition(".")[2], ()) if path.endswith(file)), None)
+
+    counts: dict[str, int] = {}
+    leaves: dict[str, int] = {}
+    for line in raw.splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        frames = [m.groups() for m in map(frame.match, stack.split(";")) if m]  # (function, file), root first
+        stage = next(filter(None, (stage_of(function, path) for function, path in reversed(frames))), None)
+        if stage is None:
+            ours = [path for _, path in frames if "shoplm/" in path]
+            if ours and not re.search(r"shoplm/api/(dispatch|middleware)\.py$", ours[-1]):
+                stage = "other shoplm code"
+            elif re.search(r"uvicorn|starlette|fastapi|asyncio|anyio|httptools|h11", " ".join(p for _, p in frames)):
+                stage = "HTTP, ASGI and event loop"
+            else:
+                stage = "other"
+        counts[stage] = counts.get(stage, 0) + int(n)
+        if frames:
+            leaf = f"{frames[-1][0]} ({Path(frames[-1][1]).name})"
+            leaves[leaf] = leaves.get(leaf, 0) + int(n)
+    total = sum(counts.values()) or 1
+    return {"samples": sum(counts.values()),
+            "share": {stage: round(n / total, 3) for stage, n in sorted(counts.items(), key=lambda x: -x[1])},
+            "top_functions": {f: round(n / total, 3) for f, n in sorted(leaves.items(), key=lambda x: -x[1])[:8]}}
+
+
+def _search_url(query: str, facets: bool) -> str:
+    import urllib.parse
+
+    params = {"q": query, **({"facets": STOREFRONT_FACETS, "sort": "price_asc"} if facets else {})}
+    return "/v1/search?" + urllib.parse.urlencode(params)
+
+
+def _storefront_overrides(settings: Settings, store: str, work: Path, backend: str) -> dict:
+    """The settings the storefront service and the in-process profile share. The encoder reads
+    the title alone: what the shared embedding cache holds for Home Depot (torch, bf16 where
+    the CPU has it), so no item is encoded again; the derived brand and category would change
+    every item's text. Another backend encodes the catalog once, into the same cache."""
+    def rooted(path: Path) -> Path:
+        return path if path.is_absolute() else ROOT / path
+
+    return {"store_url": store, "search_index_dir": work / f"index-{backend}", "item_text_template": "{title}",
+            "embedding_cache_dir": rooted(settings.embedding_cache_dir), "encoder_backend": backend,
+            "onnx_cache_dir": rooted(settings.onnx_cache_dir)}
+
+
+def _wait_for_workers(url: str, workers: int, timeout: float = 900) -> None:
+    """Until `workers` connections held open at once are answered by as many processes (the
+    dispatcher hands a connection to a ready worker only): every worker has its engine."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clients = [httpx.Client(base_url=url, timeout=30) for _ in range(workers)]
+        try:
+            if len({c.get("/healthz").json()["worker"] for c in clients}) == workers:
+                return
+        finally:
+            for c in clients:
+                c.close()
+        time.sleep(2)
+    raise SystemExit(f"shoplm serve did not have {workers} ready workers after {timeout:.0f} s")
+
+
+def _first_answers(url: str, paths: dict[str, str]) -> dict:
+    """Each route's first request after startup: milliseconds, status, and for a search page
+    how many values each facet has (so a table of timings also shows the facets were there)."""
+    import httpx
+
+    out = {}
+    with httpx.Client(base_url=url, timeout=60, headers={"X-API-Key": "bench"}) as http:
+        for name, path in paths.items():
+            started = time.perf_counter()
+            response = http.get(path)
+            out[name] = {"path": path, "ms": round((time.perf_counter() - started) * 1e3, 1), "status": response.status_code}
+            body = response.json()
+            if "facets" in body:
+                out[name] |= {"total": body["total"], "facet_values": {f: len(v) for f, v in body["facets"].items()}}
+            if "suggestions" in body:
+                out[name] |= {"suggestions": len(body["suggestions"]), "items": len(body["items"])}
+    return out
+
+
+def _wrk(url: str, paths: Path, clients: int, seconds: float) -> dict:
+    out = subprocess.run(["wrk", "-t1", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "10s", "-s", str(OUT / "wrk.lua"),
+                          url, "--", str(paths), str(clients)],
+                         capture_output=True, text=True, check=True, env={**os.environ, "BENCH_KEY": "bench"})
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _wrk_row(runs: list[dict]) -> dict:
+    """Medians over wrk runs; requests and errors summed."""
+    return {"requests": sum(r["requests"] for r in runs), "errors": sum(r["errors"] + r["non_2xx"] for r in runs),
+            "requests_per_s": round(statistics.median(r["requests"] / r["seconds"] for r in runs), 1),
+            "p50_ms": statistics.median(r["p50_ms"] for r in runs), "p99_ms": statistics.median(r["p99_ms"] for r in runs),
+            "p99_runs_ms": [r["p99_ms"] for r in runs]}
+
+
+# Where a search or suggest request's time goes: (stage, file, function) for `_StageClock` in
+# this process and for py-spy's samples of a worker. A function missing from the code is skipped.
+STAGES = (
+    ("encoder forward pass", "shoplm/lm/encoder.py", "Encoder.encode_query"),
+    ("encoder forward pass", "shoplm/lm/encoder.py", "Encoder.encode_tokens"),
+    ("FAISS HNSW", "shoplm/search/index.py", "FaissIndex.search"),
+    ("FAISS HNSW", "shoplm/search/index.py", "FaissIndex.search_rows"),
+    ("BM25 tokenize (bm25s)", "shoplm/search/lexical.py", "LexicalIndex.tokenize"),
+    ("BM25 scoring", "shoplm/search/lexical.py", "LexicalIndex.token_scores"),
+    ("BM25 scoring", "shoplm/search/lexical.py", "LexicalIndex.top"),
+    ("spelling correction", "shoplm/search/lexical.py", "LexicalIndex.corrected"),
+    ("spelling correction", "shoplm/search/spelling.py", "Speller.correct"),
+    ("fusion", "shoplm/search/fusion.py", "fuse"),
+    ("re-ranker", "shoplm/search/rerank.py", "candidate_features"),
+    ("facets", "shoplm/search/facets.py", "FacetColumns.facets"),
+    ("filters", "shoplm/search/facets.py", "FacetColumns.mask"),
+    ("sort", "shoplm/engine/listing.py", "_sorted"),
+    ("variant groups", "shoplm/engine/listing.py", "_grouped"),
+    ("suggestion lookup", "shoplm/search/suggest.py", "Suggester.suggest"),
+    ("Engine.suggest itself (its item lookup)", "shoplm/engine/engine.py", "Engine.suggest"),
+    ("result set (SearchPipeline.matches itself)", "shoplm/search/pipeline.py", "SearchPipeline.matches"),
+    ("page assembly (listing.search_page itself)", "shoplm/engine/listing.py", "search_page"),
+    ("impression log", "shoplm/engine/engine.py", "Engine.shown"),
+    ("impression log", "shoplm/engine/attribution.py", "ImpressionLog._run"),
+    ("response model", "shoplm/api/routes.py", "_search_page"),
+    ("response model", "shoplm/api/routes.py", "_hit_list"),
+    ("highlight", "shoplm/search/highlight.py", "highlight"),
+    ("JSON", "pydantic/main.py", "BaseModel.model_dump_json"),
+)
+
+
+class _StageClock:
+    """Exclusive wall time per stage of STAGES: their functions are wrapped, and time spent in
+    a wrapped function called from another (in the same thread) is its own stage's, not its
+    caller's. A module function is wrapped wherever a shoplm module imported it by name.
+    `restore` unwraps."""
+
+    def __init__(self):
+        import importlib
+
+        self.seconds: dict[str, float] = {}
+        self._local = threading.local()  # .stack: [stage, started, seconds in wrapped callees] per thread
+        self._patched: list[tuple[object, str, object]] = []
+        for stage, file, qualname in STAGES:
+            module = importlib.import_module(file.removesuffix(".py").replace("/", "."))
+            *owner_path, name = qualname.split(".")
+            owner = getattr(module, owner_path[0], None) if owner_path else module
+            original = getattr(owner, name, None)
+            if original is None:
+                continue
+            holders = [owner] if owner_path else [m for key, m in list(sys.modules.items())
+                                                   if key.startswith("shoplm") and getattr(m, name, None) is original]
+            for holder in holders:
+                self._wrap(holder, name, original, stage)
+
+    def _wrap(self, holder: object, name: str, original, stage: str) -> None:
+        self._patched.append((holder, name, original))
+        self.seconds.setdefault(stage, 0.0)
+
+        def timed(*args, **kwargs):
+            stack = self._local.__dict__.setdefault("stack", [])
+            stack.append([stage, time.perf_counter(), 0.0])
+            try:
+                return original(*args, **kwargs)
+            finally:
+                _, started, inner = stack.pop()
+                elapsed = time.perf_counter() - started
+                self.seconds[stage] += elapsed - inner
+                if stack:
+                    stack[-1][2] += elapsed
+
+        setattr(holder, name, timed)
+
+    def restore(self) -> None:
+        for holder, name, original in reversed(self._patched):
+            setattr(holder, name, original)
+        self._patched.clear()
+
+
+def _storefront_profile(settings: Settings, queries: list[str]) -> dict:
+    """The faceted search, plain search and suggest requests of `queries` (and their
+    prefixes) one at a time through the service's app in this process (`create_app` over an
+    engine opened here, driven over ASGI without sockets), BLAS and torch at serve_threads as
+    a worker runs them: per request p50/p99 ms and each stage's share (`_StageClock`). The
+    query-vector memo is cleared before each request, so every search runs the encoder."""
+    import asyncio
+    import gc
+
+    import httpx
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    from shoplm.api.app import create_app
+    from shoplm.engine.engine import Engine
+    from shoplm.store import open_store
+
+    settings = settings.model_copy(update={"torch_threads": settings.serve_threads, "read_key": None,
+                                           "rate_limit_per_second": 0})
+    torch.set_num_threads(settings.serve_threads)
+    limits = threadpool_limits(settings.serve_threads)  # noqa: F841 (kept while measuring)
+    engine = Engine.open(settings, open_store(settings.store_url))
+    engine.warm()
+    app = create_app(settings, engine)
+    gc.collect()
+    gc.freeze()
+    paths = _storefront_paths(queries, queries)
+    paths = {name: paths[name] for name in ("search, facets + sort", "search, plain", "suggest")}
+
+    async def measure() -> dict:
+        out = {}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
+            for urls in paths.values():  # warm-up
+                for url in urls[:10]:
+                    (await client.get(url)).raise_for_status()
+            for name, urls in paths.items():
+                clock, seconds = _StageClock(), []
+                try:
+                    for url in urls:
+                        engine.search_pipeline._query_memo.clear()
+                        started = time.perf_counter()
+                        (await client.get(url)).raise_for_status()
+                        seconds.append(time.perf_counter() - started)
+                finally:
+                    clock.restore()
+                out[name] = _stage_shares(clock.seconds, seconds)
+        return out
+
+    try:
+        rows = asyncio.run(measure())
+    finally:
+        gc.unfreeze()
+    return {"threads": settings.serve_threads, "queries": len(queries),
+            "encoder": engine.search_pipeline.encoder.fingerprint, **rows}
+
+
+def _stage_shares(stage_seconds: dict[str, float], seconds: list[float]) -> dict:
+    """p50/p99 of the requests, and each stage's share of their time and ms per request."""
+    total = sum(seconds)
+    share = {stage: round(x / total, 3) for stage, x in sorted(stage_seconds.items(), key=lambda x: -x[1]) if x}
+    share[STAGE_REST] = round(1 - sum(stage_seconds.values()) / total, 3)
+    return {"requests": len(seconds), **percentiles(seconds), "share": share,
+            "ms_per_request": {stage: round(x / len(seconds) * 1e3, 2) for stage, x in stage_seconds.items() if x}}
+
+
+STAGE_REST = "the rest (ASGI, FastAPI routing and validation, glue)"
+
+
+# --- facets at 1M -------------------------------------------------------------------------
+
+# The variant suffixes of the synthetic catalog: "<real title> (<variant>)".
+FACET_VARIANTS = ("White", "Black", "Brushed Nickel", "Oil-Rubbed Bronze", "Chrome", "Matte Black", "2-Pack", "4-Pack",
+                  "10-Pack", "12 in.", "24 in.", "36 in.", "1/2 in.", "3/4 in.", "1 gal.", "5 gal.")
+
+
+def bench_facets_1m(settings: Settings, n_items: int, calls: int, broad: float = 0.30, narrow: float = 0.01) -> dict:
+    """Facet counts over `n_items` synthetic items, in-process (no HTTP, no encoder): each item
+    a real Home Depot title (drawn with replacement) plus a variant suffix, its brand the real
+    title's first word and category and price from `storefront_fields` (seed 0). The columns
+    are built as the engine builds them (`FacetColumns.extended` over Item records); then
+    brand+category+price facets over a broad (30% of the rows) and a narrow (1%) result set,
+    each a random mask, with no filter and with the most common brand selected (disjunctive:
+    the brand facet ignores its own filter); `calls` calls per cell, cycling 5 masks."""
+    import gc
+    import polars as pl
+
+    from shoplm.data.records import Item
+    from shoplm.search.facets import FacetColumns, Schema, parse_filters
+
+    rng = np.random.default_rng(0)
+    real = pl.read_csv(_converted_homedepot(settings) / "items.csv")["title"].to_list()
+    picks = rng.integers(len(real), size=n_items)  # (n,) which real title
+    variants = rng.integers(len(FACET_VARIANTS), size=n_items)  # (n,)
+    titles = [f"{real[p]} ({FACET_VARIANTS[v]})" for p, v in zip(picks.tolist(), variants.tolist())]
+    brands, categories, prices = storefront_fields(titles, rng)
+    gc.collect()
+    rss_before = _rss_mib()
+    items = {f"s{i:07d}": Item(f"s{i:07d}", t, category=c, brand=b or None, price=float(p))
+             for i, (t, b, c, p) in enumerate(zip(titles, brands, categories, prices.tolist()))}
+    del titles
+    rss_items = _rss_mib()
+    schema = Schema.from_settings(settings)
+    started = time.perf_counter()
+    columns = FacetColumns(schema).extended(list(items), items)
+    build_s = time.perf_counter() - started
+    gc.collect()
+    rss_columns = _rss_mib()
+    brand = columns.fields["brand"]
+    top_brand = brand.values[int(np.argmax(np.bincount(brand.codes, minlength=len(brand.values))))]
+    filters = {"no filter": [], f"brand:{top_brand}": parse_filters([f"brand:{top_brand}"], schema)}
+    names = STOREFRONT_FACETS.split(",")
+    rows = {}
+    for label, share in (("broad", broad), ("narrow", narrow)):
+        bases = [rng.random(n_items) < share for _ in range(5)]  # bool[rows] each
+        for filter_name, clauses in filters.items():
+            rows[f"{label} ({share:.0%}), {filter_name}"] = _facet_cell(columns, bases, clauses, names, calls,
+                                                                          settings.search_facet_values, rng)
+    del items
+    return {"items": n_items, "distinct_titles": len(set(picks.tolist())), "variants": len(FACET_VARIANTS),
+            "brands": len(columns.fields["brand"].values), "categories": len(columns.levels[1].values),
+            "top_brand": top_brand, "top": settings.search_facet_values, "build_s": round(build_s, 1), "calls": calls,
+            "memory_mib": {"items (Item records)": round(rss_items - rss_before), "columns (process RSS growth)":
+                           round(rss_columns - rss_items), "columns (their arrays)": round(_column_bytes(columns) / 2**20, 1)},
+            "rows": rows}
+
+
+def _facet_cell(columns, bases: list[np.ndarray], clauses: list, names: list[str], calls: int, top: int,
+                rng: np.random.Generator) -> dict:
+    """p50/p99 of `facets`, of the listing's filter mask and of sort=price_asc (`listing._sorted`)
+    over the set, the bases taking turns; the p50 of each facet counted alone (a quarter as
+    many calls); and the mean result set and facet sizes."""
+    import types
+
+    from shoplm.engine.listing import _sorted
+
+    view = types.SimpleNamespace(facet_columns=lambda: columns, popularity=None)  # what `_sorted` reads
+    orders = [rng.permutation(np.flatnonzero(b & columns.mask(clauses))) for b in bases]  # stand-in relevance orders
+    facet_s, mask_s, sort_s = [], [], []
+    for i in range(calls):
+        base = bases[i % len(bases)]
+        started = time.perf_counter()
+        counts = columns.facets(names, base, clauses, top)
+        facet_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        columns.mask(clauses)
+        mask_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        _sorted(view, "price_asc", orders[i % len(orders)])
+        sort_s.append(time.perf_counter() - started)
+    alone = {name: [] for name in names}  # each facet counted on its own: where the facets' time goes
+    for i in range(max(1, calls // 4)):
+        for name in names:
+            started = time.perf_counter()
+            columns.facets([name], bases[i % len(bases)], clauses, top)
+            alone[name].append(time.perf_counter() - started)
+    return {"result_set": round(float(np.mean([b.sum() for b in bases]))),
+            "after_filter": round(float(np.mean([len(o) for o in orders]))), "facets": percentiles(facet_s),
+            "each_facet_p50_ms": {name: round(float(np.median(x)) * 1e3, 2) for name, x in alone.items()},
+            "filter_mask": percentiles(mask_s), "sort_price_asc": percentiles(sort_s),
+            "values_returned": {name: len(v) for name, v in counts.items()}}
+
+
+def _column_bytes(columns) -> int:
+    arrays = [*columns.numbers.values(), *(a for f in (*columns.fields.values(), *columns.levels) for a in (f.rows, f.codes))]
+    return sum(a.nbytes for a in arrays)
+
+
+def _rss_mib() -> float:
+    """Resident memory of this process (Linux /proc), MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
 # --- report -------------------------------------------------------------------------------
 
 def write_results(results: dict) -> None:
@@ -640,12 +1217,134 @@ def write_results(results: dict) -> None:
                           f"{path} {'yes' if r['same'] else 'no'} ({r['answers'] - r['differing']}/{r['answers']}, "
                           f"largest score difference {r['max_score_diff']:.1e})" for path, r in match.items()) + "."]
         lines.append("")
+    if "storefront" in results:
+        lines += _storefront_lines(results["storefront"])
+    if "facets_1m" in results:
+        lines += _facets_lines(results["facets_1m"])
     runs = [f"{name}: {r['run']['date']}, load average {', '.join(f'{x:.2f}' for x in r['run']['load_average'])}"
             + (f"; {_machine_line(r['run']['machine'])}" if "machine" in r["run"] else "")
             for name, r in results.items() if isinstance(r, dict) and "run" in r]
     if runs:
         lines += ["## When each section ran", "", *[f"- {line}" for line in runs], ""]
     (OUT / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def _storefront_lines(d: dict) -> list[str]:
+    lines = ["## Storefront search and autocomplete", "",
+             f"`shoplm serve --workers {d['workers']}` on the Home Depot catalog ({d['items']:,} items; SQLite; the "
+             "encoder reads the title). The Home Depot files have titles only, so the fields counted are derived, "
+             "seeded (`storefront_fields`): brand = the title's first word, category = one of "
+             f"{sum(map(len, STOREFRONT_CATEGORIES.values()))} two-level paths, price log-normal around $35. Load from wrk "
+             f"(one thread, {d['clients']} connections) over loopback: `/v1/search?q=Q&facets={STOREFRONT_FACETS}"
+             f"&sort=price_asc`, the same without facets and sort, over the first {d['queries']} distinct judged queries, "
+             f"and `/v1/suggest?q=PREFIX&k=5` over their {d['prefixes']:,} distinct prefixes of 1-8 characters; "
+             f"{d['seconds_per_cell']:.0f} s per cell, each run {d['repeats']} times with the cells alternating after a "
+             "3 s warm-up each: medians of the runs, requests and errors summed. Each encoder backend is a service of "
+             f"its own, one after the other. Each worker remembers its last {d['query_memo']} query vectors: the paths "
+             f"over all {d['judged_queries']:,} judged queries run the encoder for almost every search; a cell over the "
+             f"{d['queries']} queries starts after one of those (so with none of its queries remembered) and skips the "
+             f"encoder more often as it goes, at most {min(1.0, d['query_memo'] / d['queries']):.0%} of the time. "
+             + _shared_machine(d), "",
+             "| encoder | path | requests | req/s | p50 ms | p99 ms | p99 of each run, ms | errors |",
+             "|---|---|---|---|---|---|---|---|"]
+    for backend, b in d["backends"].items():
+        for name, r in b["rows"].items():
+            each = ", ".join(f"{x:g}" for x in r["p99_runs_ms"])
+            lines.append(f"| {backend} | {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | "
+                         f"{r['p99_ms']} | {each} | {r['errors']} |")
+    code = d["code"]
+    lines += ["", f"Code served: commit {code['commit']}" + (f", with uncommitted changes to shoplm/ (diff digest "
+                                                            f"{code['diff_digest']})" if code["shoplm_uncommitted"] else "")
+              + "."]
+    for backend, b in d["backends"].items():
+        fingerprint = b["profile"].get("encoder")
+        lines += ["", f"### Encoder {backend}" + (f" (model fingerprint {fingerprint})" if fingerprint else ""), "",
+                  *_storefront_notes(b, d)]
+        lines += _profile_lines(b["profile"])
+    return lines
+
+
+def _storefront_notes(b: dict, d: dict) -> list[str]:
+    first = b["first_answers"]
+    faceted = first.get("search, facets + sort", {})
+    tracebacks = b.get("service_log_tracebacks")
+    lines = [(f"The service logged {tracebacks} tracebacks (var/bench-storefront/service.log). " if tracebacks else "")
+             + "Facets + sort over plain search: " + "; ".join(f"{q}: p50 {r['p50']}x, p99 {r['p99']}x"
+                                                            for q, r in b["facets_over_plain"].items()) + ". "
+             "Targets: " + "; ".join(f"{t}: {'met' if ok else 'missed'}" for t, ok in b["targets"].items()) + ". "
+             f"Startup to {d['workers']} ready workers: {b['startup_s']} s. First answers after it: "
+             + ", ".join(f"{name} {r['ms']} ms" for name, r in first.items()) + "."]
+    if faceted.get("facet_values"):
+        lines[-1] += (f" The first faceted page (`{faceted['path']}`): total {faceted['total']:,}, facet values "
+                      + ", ".join(f"{f} {n}" for f, n in faceted["facet_values"].items()) + ".")
+    for name, spy in (b.get("pyspy") or {}).items():
+        if spy and "share" in spy:
+            lines += ["", f"py-spy, 100 samples a second of one worker during one more {d['seconds_per_cell']:.0f} s "
+                      f"run of `{name}` ({spy['requests']:,} requests, p99 {spy['p99_ms']} ms; not in the table): "
+                      f"{spy['samples']:,} samples of its busy threads, by the innermost stage on the stack: "
+                      + ", ".join(f"{stage} {share:.0%}" for stage, share in spy["share"].items() if share >= 0.005)
+                      + ". Innermost functions: " + ", ".join(f"`{f}` {x:.0%}" for f, x in spy["top_functions"].items())
+                      + "."]
+        elif spy:
+            lines += ["", f"py-spy failed on `{name}`: {spy['error']}"]
+    return lines
+
+
+def _profile_lines(p: dict) -> list[str]:
+    if "error" in p:
+        return ["", f"The in-process profile failed: {p['error']}", ""]
+    paths = [name for name in p if isinstance(p[name], dict) and "share" in p[name]]
+    stages = list(dict.fromkeys(stage for name in paths for stage in p[name]["share"]))
+    lines = ["", f"Where a request's time goes, in one process: {p['queries']} queries (and their prefixes for suggest) "
+             "one at a time through the service's app over ASGI (no sockets, no wrk), torch and BLAS at "
+             f"{p['threads']} thread(s), the query-vector memo cleared before each request so every search runs the "
+             "encoder. Exclusive time per stage: a timed function called from another counts for its own stage.", "",
+             "| stage | " + " | ".join(paths) + " |", "|---|" + "---|" * len(paths),
+             "| per request p50 / p99 ms | " + " | ".join(f"{p[n]['p50_ms']} / {p[n]['p99_ms']}" for n in paths) + " |"]
+    for stage in stages:
+        cells = []
+        for name in paths:
+            share = p[name]["share"].get(stage)
+            ms = p[name]["ms_per_request"].get(stage)
+            cells.append("-" if share is None else f"{share:.0%}" + (f" ({ms} ms)" if ms is not None else ""))
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _shared_machine(d: dict) -> str:
+    """What the load average at the section's start says about the figures."""
+    run = d.get("run", {})
+    if "load_average" not in run:
+        return ""
+    cores = run.get("machine", {}).get("cores", os.cpu_count())
+    load = ", ".join(f"{x:.2f}" for x in run["load_average"])
+    busy = run["load_average"][0] > 0.5 * cores
+    return (f"Load average at the start: {load} on {cores} cores" + (": the machine was shared with other jobs, so the "
+            "figures are medians and vary from run to run (compare the runs side by side)." if busy else "."))
+
+
+def _facets_lines(d: dict) -> list[str]:
+    mem = d["memory_mib"]
+    lines = ["## Facets at 1M items (in-process)", "",
+             f"{d['items']:,} synthetic items: each a real Home Depot title ({d['distinct_titles']:,} distinct drawn, with "
+             f"replacement) plus one of {d['variants']} variant suffixes (\"(Chrome)\", \"(2-Pack)\"); brand = the real "
+             f"title's first word ({d['brands']:,} brands), category and price as in the storefront section "
+             f"({d['categories']} leaf categories); seed 0. Columns built as the engine builds them "
+             f"(`FacetColumns.extended` over Item records): {d['build_s']} s; memory: Item records {mem['items (Item records)']:,}"
+             f" MiB, columns {mem['columns (process RSS growth)']:,} MiB of process growth, of which their arrays "
+             f"{mem['columns (their arrays)']} MiB. Each cell: {d['calls']} calls of "
+             f"`FacetColumns.facets([{STOREFRONT_FACETS}])` (top {d['top']} values) over a random result set (5 masks taking "
+             f"turns), with no filter or with `brand:{d['top_brand']}` (the most common brand; disjunctive: the brand "
+             "facet leaves its own filter out); also the listing's filter mask (`FacetColumns.mask`) and sort=price_asc "
+             "(`listing._sorted`) of the filtered set in a shuffled order. " + _shared_machine(d), "",
+             "| result set, filter | rows in set | after filter | facets p50 ms | facets p99 ms | each facet alone, "
+             "p50 ms | filter mask p50 ms | sort p50 ms | sort p99 ms |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, r in d["rows"].items():
+        each = ", ".join(f"{f} {x}" for f, x in r.get("each_facet_p50_ms", {}).items())
+        lines.append(f"| {name} | {r['result_set']:,} | {r['after_filter']:,} | {r['facets']['p50_ms']} | "
+                     f"{r['facets']['p99_ms']} | {each} | {r['filter_mask']['p50_ms']} | "
+                     f"{r['sort_price_asc']['p50_ms']} | {r['sort_price_asc']['p99_ms']} |")
+    return lines + [""]
 
 
 MACHINE_KEYS = ("cpu", "cores", "memory_mib", "python", "torch")
@@ -657,7 +1356,8 @@ def _machine_line(m: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,service,ingest,ads", help="comma-separated sections")
+    parser.add_argument("--only", default="encoder,ann,service,ingest,ads,storefront,facets_1m",
+                        help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
@@ -679,6 +1379,16 @@ def main() -> None:
     parser.add_argument("--ads-threads", type=int, default=1,
                         help="BLAS/OpenMP threads of the ads children (`shoplm serve` runs requests at serve_threads=1)")
     parser.add_argument("--ads-child", default=None, help=argparse.SUPPRESS)  # internal: one code version's process
+    parser.add_argument("--storefront-clients", type=int, default=8)
+    parser.add_argument("--storefront-workers", type=int, default=2)
+    parser.add_argument("--storefront-seconds", type=float, default=10.0)
+    parser.add_argument("--storefront-repeats", type=int, default=3, help="runs of each storefront cell (medians quoted)")
+    parser.add_argument("--storefront-queries", type=int, default=500, help="distinct judged queries (from the first)")
+    parser.add_argument("--storefront-profile", type=int, default=100, help="queries of the in-process profile")
+    parser.add_argument("--storefront-backends", default="torch,onnx-int8",
+                        help="encoder backends served in turn (torch reads the shared embedding cache)")
+    parser.add_argument("--facets-items", type=int, default=1_000_000)
+    parser.add_argument("--facets-calls", type=int, default=200, help="timed calls per facets_1m cell")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     if args.ads_child:
@@ -702,6 +1412,10 @@ def main() -> None:
                                          [int(w) for w in args.service_workers.split(",")], args.service_repeats),
         "ingest": lambda: bench_ingest(settings, args.ingest_events, args.pg_url or None, args.repeats),
         "ads": lambda: bench_ads(args.ads_items, args.ads_calls, args.ads_rounds, args.ads_before, args.ads_threads),
+        "storefront": lambda: bench_storefront(settings, args.storefront_clients, args.storefront_workers,
+                                               args.storefront_seconds, args.storefront_repeats, args.storefront_queries,
+                                               args.storefront_profile, args.storefront_backends.split(",")),
+        "facets_1m": lambda: bench_facets_1m(settings, args.facets_items, args.facets_calls),
     }
     for section, run in runs.items():
         if section in sections:

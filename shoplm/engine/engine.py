@@ -390,13 +390,17 @@ class Engine:
         servable = self.catalog.servable()
         rows = self.search_pipeline.lexical_rows()
         scores = np.where((rows >= 0) & servable[np.maximum(rows, 0)], scores, 0.0)
-        top = np.argsort(-scores, kind="stable")[:items]
+        top = np.argpartition(-scores, min(items, len(scores)) - 1)[:items]  # the best few, not a sort of all
+        top = top[np.lexsort((top, -scores[top]))]
         return suggestions, [Rec(lexical.ids[p], float(scores[p]), f"matches {text}") for p in top if scores[p] > 0]
 
     def warm(self) -> None:
-        """Build what the first requests would otherwise wait for: the query suggestions."""
+        """Build what the first requests would otherwise wait for: the query suggestions, the
+        speller's vocabulary and the facet columns (seconds on a large catalog)."""
         if self.search_pipeline is not None:
             self._suggester()
+            self._speller.correct("warm")
+            self.facet_columns()
 
     def _suggester(self) -> Suggester:
         """Built from the catalog and the store's clicked queries on first use; rebuilt in the

@@ -1,10 +1,9 @@
 """Facets and filters over the catalog's rows: what a storefront's sidebar is built from.
 
-    columns = FacetColumns(schema)
-    columns.sync(ids, items)                                   # rows only grow; call before reading
+    columns = FacetColumns(schema).extended(ids, items)        # rows only grow: extend, never rewrite
     clauses = parse_filters(["brand:DeWalt|Makita", "price:10..50", "-available:false"], schema)
     keep = columns.mask(clauses)                               # bool[rows]
-    counts = columns.facets(["brand", "category", "price"], base, clauses, schema, top=10)
+    counts = columns.facets(["brand", "category", "price"], base, clauses, top=10)
 
 Rows are the vector index's rows (an updated item gets a new row and its old one dies), so
 the columns are appended to and never rewritten. Each field is stored as (row, value code)
