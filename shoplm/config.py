@@ -10,8 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# ISO 639-1 code -> PyStemmer's Snowball algorithm; None = segmented into words instead
+# (Chinese has no inflection to stem, and no spaces between words: shoplm/search/lexical.py).
+LANGUAGES: dict[str, str | None] = {
+    "ar": "arabic", "ca": "catalan", "cs": "czech", "da": "danish", "de": "german", "el": "greek",
+    "en": "english", "es": "spanish", "et": "estonian", "eu": "basque", "fi": "finnish", "fr": "french",
+    "ga": "irish", "hi": "hindi", "hu": "hungarian", "hy": "armenian", "id": "indonesian", "it": "italian",
+    "lt": "lithuanian", "ne": "nepali", "nl": "dutch", "no": "norwegian", "pl": "polish", "pt": "portuguese",
+    "ro": "romanian", "ru": "russian", "sr": "serbian", "sv": "swedish", "ta": "tamil", "tr": "turkish",
+    "yi": "yiddish", "zh": None,
+}
 
 
 class Settings(BaseSettings):
@@ -54,6 +65,10 @@ class Settings(BaseSettings):
         "{title}. {category}. {brand}. {description}",
         description="What the encoder reads per item; fields of the data model or {attr:NAME}.",
     )
+    language: str = Field(
+        "en", description="The catalog's language (ISO 639-1) for BM25: its stop words and Snowball stemmer "
+        "(de, fr, es, ...), or for zh word segmentation (jieba) and no stemming. Indexes built in another "
+        "language are rebuilt by `shoplm index build`.")
     embedding_cache_dir: Path = Field(
         Path("var/cache/embeddings"), description="Persisted item embeddings by (model, text hash)."
     )
@@ -262,3 +277,11 @@ class Settings(BaseSettings):
     search_max_minutes: float = Field(18.0, gt=0, description="`train search` stops fine-tuning after this many minutes, less the time "
                                       "it estimates the re-ranker needs (encoding the catalog with the new model), so the whole "
                                       "command takes about this long.")
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, code: str) -> str:
+        if code not in LANGUAGES:
+            raise ValueError(f"language {code!r} has no stemmer or segmenter; set SHOPLM_LANGUAGE to an ISO 639-1 "
+                             f"code of {', '.join(sorted(LANGUAGES))}")
+        return code

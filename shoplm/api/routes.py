@@ -245,9 +245,11 @@ async def recommend(request: Request, engine: EngineDep, user_id: Text = None, s
     """Next items for a user or session, optionally on an item page (item_id) or in a category.
     A visitor with no history gets popular items (of the category, or like the page's item)."""
     flt = _filter(category, min_price, max_price, available_only)
+    assigned = engine.arm(user_id, session_id)
+    model = engine.arm_model(assigned[1]) if assigned else None
     return await _compute(request, lambda: _hits(engine, engine.recommend(
-        user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k, exclude_seen=exclude_seen),
-        "recommend", user_id, session_id))
+        user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k, exclude_seen=exclude_seen,
+        model=model), "recommend", user_id, session_id))
 
 
 @router.get("/items/{item_id:path}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])

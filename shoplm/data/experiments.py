@@ -8,9 +8,10 @@
 **Assignment** hashes the visitor (user id, else session id) with the experiment's salt
 (blake2b -> a number in [0, 1)) into the arms' cumulative shares: sticky without storing
 anything, independent across experiments (each has its own salt), and a visitor without an
-id is in no arm. **An arm** is a named configuration of search: setting overrides among `OVERRIDES` (the
-fusion method and weight, the fine-tuned model's re-ranker on or off); an empty arm is the
-control, the service as configured. Every list answered to a visitor in an arm carries the
+id is in no arm. **An arm** is a named configuration: setting overrides of search among
+`OVERRIDES` (the fusion method and weight, the fine-tuned model's re-ranker on or off) and/or
+a recommendation model directory (recommendations, browse pages and search personalisation
+read it); an empty arm is the control, the service as configured. Every list answered to a visitor in an arm carries the
 arm in its impression, so analytics split every surface by arm.
 
 The statistics of an experiment's results are in shoplm/engine/experiments.py.
@@ -44,6 +45,7 @@ class Arm:
     name: str
     share: float
     settings: dict[str, Any] = field(default_factory=dict)
+    recommend_model: str | None = None  # a `shoplm train recommend` directory inside SHOPLM_MODELS_DIR
 
 
 @dataclass(frozen=True)
@@ -87,10 +89,14 @@ class Experiment:
                 raise ExperimentError(f"arms[{i}].settings.hybrid_dense_weight", "a weight in [0, 1]")
             if overrides.get("hybrid_method", "weighted") not in ("weighted", "rrf"):
                 raise ExperimentError(f"arms[{i}].settings.hybrid_method", "weighted or rrf")
-            extra = set(arm) - {"name", "share", "settings"}
+            extra = set(arm) - {"name", "share", "settings", "recommend_model"}
             if extra:
-                raise ExperimentError(f"arms[{i}].{sorted(extra)[0]}", "an arm has name, share and settings")
-            arms.append(Arm(arm_name.strip(), float(share), dict(overrides)))
+                raise ExperimentError(f"arms[{i}].{sorted(extra)[0]}", "an arm has name, share, settings and "
+                                      "recommend_model")
+            model = arm.get("recommend_model")
+            if model is not None and (not isinstance(model, str) or not model.strip() or ".." in model.split("/")):
+                raise ExperimentError(f"arms[{i}].recommend_model", "a model directory's name inside SHOPLM_MODELS_DIR")
+            arms.append(Arm(arm_name.strip(), float(share), dict(overrides), model))
         if len({a.name for a in arms}) != len(arms):
             raise ExperimentError("arms", "arm names must differ")
         total = sum(a.share for a in arms)

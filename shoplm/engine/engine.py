@@ -83,6 +83,7 @@ class Engine:
         self._suggest_lock = threading.Lock()
         self.list_ids = ListIds(store.secret("list_ids"))
         self._experiments: tuple[float, tuple[Experiment, ...]] | None = None
+        self._arm_models: dict[str, ModelState] = {}  # an experiment arm's recommendation model, by directory
         self.impressions = ImpressionLog(store, settings.impression_sample_rate, settings.impression_flush_s)
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
         self.merchandising = Merchandising(store, search.lexical if search is not None else None,
@@ -124,6 +125,8 @@ class Engine:
         """Grow row-space arrays after items were added to the vector index."""
         self.catalog.grow()
         self.model = self._model_state(self.model.scorer, self.model.blend)
+        for key, state in list(getattr(self, "_arm_models", {}).items()):  # an updated item moved to a new row
+            self._arm_models[key] = self._model_state(state.scorer, state.blend)
 
     def _model_state(self, scorer: UserModelScorer | None, blend: Blend) -> ModelState:
         if scorer is None:
@@ -228,6 +231,14 @@ class Engine:
     def put_experiment(self, experiment: Experiment) -> Experiment:
         """Create or replace an experiment; at most one runs at a time (so every visitor is in
         at most one arm, and arms compare cleanly)."""
+        root = self.settings.models_dir.resolve()
+        for i, arm in enumerate(experiment.arms):
+            if arm.recommend_model is not None:
+                directory = (root / arm.recommend_model).resolve()
+                if not directory.is_relative_to(root) or not (directory / "params.json").is_file():
+                    raise ExperimentError(f"arms[{i}].recommend_model", f"no trained model in {directory} (params.json "
+                                          "missing); train one with `shoplm train recommend --out DIR` inside "
+                                          f"SHOPLM_MODELS_DIR ({root})")
         if experiment.status in ("running", "promoted"):
             other = next((e for e in self.store.experiments()
                           if e.status in ("running", "promoted") and e.id != experiment.id), None)
@@ -236,6 +247,18 @@ class Engine:
         stored = self.store.put_experiment(experiment)
         self._experiments = None
         return stored
+
+    def arm_model(self, arm: Arm) -> ModelState | None:
+        """The arm's recommendation model (loaded once, beside the configured one), or None."""
+        if arm.recommend_model is None:
+            return None
+        directory = (self.settings.models_dir / arm.recommend_model).resolve()
+        state = self._arm_models.get(str(directory))
+        if state is None:
+            scorer = UserModelScorer(directory, self.settings.device)
+            with self._lock:
+                state = self._arm_models[str(directory)] = self._model_state(scorer, Blend.load(directory))
+        return state
 
     def arm(self, user_id: str | None, session_id: str | None) -> tuple[str, Arm] | None:
         """("experiment:arm", the arm) of the visitor in the running (or promoted) experiment, if any."""
@@ -306,10 +329,10 @@ class Engine:
         weights = self.settings.event_weights
         return [(e.item_id, weights.get(e.event_type, 1.0)) for e in events if e.item_id in self.catalog]
 
-    def behaviour_scores(self, history: Sequence[tuple[str, float]]) -> np.ndarray:
+    def behaviour_scores(self, history: Sequence[tuple[str, float]], model: ModelState | None = None) -> np.ndarray:
         """z-scored P(item | history) over rows: the trained model where it knows the item,
         the zero-shot text score elsewhere (new items); -inf for rows that cannot be scored."""
-        state = self.model
+        state = model or self.model
         rows = self.catalog.indexed_rows(i for i, _ in history)
         vectors = self.catalog.vectors
         alive = self.catalog.alive()
@@ -445,14 +468,16 @@ class Engine:
         history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
         return reasons([int(r) for r in rows], history, self.catalog)
 
-    def _scores(self, history: Sequence[tuple[str, float]]) -> np.ndarray:
+    def _scores(self, history: Sequence[tuple[str, float]], model: ModelState | None = None) -> np.ndarray:
         prior = zscore(popularity_prior(self.popularity), self.catalog.alive())
         if not history:
             return prior
-        return self.behaviour_scores(history) + self.model.blend.popularity.get(history_bucket(len(history)), 0.0) * prior
+        model = model or self.model
+        return self.behaviour_scores(history, model) + model.blend.popularity.get(history_bucket(len(history)), 0.0) * prior
 
     def recommend(self, user_id: str | None = None, session_id: str | None = None, item_id: str | None = None,
-                  filter: ItemFilter | None = None, k: int = 10, exclude_seen: bool = False) -> list[Rec]:
+                  filter: ItemFilter | None = None, k: int = 10, exclude_seen: bool = False,
+                  model: ModelState | None = None) -> list[Rec]:
         """Next items for the actor, optionally in the context of an item page or a category
         (`filter.category`). Already-purchased items and the latest item (the context item, or
         the one just seen) are always left out; `exclude_seen` leaves out every item the actor
@@ -463,7 +488,7 @@ class Engine:
         if item_id is not None:
             self.get_item(item_id)
             history = history + [(item_id, 1.0)]
-        scores = self._scores(history)
+        scores = self._scores(history, model)
         mask = self.catalog.servable() & np.isfinite(scores)
         if filter is not None:
             index = self.catalog.index

@@ -107,3 +107,27 @@ def test_reload_under_load_fails_no_request(trained, small_settings, tmp_path):
         with ThreadPoolExecutor(max_workers=4) as pool:
             statuses = list(pool.map(lambda i: calls[i](i), range(len(calls))))
     assert statuses == [200] * 126
+
+
+def test_an_experiment_arm_serves_its_own_recommendation_model(trained, small_settings, tmp_path):
+    from shoplm.data.experiments import Experiment
+
+    items, events, model = trained
+    settings = small_settings.model_copy(update={"search_index_dir": tmp_path / "index", "models_dir": tmp_path})
+    store = open_store("memory://")
+    ingest(store, items=items, events=events)
+    engine = Engine.open(settings, store)  # no configured model: the control serves zero-shot text
+    experiment = engine.put_experiment(Experiment.parse({"name": "model", "arms": [
+        {"name": "control", "share": 0.5}, {"name": "trained", "share": 0.5, "recommend_model": "model"}]}))
+    visitors = [f"v{i}" for i in range(40)]
+    arms = {v: experiment.assign(v).name for v in visitors}
+    trained_visitor = next(v for v in visitors if arms[v] == "trained")
+    assert engine.arm(None, trained_visitor)[0] == "model:trained"
+    state = engine.arm_model(engine.arm(None, trained_visitor)[1])
+    assert state.scorer is not None and engine.model.scorer is None
+    with_model = engine.recommend(session_id=trained_visitor, item_id="L0S1", k=5, model=state)
+    control = engine.recommend(session_id=trained_visitor, item_id="L0S1", k=5)
+    assert [r.item_id for r in with_model] != [r.item_id for r in control]
+    with pytest.raises(Exception, match="recommend_model"):
+        engine.put_experiment(Experiment.parse({"name": "m2", "arms": [
+            {"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "recommend_model": "missing"}]}))

@@ -73,3 +73,13 @@ def test_the_statistics_are_honest_on_simulated_visitors():
     skewed = _run(rng, Experiment.parse(TWO), {"control": 0.3, "bm25": 0.3}, n=2_000, drop=0.2)
     fair = _run(rng, Experiment.parse(TWO), {"control": 0.3, "bm25": 0.3}, n=2_000)
     assert skewed["sample_ratio"]["mismatch"] and not fair["sample_ratio"]["mismatch"]
+
+
+def test_an_arm_may_name_a_recommendation_model_but_nothing_outside_the_models_directory():
+    arm = Experiment.parse({**TWO, "arms": [{"name": "a", "share": 0.5},
+                                            {"name": "b", "share": 0.5, "recommend_model": "scientific-v2"}]}).arms[1]
+    assert arm.recommend_model == "scientific-v2"
+    with pytest.raises(ExperimentError) as error:
+        Experiment.parse({**TWO, "arms": [{"name": "a", "share": 0.5},
+                                          {"name": "b", "share": 0.5, "recommend_model": "../elsewhere"}]})
+    assert error.value.field == "arms[1].recommend_model"
