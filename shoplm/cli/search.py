@@ -90,6 +90,9 @@ def eval_search(
 
     [bold]Example:[/bold] shoplm eval search --items data/hd/items.csv --judgments data/hd/train.csv --test-judgments data/hd/test.csv --model var/models/hd --json var/eval/search.json --report var/eval/search
     """
+    from shoplm.data.readers import read_items, read_judgments
+    from shoplm.engine.evaluate import served_search
+    from shoplm.search.evaluate import evaluate_held_out, evaluate_search, write_search_report
 
     settings = settings_of(ctx)
     set_search_threads(settings)

@@ -109,7 +109,7 @@ def evaluate_personalized_search(items_path: Path, events_path: Path, settings: 
     encoder = Encoder.from_settings(settings)
     texts = item_texts(catalog.items, settings.item_text_template)
     vectors = EmbeddingCache(settings.embedding_cache_dir, encoder.fingerprint, encoder.dim).encode(encoder, texts)
-    lexical = LexicalIndex(item_ids, texts)
+    lexical = LexicalIndex(item_ids, texts, language=settings.language)
     category_of = [category_query(item.category) for item in catalog.items]
     cases = {"valid": split.valid, "test": split.test}
     queries = {name: [category_of[t] for t in c.targets] for name, c in cases.items()}

@@ -148,7 +148,7 @@ def train_search_job(settings: Settings, items: Path, judgments: Path | None, ev
     inputs = training_inputs(settings, items, judgments, events, cfg, progress)
     progress("fine-tune on Ray", 0, None)
     config = {"inputs": inputs._replace(lexical=None), "cfg": cfg, "threads": settings.torch_threads or 1,
-              "base_model": base_model or settings.encoder_model}
+              "language": settings.language, "base_model": base_model or settings.encoder_model}
     summary = _fit(_search_worker, config, out, workers, address, storage, settings, "search")
     if len(inputs.ranker_qrels) >= RANKER_MIN_QUERIES:  # on the driver, as `shoplm train search` does after fine-tuning
         summary["ranker"] = fit_reranker(settings, inputs, Path(out), cfg.seed, progress)
@@ -162,7 +162,7 @@ def _search_worker(config: dict) -> None:
     torch.set_num_threads(config["threads"])
     replica = RayReplica()
     texts, pairs, dev_qrels, negatives = config["inputs"][:4]
-    lexical = LexicalIndex(list(texts), list(texts.values()))  # rebuilt here: the BM25 stemmer does not pickle
+    lexical = LexicalIndex(list(texts), list(texts.values()), language=config["language"])  # rebuilt here: the BM25 stemmer does not pickle
     cfg = replace(config["cfg"], device=str(replica.device))
     with tempfile.TemporaryDirectory() as tmp:
         result = train_search(texts, pairs, dev_qrels, negatives, lexical, Path(tmp) / "model", cfg,

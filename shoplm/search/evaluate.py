@@ -134,7 +134,7 @@ def evaluate_search(items: Sequence[Item], judgments: Sequence[Judgment], settin
     depth = max(100, settings.hybrid_depth)
 
     progress("bm25", 0, 1)
-    lexical_index = LexicalIndex(list(ids), texts)
+    lexical_index = LexicalIndex(list(ids), texts, language=settings.language)
     lexical = lexical_index.search(queries, depth)  # (n, depth)
     models, how = {"bm25": metrics_of(lexical, qrels)}, {"bm25": SINGLE}
     progress("bm25", 1, 1)
@@ -241,7 +241,7 @@ def evaluate_held_out(items: Sequence[Item], train: Sequence[Judgment], test: Se
     ids = np.asarray([i.item_id for i in items], dtype=object)
     texts = item_texts(items, settings.item_text_template)
     progress("bm25", 0, 1)
-    lexical_index = LexicalIndex(list(ids), texts)
+    lexical_index = LexicalIndex(list(ids), texts, language=settings.language)
     data = HeldOut(items, ids, texts, queries, [test_qrels[q] for q in queries], tune_queries,
                    [train_qrels[q] for q in tune_queries], lexical_index.search(tune_queries, settings.hybrid_depth))
     models = {"bm25": metrics_of(lexical_index.search(queries, max(100, settings.hybrid_depth)), data.qrels)}

@@ -2,7 +2,11 @@
 
 `LexicalIndex(ids, texts).search(queries, k) -> Hits` with BM25 as in Lucene
 (Robertson et al., 1994; idf = ln(1 + (N - df + 0.5) / (df + 0.5)), k1 = 1.5, b = 0.75),
-English stop words removed and Snowball stemming, so "brackets" matches "bracket".
+stop words removed and Snowball stemming in the catalog's language (`language`, ISO 639-1,
+default "en"), so "brackets" matches "bracket" and "Bohrmaschinen" "Bohrmaschine". Chinese
+("zh") is written without spaces and does not inflect: its texts are segmented into words by
+jieba's search mode (`lcut_for_search`, which also yields the shorter words inside a long
+one), or into overlapping character bigrams where jieba is not installed, and not stemmed.
 `corrected` spells a query's unknown terms as the catalog's closest ones ("brakcet" ->
 "bracket"), for the re-ranker's candidates.
 
@@ -14,15 +18,18 @@ item is therefore searchable at once, without a separate build step.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import bm25s
 import numpy as np
 
 from shoplm.atomic import recover_dir, staged_dir
+from shoplm.config import LANGUAGES
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.search.index import Hits, top_k
 from shoplm.search.synonyms import SynonymMap
@@ -32,21 +39,40 @@ SPELLING_MIN = 80.0  # rapidfuzz ratio (0-100) a catalog term needs to stand in 
 DIGIT = re.compile(r"\d")  # number-bearing terms: sizes, gauges, model numbers (also read by shoplm.search.rerank)
 
 
-def _stemmer():
+BM25S_STOPWORDS = {"da", "de", "en", "es", "fr", "it", "nl", "no", "pt", "ru", "sv", "tr", "zh"}  # bm25s's lists; others keep every word
+TOKEN = r"(?u)\b\w\w+\b"  # bm25s's default: words of 2+ characters
+WORD = r"(?u)\b\w+\b"  # segmented Chinese: one character is often a word (钻, drill)
+
+
+def _stemmer(language: str):
     import Stemmer
 
-    return Stemmer.Stemmer("english")
+    return Stemmer.Stemmer(LANGUAGES[language])
+
+
+def _segmenter() -> Callable[[str], list[str]]:
+    """Chinese text -> words: jieba's search mode, else overlapping character bigrams (announced)."""
+    try:
+        import jieba
+    except ImportError:
+        warnings.warn("jieba is not installed: Chinese text is split into character bigrams; pip install jieba")
+        return lambda text: [a + b for a, b in zip(text, text[1:]) if not (a.isspace() or b.isspace())]
+    jieba.setLogLevel(logging.WARNING)  # it logs its dictionary load at INFO
+    return jieba.lcut_for_search
 
 
 class LexicalIndex:
     """BM25 over item texts; rows follow `ids`."""
 
     def __init__(self, ids: Sequence[str], texts: Sequence[str], k1: float = 1.5, b: float = 0.75,
-                 stem: bool = True):
+                 stem: bool = True, language: str = "en"):
         if len(ids) != len(texts):
             raise IndexMismatch(f"{len(ids)} ids for {len(texts)} texts; pass one text per item id")
-        self.k1, self.b, self.stem = k1, b, stem
-        self._stemmer = _stemmer() if stem else None
+        self.k1, self.b, self.stem, self.language = k1, b, stem, language
+        self._stemmer = _stemmer(language) if stem and LANGUAGES[language] else None
+        self._segment = _segmenter() if LANGUAGES[language] is None else None
+        self._stopwords = language if language in BM25S_STOPWORDS else None
+        self._pattern = TOKEN if self._segment is None else WORD
         self.ids: list[str] = list(ids)
         self.texts: list[str] = list(texts)
         self._retriever: bm25s.BM25 | None = None
@@ -64,15 +90,18 @@ class LexicalIndex:
         """One lower-cased word as a BM25 term (stop words come back as themselves)."""
         return self._stemmer.stemWord(word) if self._stemmer is not None else word
 
+    def _tokenized(self, texts: Sequence[str], return_ids: bool):
+        texts = list(texts) if self._segment is None else [" ".join(self._segment(t)) for t in texts]
+        return bm25s.tokenize(texts, token_pattern=self._pattern, stopwords=self._stopwords, stemmer=self._stemmer,
+                              return_ids=return_ids, show_progress=False)
+
     def tokenize(self, texts: Sequence[str]) -> list[list[str]]:
-        return bm25s.tokenize(list(texts), stopwords="en", stemmer=self._stemmer, return_ids=False,
-                              show_progress=False)
+        return self._tokenized(texts, return_ids=False)
 
     def _built(self) -> bm25s.BM25:
         if self._retriever is None:
             retriever = bm25s.BM25(k1=self.k1, b=self.b, method="lucene")
-            retriever.index(bm25s.tokenize(self.texts, stopwords="en", stemmer=self._stemmer,
-                                           show_progress=False), show_progress=False)
+            retriever.index(self._tokenized(self.texts, return_ids=True), show_progress=False)
             self._retriever = retriever
         return self._retriever
 
@@ -195,16 +224,22 @@ class LexicalIndex:
             (tmp / "ids.json").write_text(json.dumps(self.ids))
             (tmp / "texts.json").write_text(json.dumps(self.texts))
             params = {"version": VERSION, "kind": "bm25s", "k1": self.k1, "b": self.b, "stem": self.stem,
-                      "count": len(self.ids)}
+                      "language": self.language, "count": len(self.ids)}
             (tmp / "params.json").write_text(json.dumps(params, indent=2))
 
     @classmethod
-    def load(cls, directory: Path) -> "LexicalIndex":
+    def load(cls, directory: Path, language: str | None = None) -> "LexicalIndex":
+        """The index `save` wrote; `language`, when given, must be the one it was built in
+        (queries are tokenized as its items were)."""
         directory = recover_dir(directory)
         if not (directory / "params.json").is_file():
             raise IndexNotBuilt(f"no lexical index in {directory} (params.json missing); run `shoplm index build` first")
         params = json.loads((directory / "params.json").read_text())
+        built = params.get("language", "en")  # indexes saved before the setting existed are English
+        if language is not None and built != language:
+            raise IndexMismatch(f"the lexical index in {directory} was built for language {built!r}, the settings "
+                                f"say {language!r}; rebuild it with `shoplm index build` (or set SHOPLM_LANGUAGE={built})")
         index = cls(json.loads((directory / "ids.json").read_text()), json.loads((directory / "texts.json").read_text()),
-                    k1=params["k1"], b=params["b"], stem=params["stem"])
+                    k1=params["k1"], b=params["b"], stem=params["stem"], language=built)
         index._retriever = bm25s.BM25.load(str(directory / "bm25s"), show_progress=False)
         return index

@@ -66,17 +66,18 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
               "hnsw": index.is_hnsw, "catalog": catalog or catalog_key(items, settings, model)}
     with staged_dir(out_dir) as tmp:  # vectors, lexical and params swap in together
         index.save(tmp / "vectors")
-        LexicalIndex(ids, texts).save(tmp / "lexical")
+        LexicalIndex(ids, texts, language=settings.language).save(tmp / "lexical")
         (tmp / "params.json").write_text(json.dumps(params, indent=2))
     return params
 
 
 def catalog_key(items: Sequence[Item], settings: Settings, model: Path | None = None) -> str:
     """Hash of everything `build_indexes` reads: the items' ids, texts and filter fields, the
-    model's weights, the text template and the HNSW threshold."""
+    model's weights, the text template, the HNSW threshold and the BM25 language."""
     digest = hashlib.blake2b(digest_size=16)
     weights = model_fingerprint(model_dir(model or settings.encoder_model))
-    digest.update(json.dumps([VERSION, weights, settings.item_text_template, settings.hnsw_min_items]).encode())
+    digest.update(json.dumps([VERSION, weights, settings.item_text_template, settings.hnsw_min_items,
+                              settings.language]).encode())
     for item, text in zip(items, item_texts(items, settings.item_text_template)):
         digest.update(json.dumps([item.item_id, text, *ItemMeta.of(item)]).encode())
     return digest.hexdigest()
@@ -127,7 +128,7 @@ class SearchPipeline:
                                 "rebuild it with `shoplm index build`")
         rescorer = Encoder.from_settings(settings, rescore_model) if rescore_model else None
         ranker = _ranker_of(params["model"], settings, encoder) if rescorer is None else None
-        lexical = LexicalIndex.load(directory / "lexical")
+        lexical = LexicalIndex.load(directory / "lexical", settings.language)
         if ranker is not None:
             lexical.terms(())  # tokenize the catalog now, not in the first query
         pipeline = cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
@@ -139,7 +140,8 @@ class SearchPipeline:
     def empty(cls, settings: Settings) -> "SearchPipeline":
         """No items yet: everything added later is searchable at once."""
         encoder = Encoder.from_settings(settings)
-        return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), LexicalIndex([], []), settings,
+        lexical = LexicalIndex([], [], language=settings.language)
+        return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), lexical, settings,
                    settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings, encoder))
 
     def add(self, items: Sequence[Item]) -> None:

@@ -337,7 +337,7 @@ def training_inputs(settings, items_path: Path, judgments_path: Path | None, eve
         if settings.search_ranker_fraction > 0 else set()
     train_pairs = [p for p in pairs if p.query not in dev and p.query not in held]
     progress("BM25 + hard negatives", 0, None)
-    lexical = LexicalIndex(list(texts), list(texts.values()))
+    lexical = LexicalIndex(list(texts), list(texts.values()), language=settings.language)
     negatives = mine_negatives(train_pairs, qrels, lexical, settings.search_positive_min_relevance,
                                cfg.bm25_negative_ranks)
     return SearchInputs(texts, train_pairs, {q: qrels[q] for q in split.dev}, negatives, lexical,

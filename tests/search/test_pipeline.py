@@ -62,7 +62,11 @@ def test_cli_index_build_and_search(catalog_files, settings, tmp_path, monkeypat
     found = runner.invoke(app, ["search", "cordless drill", "--k", "3", "--index", str(tmp_path / "idx"), "--store", store,
                                 "--filter", "category=Tools", "--filter", "price=..100", "--json"])
     assert found.exit_code == 0, found.output
-    rows = json.loads(found.stdout[found.stdout.index("["):])
-    assert len(rows) == 3 and all(r["price"] <= 100 and r["category"].startswith("Tools") for r in rows)
-    bad = runner.invoke(app, ["search", "x", "--index", str(tmp_path / "idx"), "--filter", "price=cheap"])
-    assert bad.exit_code != 0 and "price=LOW..HIGH" in bad.output
+    page = json.loads(found.stdout[found.stdout.index("{"):])
+    rows = page["items"]
+    # the drills in Tools under 100 that are available; the saws and the hammer do not match the query
+    assert {r["item_id"] for r in rows} == {"d2", "d4"} and page["total"] == 2
+    assert all(r["price"] < 100 and r["category"].startswith("Tools") for r in rows)
+    bad = runner.invoke(app, ["search", "x", "--index", str(tmp_path / "idx"), "--store", store,
+                              "--filter", "price=cheap"])
+    assert bad.exit_code != 0 and "LOW..HIGH" in bad.output
