@@ -1,4 +1,4 @@
-"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest,ads,storefront,facets_1m]`).
+"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,ingest,ads,storefront,facets_1m,impressions]`).
 
 Every comparison is measured in the same run on the same machine, alternating the systems
 compared and quoting medians, because the machine may be shared and noisy. Results go to
@@ -28,6 +28,9 @@ Sections:
 - facets_1m: `FacetColumns` build time and memory at 1,000,000 synthetic items made from the
   Home Depot titles, and p50/p99 of brand+category+price facets (with and without a brand
   filter), the filter mask and sort=price_asc over a 30% and a 1% result set, in-process.
+- impressions: p50/p99 of plain /v1/search (onnx-int8) at 8 clients with impression logging
+  on (sample rate 1) and off (1e-9, which logs none), two services side by side taking turns;
+  impressions/s with it on, and the rows of the impressions table against wrk's 200 answers.
 """
 
 from __future__ import annotations
@@ -706,9 +709,7 @@ def _storefront_load(store: str, work: Path, overrides: dict, paths: dict[str, l
     for name, lines in paths.items():
         files[name] = work / (name.replace(", ", "-").replace(" + ", "-").replace(" ", "-") + ".paths")
         files[name].write_text("\n".join(lines) + "\n")
-    env = {"SHOPLM_READ_KEY": "bench", "SHOPLM_RATE_LIMIT_PER_SECOND": "0", "SHOPLM_LOG_LEVEL": "warning",
-           "SHOPLM_SERVE_WORKERS": str(workers), **{f"SHOPLM_{k.upper()}": str(v) for k, v in overrides.items()}}
-    service = ServiceProcess(store, work, env=env)
+    service = ServiceProcess(store, work, env=_service_env(workers, overrides))
     service.log.unlink(missing_ok=True)  # it appends: this service's log only
     started = time.perf_counter()
     service.start(timeout=900)
@@ -729,6 +730,12 @@ def _storefront_load(store: str, work: Path, overrides: dict, paths: dict[str, l
     return {"startup_s": round(startup_s, 1), "first_answers": first,
             "service_log_tracebacks": service.log.read_text(errors="replace").count("Traceback"),
             "rows": {name: _wrk_row(r) for name, r in runs.items()}, "pyspy": sampled}
+
+
+def _service_env(workers: int, overrides: dict) -> dict[str, str]:
+    """`shoplm serve`'s environment for a load test: a read key wrk sends, no rate limit, `overrides` as settings."""
+    return {"SHOPLM_READ_KEY": "bench", "SHOPLM_RATE_LIMIT_PER_SECOND": "0", "SHOPLM_LOG_LEVEL": "warning",
+            "SHOPLM_SERVE_WORKERS": str(workers), **{f"SHOPLM_{k.upper()}": str(v) for k, v in overrides.items()}}
 
 
 def _code_state() -> dict:
@@ -1131,6 +1138,128 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+# --- impressions --------------------------------------------------------------------------
+
+# "Off": the smallest share the setting allows is above 0, so off is a share that logs next to
+# none: a list is logged when the random part of its id (32 bits) is below rate * 2**32, i.e.
+# for rate 1e-9 when it is one of 0..4, about one list in 860 million.
+IMPRESSIONS_OFF_RATE = 1e-9
+IMPRESSIONS_CELLS = {"logging on (sample rate 1.0)": 1.0, f"logging off (sample rate {IMPRESSIONS_OFF_RATE:g})":
+                     IMPRESSIONS_OFF_RATE}
+
+
+def bench_impressions(settings: Settings, clients: int, workers: int, seconds: float, repeats: int,
+                      n_queries: int) -> dict:
+    """/v1/search?q=Q (plain, the first `n_queries` judged queries, onnx-int8 encoder) against two
+    `shoplm serve --workers N` on the storefront catalog side by side, one per cell of
+    IMPRESSIONS_CELLS, each with a fresh copy of the same store; wrk at `clients` connections,
+    the cells alternating (ABBA) for `repeats` rounds after a 3 s warm-up each. After both stop
+    (a worker flushes its impressions on shutdown), the rows of each store's impressions table
+    against the 200 answers wrk counted for that service (warm-up included)."""
+    import shutil
+    import sqlite3
+
+    import polars as pl
+
+    from tests.service import ServiceProcess, run_cli
+
+    if shutil.which("wrk") is None:
+        raise SystemExit("the impressions benchmark needs the load generator wrk: apt-get install wrk (Debian/Ubuntu) "
+                         "or brew install wrk; or leave it out of --only")
+    converted = _converted_homedepot(settings)
+    work = ROOT / "var" / "bench-impressions"
+    work.mkdir(parents=True, exist_ok=True)
+    items_csv = _storefront_catalog(converted, work)
+    for old in work.glob("shop*.db*"):
+        old.unlink()
+    run_cli("ingest", "--items", str(items_csv), "--store", f"sqlite:///{work / 'shop.db'}")
+    judged = pl.read_csv(converted / "judgments.csv")["query"].unique(maintain_order=True).to_list()
+    paths = work / "search-plain.paths"
+    paths.write_text("\n".join(_search_url(q, facets=False) for q in judged[:n_queries]) + "\n")
+    services, dbs = {}, {}
+    for i, (cell, rate) in enumerate(IMPRESSIONS_CELLS.items()):
+        dbs[cell] = work / f"shop-{i}.db"
+        with sqlite3.connect(work / "shop.db") as src, sqlite3.connect(dbs[cell]) as dst:
+            src.backup(dst)  # the same catalog, an empty impressions table
+        # the storefront section's onnx-int8 index is reused: same catalog, same encoder
+        overrides = {**_storefront_overrides(settings, f"sqlite:///{dbs[cell]}", ROOT / "var" / "bench-storefront",
+                                             "onnx-int8"), "impression_sample_rate": rate}
+        (work / str(i)).mkdir(exist_ok=True)
+        services[cell] = ServiceProcess(overrides["store_url"], work / str(i), env=_service_env(workers, overrides))
+        services[cell].log.unlink(missing_ok=True)
+    runs = {cell: [] for cell in services}
+    warmups = {}
+    try:
+        for cell, service in services.items():  # one after the other: a missing index is built once
+            service.start(timeout=900)
+            _wait_for_workers(service.url, workers)
+        for cell, service in services.items():
+            warmups[cell] = _wrk(service.url, paths, clients, 3)
+        cells = list(services)
+        for r in range(repeats):
+            for cell in cells if r % 2 == 0 else cells[::-1]:
+                runs[cell].append(_wrk(services[cell].url, paths, clients, seconds))
+    finally:
+        for service in services.values():
+            service.stop()
+    out = {"items": len(pl.read_csv(items_csv, columns=["item_id"])), "queries": min(n_queries, len(judged)),
+           "clients": clients, "workers": workers, "seconds_per_cell": seconds, "repeats": repeats,
+           "flush_s": settings.impression_flush_s, "code": _code_state(), "rows": {}}
+    for cell, service in services.items():
+        with sqlite3.connect(dbs[cell]) as db:
+            stored = db.execute("SELECT count(*) FROM impressions").fetchone()[0]
+        every = [warmups[cell], *runs[cell]]
+        answered = sum(x["requests"] - x["non_2xx"] for x in every)  # 200 answers
+        measured = sum(x["requests"] - x["non_2xx"] for x in runs[cell])
+        out["rows"][cell] = {**_wrk_row(runs[cell]), "answered_200": answered, "impressions_stored": stored,
+                             "stored_minus_answered": stored - answered, "wrk_runs": len(every),
+                             "impressions_per_s": round(measured / sum(x["seconds"] for x in runs[cell]), 1)
+                             if IMPRESSIONS_CELLS[cell] >= 1.0 else None,
+                             "service_log_tracebacks": service.log.read_text(errors="replace").count("Traceback")}
+    on, off = (out["rows"][cell] for cell in IMPRESSIONS_CELLS)
+    out["on_over_off"] = {q: round(on[f"{q}_ms"] / off[f"{q}_ms"], 2) if off[f"{q}_ms"] else None
+                          for q in ("p50", "p99")}
+    return out
+
+
+def _impressions_lines(d: dict) -> list[str]:
+    cells = list(d["rows"].values())
+    on = cells[0]
+    lines = ["## Impression logging", "",
+             f"`/v1/search?q=Q` (plain, the first {d['queries']} distinct judged queries, encoder onnx-int8) against two "
+             f"`shoplm serve --workers {d['workers']}` on the storefront catalog ({d['items']:,} items), running side by "
+             "side, each on its own fresh copy of the same SQLite store: one with `SHOPLM_IMPRESSION_SAMPLE_RATE=1` "
+             f"(every list logged), one with {IMPRESSIONS_OFF_RATE:g}, the smallest share the setting allows above 0, "
+             "which logs a list only when the random part of its id is one of 0..4 (about one in 860 million): "
+             f"{cells[1]['impressions_stored']:,} rows here. Impressions are written in batches every {d['flush_s']:g} s. Load from wrk (one thread, "
+             f"{d['clients']} connections) over loopback, {d['seconds_per_cell']:.0f} s per cell, the two cells "
+             f"alternating (on, off, off, on, ...) for {d['repeats']} rounds after a 3 s warm-up each: medians of the "
+             "runs, requests and errors summed. " + _shared_machine(d), "",
+             "| cell | requests | req/s | p50 ms | p99 ms | p99 of each run, ms | errors | 200 answers (warm-up "
+             "included) | rows in impressions | rows - answers |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in d["rows"].items():
+        each = ", ".join(f"{x:g}" for x in r["p99_runs_ms"])
+        lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {each} | "
+                     f"{r['errors']} | {r['answered_200']:,} | {r['impressions_stored']:,} | "
+                     + (f"{r['stored_minus_answered']:+,} |" if r["impressions_per_s"] is not None else "- (not logged) |"))
+    ratio = d["on_over_off"]
+    lost = on["stored_minus_answered"] < 0
+    tracebacks = sum(r["service_log_tracebacks"] for r in cells)
+    code = d["code"]
+    lines += ["", f"Logging on over off: p50 {ratio['p50']}x, p99 {ratio['p99']}x. Impressions sustained with logging "
+              f"on at {d['clients']} clients: {on['impressions_per_s']:,} a second (the 200 answers of the measured "
+              f"runs over their seconds). Rows counted with sqlite3 after both services stopped (they flush on "
+              f"shutdown): {'some impressions were lost' if lost else 'none lost'}. A row more than wrk's answers is a "
+              f"request wrk had in flight when a run ended (up to {d['clients']} a run, {on['wrk_runs']} runs): the "
+              "service answered and logged it, wrk did not count it."
+              + (f" The services logged {tracebacks} tracebacks (var/bench-impressions/*/service.log)." if tracebacks
+                 else "")
+              + f" Code served: commit {code['commit']}"
+              + (f", with uncommitted changes to shoplm/ (diff digest {code['diff_digest']})"
+                 if code["shoplm_uncommitted"] else "") + ".", ""]
+    return lines
+
+
 # --- report -------------------------------------------------------------------------------
 
 def write_results(results: dict) -> None:
@@ -1221,6 +1350,8 @@ def write_results(results: dict) -> None:
         lines += _storefront_lines(results["storefront"])
     if "facets_1m" in results:
         lines += _facets_lines(results["facets_1m"])
+    if "impressions" in results:
+        lines += _impressions_lines(results["impressions"])
     runs = [f"{name}: {r['run']['date']}, load average {', '.join(f'{x:.2f}' for x in r['run']['load_average'])}"
             + (f"; {_machine_line(r['run']['machine'])}" if "machine" in r["run"] else "")
             for name, r in results.items() if isinstance(r, dict) and "run" in r]
@@ -1356,7 +1487,7 @@ def _machine_line(m: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,service,ingest,ads,storefront,facets_1m",
+    parser.add_argument("--only", default="encoder,ann,service,ingest,ads,storefront,facets_1m,impressions",
                         help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
@@ -1416,6 +1547,9 @@ def main() -> None:
                                                args.storefront_seconds, args.storefront_repeats, args.storefront_queries,
                                                args.storefront_profile, args.storefront_backends.split(",")),
         "facets_1m": lambda: bench_facets_1m(settings, args.facets_items, args.facets_calls),
+        "impressions": lambda: bench_impressions(settings, args.storefront_clients, args.storefront_workers,
+                                                 args.storefront_seconds, args.storefront_repeats,
+                                                 args.storefront_queries),
     }
     for section, run in runs.items():
         if section in sections:
