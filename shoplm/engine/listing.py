@@ -170,7 +170,9 @@ def _relevance(head: Sequence[Rec], head_rows: np.ndarray, keep: np.ndarray,
     """(rows in relevance order, float64[rows] scores): the engine's ranking of the set's
     first candidates, then the rest of the set by cosine, scored below the last of them."""
     scores = np.full(len(keep), -np.inf)
-    ok = head_rows >= 0
+    # a row indexed after this page's columns were read (an item another worker just added) is
+    # not in this page's set: it shows from the next request on
+    ok = (head_rows >= 0) & (head_rows < len(keep))
     ok[ok] = keep[head_rows[ok]]
     rows = head_rows[ok]
     scores[rows] = np.asarray([r.score for r in head], dtype=np.float64)[ok] if len(head) else []

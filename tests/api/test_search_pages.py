@@ -274,3 +274,20 @@ def test_a_selected_value_stays_in_its_facet_and_correct_false_searches_as_typed
     assert typo["corrected_query"] == "drill" and typo["total"] > 0
     as_typed = get(shop, q="dril", correct=False)
     assert as_typed["corrected_query"] is None
+
+
+def test_an_item_indexed_while_a_page_is_computed_waits_for_the_next_page(tmp_path, monkeypatch):
+    """Another worker's item can reach the index between the page's columns and its ranking:
+    that page leaves it out (no error), the next one shows it."""
+    from shoplm.engine.listing import PageRequest
+
+    settings = Settings(search_index_dir=tmp_path / "index", embedding_cache_dir=tmp_path / "cache")
+    store = open_store("memory://")
+    store.upsert_items(CATALOG[:10])
+    engine = Engine.open(settings, store)
+    before = engine.facet_columns()
+    engine.upsert_items([Item("new-1", "Zanzibar copper kettle")])
+    monkeypatch.setattr(engine, "facet_columns", lambda: before)  # the columns read before the item arrived
+    assert "new-1" not in [h.item_id for h in engine.search_page(PageRequest("zanzibar copper kettle")).hits]
+    monkeypatch.undo()
+    assert [h.item_id for h in engine.search_page(PageRequest("zanzibar copper kettle")).hits] == ["new-1"]
