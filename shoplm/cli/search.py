@@ -159,7 +159,7 @@ def search(
         "--filter", help="brand:DeWalt, brand:DeWalt|Makita, -brand:Ryobi, \"category:Tools > Drills\", "
         "price:10..50 (10 <= price < 50), available:true. Repeatable (AND).")] = None,
     user_id: Annotated[Optional[str], typer.Option(help="Personalise by this user's history in the store.")] = None,
-    session_id: Annotated[Optional[str], typer.Option(help="Personalise by this session's history.")] = None,
+    session_id: Annotated[Optional[str], typer.Option(help="Personalise by the history of this session_id (a visit).")] = None,
     index: Annotated[Optional[Path], typer.Option(help="Index directory (default: settings.search_index_dir).")] = None,
     store: Annotated[Optional[str], typer.Option(help="Store URL (default: settings.store_url).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the page as GET /v1/search answers it.")] = False,

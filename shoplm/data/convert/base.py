@@ -110,6 +110,17 @@ def write_dicts(path: Path, rows: list[dict[str, Any]], lead: tuple[str, ...]) -
     return write_records(path, columns, ([row.get(c) for c in columns] for row in rows))
 
 
+def keep_item(tally: "Tally", path: Path, line: int, raw: dict[str, Any], taken: dict[str, str],
+              items: list[dict[str, Any]]) -> None:
+    """Count the mapped row `raw` accepted and keep it, or rejected with `item_problem`'s reason."""
+    problem = item_problem(raw, taken, f"{path.name}:{line}")
+    if problem:
+        tally.reject(path, line, problem)
+        return
+    tally.accept()
+    items.append(raw)
+
+
 def item_problem(raw: dict[str, Any], taken: dict[str, str], where: str) -> str | None:
     """Why ingest would refuse the item `raw` (its field problems, or an item_id already
     taken by an earlier row), or None, recording its id as taken by `where` ("feed.xml:12")."""

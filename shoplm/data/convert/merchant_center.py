@@ -30,7 +30,7 @@ from typing import Any, Iterator
 from xml.parsers import expat
 
 from shoplm.data.convert.base import (ITEM_COLUMNS, ConvertReport, Tally, attribute_name, finish, html_to_text,
-                                      item_problem, parse_price, read_table, snake_case, source_files, write_dicts)
+                                      keep_item, parse_price, read_table, snake_case, source_files, write_dicts)
 from shoplm.errors import ConvertError
 
 G = "http://base.google.com/ns/1.0"
@@ -60,12 +60,7 @@ def convert(src: Path, out: Path, ext: str) -> ConvertReport:
             except ValueError as problem:
                 tally.reject(path, line, str(problem))
                 continue
-            problem = item_problem(raw, taken, f"{path.name}:{line}")
-            if problem:
-                tally.reject(path, line, problem)
-                continue
-            tally.accept()
-            items.append(raw)
+            keep_item(tally, path, line, raw, taken, items)
     files = {"items": out / f"items.{ext}"}
     return finish(out, ext, files, {"items": write_dicts(files["items"], items, ITEM_COLUMNS)}, tally)
 

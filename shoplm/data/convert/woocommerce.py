@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from shoplm.data.convert.base import (ITEM_COLUMNS, ConvertReport, Tally, attribute_name, finish, html_to_text,
-                                      item_problem, parse_number, read_header, read_table, source_files, write_dicts)
+                                      keep_item, parse_number, read_header, read_table, source_files, write_dicts)
 from shoplm.errors import ConvertError
 
 WHAT = "a WooCommerce product CSV export (ID, Type, SKU, Name, ..., Regular price, Categories, Images, Parent, ...)"
@@ -95,12 +95,7 @@ def _products(path: Path, rows: list[tuple[int, Row]], tally: Tally, items: list
         except ValueError as problem:
             tally.reject(path, line, str(problem))
             continue
-        problem = item_problem(raw, taken, f"{path.name}:{line}")
-        if problem:
-            tally.reject(path, line, problem)
-            continue
-        tally.accept()
-        items.append(raw)
+        keep_item(tally, path, line, raw, taken, items)
 
 
 def _key(row: Row) -> str | None:
