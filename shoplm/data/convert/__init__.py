@@ -5,8 +5,9 @@ is one module with a `convert(src, out, ext) -> ConvertReport` function, registe
 `CONVERTERS`; it reads only `src`, writes `items.<ext>`, `events.<ext>` and/or
 `judgments.<ext>` into `out`, and checks its source once, here at the boundary, so
 ingestion can trust what it gets. The converters of shop exports (Merchant Center,
-Shopify, WooCommerce, GA4, UBI) refuse a bad row rather than the whole file: each is
-named with its line and why in the report and in `rejected.<ext>`. See docs/converters.md for the choices each one makes.
+Shopify, WooCommerce, GA4, UBI) and the Instacart converter refuse a bad row rather than
+the whole file: each is named with its line and why in the report and in `rejected.<ext>`.
+See docs/converters.md for the choices each one makes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from shoplm.errors import SourceFileMissing, UnknownConverter, UnsupportedFileType
-from shoplm.data.convert import (amazon_recbole, diginetica, ga4, homedepot, merchant_center, rees46, shopify, ubi,
-                                 woocommerce)
+from shoplm.data.convert import (amazon_recbole, diginetica, ga4, homedepot, instacart, merchant_center, rees46, shopify,
+                                 ubi, woocommerce)
 from shoplm.data.convert.base import ConvertReport
 from shoplm.data.writers import WRITERS
 
@@ -26,6 +27,7 @@ CONVERTERS: dict[str, Callable[[Path, Path, str], ConvertReport]] = {
     "homedepot": homedepot.convert,
     "diginetica": diginetica.convert,
     "rees46": rees46.convert,
+    "instacart": instacart.convert,
     "merchant-center": merchant_center.convert,
     "shopify": shopify.convert,
     "woocommerce": woocommerce.convert,
