@@ -226,6 +226,28 @@ class Settings(BaseSettings):
         "the first hybrid_depth results is the fused one either way (docs/search.md: how it was chosen).")
     suggest_refresh_s: float = Field(300.0, gt=0, description="Query suggestions are rebuilt (in the background) "
                                      "this long after the last build, or once the catalog changed.")
+    lists_refresh_s: float = Field(60.0, gt=0, description="The trending, new-arrival and best-seller lists and "
+                                   "the bought-together complements are rebuilt from the store's events (in the "
+                                   "background) this long after the last build, or once the catalog changed.")
+    trending_short_half_life_days: float = Field(1.0, gt=0, description="Trending: half-life of the recent rate.")
+    trending_long_half_life_days: float = Field(14.0, gt=0, description="Trending: half-life of the long-run rate "
+                                                "the recent one is compared with.")
+    trending_smoothing: float = Field(1.0, gt=0, description="Trending: events added to both rates, so a few "
+                                      "events of a quiet item do not make a large growth.")
+    trending_min_events: float = Field(2.0, ge=0, description="Trending: an item needs this much recent "
+                                       "(short-decayed, event-weighted) traffic to be on the list.")
+    best_sellers_half_life_days: float = Field(30.0, gt=0, description="Best sellers: half-life of the purchase count.")
+    list_candidates: int = Field(100, ge=1, le=10_000, description="A list shown to a visitor with history is its "
+                                 "top this many items (of the category), in that visitor's personalised order.")
+    complements_alpha: float = Field(0.9, ge=0, le=1, description="Bought together: score(b | a) = C[a, b] / "
+                                     "(n_a^alpha * n_b^(1 - alpha)); 0.5 is cosine, 1 is P(b | a). 0.9 was best on "
+                                     "Instacart's validation baskets (docs/recommendation.md).")
+    complements_basket_decay: float = Field(0.5, ge=0, description="Bought together: a basket of m items adds "
+                                            "(m - 1)^-decay to each of its pairs.")
+    complements_text_neighbours: int = Field(5, ge=0, le=100, description="Bought together: an item never bought "
+                                             "borrows the complements of this many nearest items by text.")
+    complements_text_floor: float = Field(0.5, ge=-1, le=1, description="Bought together: only items at least this "
+                                          "close by text (cosine) lend their complements to a new one.")
     suggest_personal_boost: float = Field(1.5, ge=1, description="Suggestions naming a brand or category of the "
                                           "visitor's history score this many times more.")
     rules_refresh_s: float = Field(5.0, gt=0, description="How often (at most) an engine asks the store whether "

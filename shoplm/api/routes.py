@@ -15,15 +15,17 @@ from pydantic import Field
 from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse
 
-from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess
+from shoplm.api.deps import AdminAccess, EngineDep, ReadAccess, require_admin
 from shoplm.api.problems import Unprocessable, error_response
 from shoplm.api.schemas import (
     PRINTABLE, Ad, AdList, AdRequest, Erased, ErrorBody, EventBatch, Hit, HitList, ItemBase, ItemBatch, ItemPublic,
-    PageHit, ProfilePublic, Reloaded, ReloadRequest, SearchPage, Suggestion, SuggestList, WriteResult,
+    PageHit, ProfilePublic, RankedList, RankRequest, Reloaded, ReloadRequest, SearchPage, Suggestion, SuggestList, WriteResult,
 )
 from shoplm.engine.engine import Engine, Rec
 from shoplm.engine.experiments import arm_fusion
 from shoplm.engine.listing import Page, PageRequest, Sort
+from shoplm.engine.rules import Plan
+from shoplm.engine.lists import ListName
 from shoplm.search.facets import FilterError, parse_filters
 from shoplm.search.highlight import highlight
 from shoplm.errors import InvalidRecords, NotFound
@@ -127,7 +129,28 @@ Price = Annotated[float | None, Query(ge=0, allow_inf_nan=False)]
 
 
 SEARCH_PARAMS = {"q", "user_id", "session_id", "category", "min_price", "max_price", "available_only", "k", "limit",
-                 "offset", "sort", "facets", "filter", "attributes", "group", "correct"}
+                 "offset", "sort", "facets", "filter", "attributes", "group", "correct", "rules", "preview"}
+
+
+class _NoRules:
+    """Merchandising with no rule in force: an empty plan for every answer."""
+
+    @staticmethod
+    def plan(*args: Any, **kwargs: Any) -> Plan:
+        return Plan()
+
+
+class _Unmerchandised:
+    """The engine as a results page reads it (shoplm/engine/listing.py), with no merchandising
+    rule in force (synonyms still act): what `rules=false` computes the page with."""
+
+    merchandising = _NoRules()
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
 
 
 @router.get("/search", dependencies=[ReadAccess], response_model=SearchPage, tags=["search"])
@@ -152,11 +175,17 @@ async def search(request: Request, engine: EngineDep,
                  group: Annotated[bool, Query(description="One hit per group_id (its best-ranked variant).")] = True,
                  correct: Annotated[bool, Query(description="false: search the spelling as typed (\"search "
                                                 "instead for ...\").")] = True,
+                 rules: Annotated[bool, Query(description="false (admin key only): the page without the merchandising "
+                                              "rules, as the engine ranks it; a preview, never logged.")] = True,
+                 preview: Annotated[bool, Query(description="true (admin key only): a preview for staff; no impression "
+                                                "is logged and list_id is null.")] = False,
                  ) -> Response:
     """A results page: hybrid (BM25 + language-model) search personalised by the visitor's
     history, over the query's whole result set, with its total, facets, filters, sort order and
     page; `q` empty browses the catalog by personalised popularity. Misspelled words are
     corrected from the catalog's own words (`corrected_query`)."""
+    if preview or not rules:
+        await require_admin(request)  # staff only: 403 on the read key
     size = limit or k or 10
     window = request.app.state.settings.search_max_window
     if offset + size > window:
@@ -185,9 +214,9 @@ async def search(request: Request, engine: EngineDep,
     shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
 
     def work() -> Response:
-        page = engine.search_page(page_request)
-        return Response(_search_page(engine, page, page_request, shown, assigned[0] if assigned else None)
-                        .model_dump_json(), media_type="application/json")
+        page = engine.search_page(page_request) if rules else Engine.search_page(_Unmerchandised(engine), page_request)
+        return Response(_search_page(engine, page, page_request, shown, assigned[0] if assigned else None,
+                                     log=rules and not preview).model_dump_json(), media_type="application/json")
 
     return await _compute(request, work, short=not q.strip())
 
@@ -215,7 +244,8 @@ def _invalid(field: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": ("query", field), "msg": message, "type": "value_error"}])
 
 
-def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[str], arm: str | None) -> SearchPage:
+def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[str], arm: str | None,
+                 log: bool = True) -> SearchPage:
     lexical = engine.search_pipeline.lexical
     searched = page.corrected_query or request.query
     terms = set(lexical.query_terms(searched)) if searched else set()  # synonyms' terms marked too
@@ -232,21 +262,57 @@ def _search_page(engine: Engine, page: Page, request: PageRequest, shown: list[s
             variants=page.variants.get(item.item_id)))
     surface = "search" if request.query else "browse"
     list_id = engine.shown(surface, [h.item_id for h in hits], searched or None, request.user_id, request.session_id,
-                           arm)
+                           arm) if log else None  # a preview: shown to staff, not to shoppers
     return SearchPage(items=hits, total=page.total, total_exact=page.total_exact, offset=request.offset,
                       limit=request.limit, facets=page.facets, query=request.query,
                       corrected_query=page.corrected_query, list_id=list_id)
 
 
+MAX_CART = 100
+Cart = Annotated[str | None, Query(max_length=MAX_CART * 257, pattern=PRINTABLE, description=(
+    "Comma-separated item ids: a cart (or any set of items) to complete with what is bought with it "
+    f"(at most {MAX_CART}). Never returns one of them."))]
+ListParam = Annotated[ListName | None, Query(alias="list", description=(
+    "A shop list instead of next items: trending (growing traffic), new (newest created_at, else first "
+    "event), best_sellers (purchases). With user_id/session_id in that visitor's order; category narrows it."))]
+
+
+def _cart(engine: Engine, items: str) -> list[str]:
+    """The ids of `items=` (comma-separated, repeats once), each in the catalog, else a 422 naming the field."""
+    ids = list(dict.fromkeys(part.strip() for part in items.split(",") if part.strip()))
+    if not ids:
+        raise _invalid("items", "an empty cart: pass at least one item id, as items=ID1,ID2")
+    if len(ids) > MAX_CART:
+        raise _invalid("items", f"{len(ids)} items; a cart holds at most {MAX_CART}")
+    unknown = [i for i in ids if i not in engine.items]
+    if unknown:
+        raise _invalid("items", f"not in the catalog: {', '.join(repr(i) for i in unknown[:10])}"
+                                f"{' and more' if len(unknown) > 10 else ''}")
+    return ids
+
+
 @router.get("/recommend", dependencies=[ReadAccess], response_model=HitList, tags=["recommend"])
 async def recommend(request: Request, engine: EngineDep, user_id: Text = None, session_id: Text = None, item_id: Text = None,
               category: Text = None, min_price: Price = None, max_price: Price = None, available_only: bool = False,
-              exclude_seen: bool = False, k: K = 10) -> Response:
+              exclude_seen: bool = False, k: K = 10, items: Cart = None, list_name: ListParam = None) -> Response:
     """Next items for a user or session, optionally on an item page (item_id) or in a category.
-    A visitor with no history gets popular items (of the category, or like the page's item)."""
+    A visitor with no history gets popular items (of the category, or like the page's item).
+    `items=a,b,c` completes a cart (complements first, then next items after it); `list=`
+    answers a shop list (trending, new, best_sellers) instead."""
+    given = [name for name, value in (("item_id", item_id), ("items", items), ("list", list_name)) if value is not None]
+    if len(given) > 1:
+        raise _invalid(given[1], f"{given[1]} cannot be combined with {given[0]}: pass one of item_id, items, list")
     flt = _filter(category, min_price, max_price, available_only)
     assigned = engine.arm(user_id, session_id)
     model = engine.arm_model(assigned[1]) if assigned else None
+    if items is not None:
+        cart = _cart(engine, items)
+        return await _compute(request, lambda: _hits(engine, engine.bought_together(
+            cart, k=k, user_id=user_id, session_id=session_id, fill=True, model=model), "cart", user_id, session_id))
+    if list_name is not None:
+        return await _compute(request, lambda: _hits(engine, engine.shop_list(
+            list_name, user_id=user_id, session_id=session_id, filter=flt, k=k, model=model), list_name,
+            user_id, session_id))
     return await _compute(request, lambda: _hits(engine, engine.recommend(
         user_id=user_id, session_id=session_id, item_id=item_id, filter=flt, k=k, exclude_seen=exclude_seen,
         model=model), "recommend", user_id, session_id))
@@ -255,6 +321,39 @@ async def recommend(request: Request, engine: EngineDep, user_id: Text = None, s
 @router.get("/items/{item_id:path}/similar", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
 async def similar(request: Request, item_id: Id, engine: EngineDep, k: K = 10) -> Response:
     return await _compute(request, lambda: _hits(engine, engine.similar(item_id, k=k), "similar"))
+
+
+@router.get("/items/{item_id:path}/bought-together", dependencies=[ReadAccess], response_model=HitList, tags=["items"])
+async def bought_together(request: Request, item_id: Id, engine: EngineDep, k: K = 10) -> Response:
+    """Items bought in the same baskets as this one (complements, not look-alikes); an item
+    never bought yet borrows those of its nearest items by text. Only items with co-purchase
+    evidence: the list may be shorter than k."""
+    return await _compute(request, lambda: _hits(engine, engine.bought_together([item_id], k=k),
+                                                 "bought_together"))
+
+
+@router.post("/rank", dependencies=[ReadAccess], response_model=RankedList, tags=["recommend"])
+async def rank(request: Request, body: RankRequest, engine: EngineDep) -> Response:
+    """Re-rank a list the shop supplies (up to 1,000 ids: its category page, a campaign) for a
+    visitor: every supplied id in the catalog comes back, best first; the others are named in
+    `unknown`. Nothing is added or left out."""
+    seen: set[str] = set()
+    repeated = [i for i, item_id in enumerate(body.items) if item_id in seen or seen.add(item_id)]
+    if repeated:
+        raise RequestValidationError([{"loc": ("body", "items", repeated[0]), "type": "value_error",
+                                       "msg": f"{body.items[repeated[0]]!r} is listed twice"}])
+    assigned = engine.arm(body.user_id, body.session_id)
+    model = engine.arm_model(assigned[1]) if assigned else None
+
+    def work() -> Response:
+        recs, unknown = engine.rank(body.items, body.user_id, body.session_id, model)
+        hits = _hit_list(engine, recs)
+        answer = RankedList(items=hits.items, unknown=unknown, list_id=engine.shown(
+            "rank", [h.item_id for h in hits.items], None, body.user_id, body.session_id,
+            assigned[0] if assigned else None))
+        return Response(answer.model_dump_json(), media_type="application/json")
+
+    return await _compute(request, work)
 
 
 @router.post("/ads/rank", dependencies=[ReadAccess], response_model=AdList, tags=["ads"])

@@ -8,7 +8,7 @@ file ingestion can never disagree on what a valid record is.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -191,6 +191,23 @@ class Ad(BaseModel):
 
 class AdList(BaseModel):
     ads: list[Ad]
+    list_id: str | None = LIST_ID
+
+
+class RankRequest(BaseModel):
+    """POST /v1/rank: a list the shop supplies (a category page, a campaign), re-ranked for a visitor."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(None, max_length=256, pattern=PRINTABLE)
+    session_id: str | None = Field(None, max_length=256, pattern=PRINTABLE)
+    items: list[Annotated[str, Field(min_length=1, max_length=256, pattern=PRINTABLE)]] = Field(
+        ..., min_length=1, max_length=1_000, description="The item ids to rank (1 to 1,000, no repeats).")
+
+
+class RankedList(BaseModel):
+    items: list[Hit] = Field(description="Every supplied id that is in the catalog, best first for this visitor.")
+    unknown: list[str] = Field(description="The supplied ids that are not in the catalog, in their order.")
     list_id: str | None = LIST_ID
 
 

@@ -91,3 +91,57 @@ def print_table(result: dict) -> None:
     for name, metrics in result["models"].items():
         table.add_row(name, *(f"{metrics[m]:.4f}" for m in METRICS))
     out.print(table)
+
+
+def eval_basket(
+    ctx: typer.Context,
+    items: ItemsOpt,
+    events: EventsOpt,
+    json_out: Annotated[Path, typer.Option("--json", help="Where to write the metrics as JSON.")],
+    report_dir: Annotated[Optional[Path], typer.Option("--report", help="Directory for report.md and PNG charts.")] = None,
+    ks: Annotated[str, typer.Option("--k", help="Cart sizes to evaluate, comma-separated.")] = "1,2,3",
+    text: Annotated[bool, typer.Option("--text/--no-text", help="Let items never bought borrow their text "
+                                       "neighbours' complements (encodes every title once, cached).")] = True,
+    tune: Annotated[bool, typer.Option("--tune/--served", help="Choose the complements' alpha and basket decay "
+                                       "on validation baskets, or score the served settings "
+                                       "(SHOPLM_COMPLEMENTS_ALPHA, _BASKET_DECAY).")] = True,
+) -> None:
+    """Evaluate basket completion: the first k items of each user's last basket are the cart,
+    the rest of it the targets.
+
+    Baskets are the purchase and cart events of one session. Models: popularity, item_knn,
+    buy_again (the user's own past purchases) and shoplm_complements (what
+    /v1/recommend?items= and /v1/items/{id}/bought-together serve), whose parameters are
+    chosen on each user's second-last basket. Recall@10 and NDCG@10 per k, full ranking.
+
+    [bold]Example:[/bold] shoplm eval basket --items var/data/instacart/items.csv --events var/data/instacart/events.csv --json var/eval/basket.json --report var/eval/basket
+    """
+    from shoplm.data.readers import read_items
+    from shoplm.data.text import item_texts
+    from shoplm.recommend.basket import evaluate_baskets, write_basket_report
+    from shoplm.recommend.evaluate import item_vectors
+
+    settings = settings_of(ctx)
+    try:
+        sizes = tuple(int(k) for k in ks.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--k {ks!r}: expected comma-separated whole numbers such as 1,2,3")
+    with ProgressBars(lines=True) as progress:
+        vectors = item_vectors(settings, item_texts(read_items(items), settings.item_text_template), progress) \
+            if text else None
+        result = evaluate_baskets(settings, items, events, sizes, vectors, tune, progress)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(result, indent=2))
+    if report_dir is not None:
+        write_basket_report(report_dir, result)
+    table = Table(title=f"basket completion on {result['dataset']['name']} (Recall@10 / NDCG@10)")
+    table.add_column("model")
+    for k in result["k"]:
+        table.add_column(f"k={k} (n={result['dataset']['cases'][k]})", justify="right")
+    for model in next(iter(result["k"].values())):
+        table.add_row(model, *(f"{result['k'][k][model]['recall@10']:.4f} / {result['k'][k][model]['ndcg@10']:.4f}"
+                               for k in result["k"]))
+    out.print(table)
+    chosen = result["complements"]
+    out.print(f"complements: alpha={chosen['alpha']}, basket_decay={chosen['basket_decay']} (chosen on "
+              f"{chosen['chosen_on']}); {result['dataset']['seconds']:.0f} s")

@@ -33,7 +33,9 @@ from shoplm.data.experiments import Arm, Experiment, ExperimentError
 from shoplm.engine.attribution import ImpressionLog, ListIds
 from shoplm.engine.experiments import results as experiment_results
 from shoplm.engine.catalog import LiveCatalog
+from shoplm.engine.background import Rebuilt
 from shoplm.engine.listing import Page, PageRequest, search_page
+from shoplm.engine.lists import ListName, ShopLists
 from shoplm.engine.pick import Rec, pick, pick_from, reasons
 from shoplm.engine.rules import Merchandising, Plan, category_of
 from shoplm.engine.scoring import UserModelScorer, text_scores
@@ -79,8 +81,9 @@ class Engine:
         self.schema = Schema.from_settings(settings)
         self._columns = FacetColumns(self.schema)
         self._speller = Speller(search.lexical) if search is not None else None
-        self._suggest_state: tuple[int, float, Suggester] | None = None  # (catalog version, built at, suggester)
-        self._suggest_lock = threading.Lock()
+        self._suggestions = Rebuilt(self._build_suggester, lambda: self.catalog.version, settings.suggest_refresh_s,
+                                    "suggest")
+        self._lists = Rebuilt(self._build_lists, lambda: self.catalog.version, settings.lists_refresh_s, "lists")
         self.list_ids = ListIds(store.secret("list_ids"))
         self._experiments: tuple[float, tuple[Experiment, ...]] | None = None
         self._arm_models: dict[str, ModelState] = {}  # an experiment arm's recommendation model, by directory
@@ -419,35 +422,21 @@ class Engine:
 
     def warm(self) -> None:
         """Build what the first requests would otherwise wait for: the query suggestions, the
-        speller's vocabulary and the facet columns (seconds on a large catalog)."""
+        speller's vocabulary, the facet columns and the shop's lists (seconds on a large catalog)."""
         if self.search_pipeline is not None:
             self._suggester()
+            self.shop_lists()
             self._speller.correct("warm")
             self.facet_columns()
 
     def _suggester(self) -> Suggester:
         """Built from the catalog and the store's clicked queries on first use; rebuilt in the
         background (the old one answering meanwhile) once the catalog changed or
-        `suggest_refresh_s` passed, whichever comes first after the last build."""
-        state = self._suggest_state
-        stale = state is not None and (state[0] != self.catalog.version or time.monotonic() - state[1] > self.settings.suggest_refresh_s)
-        if state is None:
-            with self._suggest_lock:
-                if self._suggest_state is None:
-                    self._suggest_state = self._build_suggester()
-            return self._suggest_state[2]
-        if stale and self._suggest_lock.acquire(blocking=False):
-            def rebuild() -> None:
-                try:
-                    self._suggest_state = self._build_suggester()
-                finally:
-                    self._suggest_lock.release()
+        `suggest_refresh_s` passed (shoplm/engine/background.py)."""
+        return self._suggestions.get()
 
-            threading.Thread(target=rebuild, name="shoplm-suggest", daemon=True).start()
-        return state[2]
-
-    def _build_suggester(self) -> tuple[int, float, Suggester]:
-        version, started = self.catalog.version, time.monotonic()
+    def _build_suggester(self) -> Suggester:
+        started = time.monotonic()
         frame = self.store.events_frame()
         actors = frame.filter(pl.col("query").is_not_null()).select("user_id", "session_id").unique()
         searched = frame.join(actors, on=["user_id", "session_id"], how="semi", nulls_equal=True)
@@ -456,7 +445,7 @@ class Engine:
         suggester = Suggester.build(clicked_queries(events, self.settings.search_event_window_s), list(self.items.values()))
         log.info("query suggestions: %d texts from %d events and %d items in %.1f s", len(suggester), len(events),
                  len(self.items), time.monotonic() - started)
-        return version, time.monotonic(), suggester
+        return suggester
 
     def browse_scores(self, user_id: str | None, session_id: str | None) -> np.ndarray:
         """float64[rows]: a browse page's order for the actor: `recommend`'s scores (their
@@ -513,19 +502,130 @@ class Engine:
         return self._pick(scores, mask, k, [], self.merchandising.plan("similar", self.catalog),
                           why=f"similar to {item.title}")
 
+    # --- the shop's lists (shoplm/engine/lists.py) ------------------------------------------
+    def _build_lists(self) -> ShopLists:
+        started = time.monotonic()
+        lists = ShopLists.build(self.store.events_frame(), list(self.items.values()), self.catalog.rows,
+                                self.catalog.n_rows, self.settings)
+        log.info("lists and complements: %d rows, %d co-purchase pairs in %.1f s", self.catalog.n_rows,
+                 lists.complements.matrix.nnz // 2, time.monotonic() - started)
+        return lists
+
+    def shop_lists(self) -> ShopLists:
+        """Trending, new arrivals, best sellers and complements, rebuilt in the background
+        every `lists_refresh_s` or after a catalog change."""
+        self._require_search()
+        return self._lists.get()
+
+    def shop_list(self, name: ListName, user_id: str | None = None, session_id: str | None = None,
+                  filter: ItemFilter | None = None, k: int = 10, model: ModelState | None = None) -> list[Rec]:
+        """A list (`trending`, `new`, `best_sellers`), of a category with `filter.category`.
+        A visitor with history gets its top `list_candidates` items in their personalised
+        order (`recommend`'s scores), anyone else the list's own order."""
+        n = self.catalog.n_rows
+        key = self.shop_lists().key(name, n)
+        mask = self.catalog.servable() & np.isfinite(key)
+        if filter is not None:
+            index = self.catalog.index
+            mask &= filter.mask(index.category, index.price, index.available)
+        category = category_of(filter.category if filter is not None else None, ())
+        plan = self.merchandising.plan("recommend", self.catalog, category=category)
+        label = {"trending": "trending", "new": "new arrival", "best_sellers": "best seller"}[name]
+        label += f" in {category}" if category else ""
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        ranked = np.where(mask, key, -np.inf)
+        if not history:
+            return self._pick(ranked, mask, k, [], plan, why=label)
+        candidates = np.flatnonzero(mask)
+        top = candidates[np.lexsort((candidates, -ranked[candidates]))][: self.settings.list_candidates]
+        personal = np.full(n, -np.inf)
+        personal[top] = self._scores(history, model)[top]
+        shortlist = np.zeros(n, dtype=bool)
+        shortlist[top] = True
+        return self._pick(personal, mask & shortlist & np.isfinite(personal), k, history, plan,
+                          why=f"{label}, in the order of your activity")
+
+    def bought_together(self, item_ids: Sequence[str], k: int = 10, user_id: str | None = None,
+                        session_id: str | None = None, fill: bool = False,
+                        model: ModelState | None = None) -> list[Rec]:
+        """Complements of a cart (or one item): items bought in the same baskets as these,
+        never one of them; an item never bought borrows the complements of its nearest items
+        by text (shoplm/recommend/complements.py). `fill` (the cart recommendations of
+        `/v1/recommend?items=`) fills the rest of k with `recommend`'s next items after the
+        visitor's history and the cart; without it the list holds only complements."""
+        for item_id in item_ids:
+            self.get_item(item_id)
+        context = self.catalog.indexed_rows(item_ids)
+        complements = self.shop_lists().complements
+        n = self.catalog.n_rows
+        vectors = self.catalog.vectors
+        stand_in = (self.settings.complements_text_neighbours, self.settings.complements_text_floor)
+        together = complements.scores(context, vectors, *stand_in, n_rows=n)
+        sources = list(complements.context_weights(context, vectors, *stand_in))
+        mask = self.catalog.servable()
+        mask[context] = False
+        mask[sources] = False  # a new item's stand-ins are its look-alikes: substitutes, not complements
+        strong = together > 0
+        plan = self.merchandising.plan("recommend", self.catalog)
+
+        def why(row: int) -> str | None:
+            if not strong[row]:
+                return None
+            source = complements.strongest(sources, row)
+            item = self.catalog.item_at(source) if source is not None else None
+            if item is None:
+                return "often bought together"
+            return f"often bought with {'items like ' if source not in context else ''}{item.title}"
+
+        if not fill:
+            return self._pick(together, mask & strong, k, [], plan, why=why)
+        events = self.history(user_id, session_id) if (user_id or session_id) else []
+        history = self._item_history(events) + [(item_id, self.settings.event_weights.get("add_to_cart", 1.0))
+                                                for item_id in item_ids]
+        behaviour = self._scores(history, model)
+        # complements first, in their order; the model's next items after them
+        finite = np.isfinite(behaviour)
+        base = behaviour[finite].max() if finite.any() else 0.0
+        scores = np.where(strong, base + 1.0 + together / max(together.max(), 1e-12), behaviour)
+        return self._pick(scores, mask & np.isfinite(scores), k, history, plan, why=why)
+
+    def rank(self, item_ids: Sequence[str], user_id: str | None = None, session_id: str | None = None,
+             model: ModelState | None = None) -> tuple[list[Rec], list[str]]:
+        """A list the shop supplies, re-ranked for the visitor: (every supplied id in the
+        catalog, best first by `recommend`'s scores, ties in the supplied order; the ids that
+        are not in the catalog). Nothing is added or left out: no rule applies to it."""
+        self._require_search()
+        known = [i for i in item_ids if i in self.catalog]
+        unknown = [i for i in item_ids if i not in self.catalog]
+        history = self._item_history(self.history(user_id, session_id)) if (user_id or session_id) else []
+        scores = self._scores(history, model)
+        rows = self.catalog.rows(known)
+        values = np.where(rows >= 0, scores[np.maximum(rows, 0)], -np.inf)
+        values = np.where(np.isfinite(values), values, -np.inf)
+        order = np.argsort(-values, kind="stable")
+        notes = reasons([int(rows[i]) for i in order if rows[i] >= 0], history, self.catalog)
+        out, taken = [], iter(notes)
+        for i in order:
+            reason = next(taken) if rows[i] >= 0 else "in the supplied list"
+            out.append(Rec(known[i], float(values[i]) if np.isfinite(values[i]) else -1e9, reason))
+        return out, unknown
+
     def _pick(self, scores: np.ndarray, mask: np.ndarray, k: int, history: Sequence[tuple[str, float]],
-              plan: Plan | None = None, why: str | None = None) -> list[Rec]:
+              plan: Plan | None = None, why: str | Callable[[int], str | None] | None = None) -> list[Rec]:
         """Top-k rows under `mask`, no duplicates, at most `max_per_category` per leaf category,
         then merchandised by `plan` (hidden rows never; pins, boosts, buries; a pin passes the
-        mask but not the category limit). `why`: the reason of the hits no rule placed."""
+        mask but not the category limit). `why`: the reason of the hits no rule placed (a
+        text, or a function of the row: None keeps the history's reason)."""
         limit = self.settings.max_per_category or None
-        if not plan:
-            recs = self._with_reasons(pick(scores, mask, k, limit, self.catalog), scores, history)
-            return recs if why is None else [r._replace(reason=why) for r in recs]
-        mask = mask & plan.visible(len(mask))
-        rows, notes = plan.top([row for row, _ in pick(scores, mask, k + plan.depth, limit, self.catalog)], mask, k)
-        recs = self._with_reasons([(row, self.catalog.item_at(row)) for row in rows], scores, history)
-        return [r._replace(reason=notes.get(row, why or r.reason)) for r, row in zip(recs, rows)]
+        if plan:
+            mask = mask & plan.visible(len(mask))
+            rows, notes = plan.top([row for row, _ in pick(scores, mask, k + plan.depth, limit, self.catalog)], mask, k)
+            picked = [(row, self.catalog.item_at(row)) for row in rows]
+        else:
+            picked, notes = pick(scores, mask, k, limit, self.catalog), {}
+        recs = self._with_reasons(picked, scores, history)
+        reason = why if callable(why) else (lambda row: why)
+        return [r._replace(reason=notes.get(row) or reason(row) or r.reason) for r, (row, _) in zip(recs, picked)]
 
     def _pick_from(self, order: np.ndarray, scores: np.ndarray, k: int, limit: int | None,
                    history: Sequence[tuple[str, float]]) -> list[Rec]:

@@ -307,6 +307,10 @@ def test_an_item_click_is_an_event_and_changes_the_recommendations(server, page)
     assert "Cordless drill" in page.inner_text("#content-title")
     similar = page.locator("#similar .card").evaluate_all("nodes => nodes.map(n => n.dataset.itemId)")
     assert similar and hit["id"] not in similar
+    # drill buyers also buy the bit set: the complement, for drill-1b too (never bought: its look-alike lends it)
+    together = page.locator("#together .card").evaluate_all("nodes => nodes.map(n => n.dataset.itemId)")
+    assert together[0] == "drill-3" and hit["id"] not in together
+    assert "often bought with" in page.inner_text("#together .card .reason")
 
     page.wait_for_function("() => document.querySelector('#profile').innerText.includes('click 1')")
     after = page.locator("#recommended .card").evaluate_all("nodes => nodes.map(n => n.dataset.itemId)")

@@ -527,8 +527,11 @@ async function showItem(itemId, ticket) {
   if (item.image_url) $("item-image").src = item.image_url;  // a broken one hides itself (below)
   $("item-url").hidden = !item.url;
   if (item.url) $("item-url").href = item.url;
-  const similar = await api(`/v1/items/${encodeURIComponent(itemId)}/similar?k=6`);
+  const id = encodeURIComponent(itemId);
+  const [together, similar] = await Promise.all([
+    api(`/v1/items/${id}/bought-together?k=4`), api(`/v1/items/${id}/similar?k=6`)]);
   if (ticket !== generation) return;
+  renderList($("together"), together, "Not bought with anything yet.");
   renderList($("similar"), similar, "Nothing similar.");
   $("item").dataset.loaded = itemId;
 }
