@@ -3,6 +3,7 @@
     POST /v1/admin/experiments {"name": "fusion", "arms": [{"name": "control", "share": 0.5},
                                  {"name": "bm25", "share": 0.5, "settings": {"hybrid_dense_weight": 0.2}}]}
     GET  /v1/admin/experiments/1/results   # per arm: visitors, click rate, conversion, tests, SRM
+    GET  /v1/admin/experiments/1/results?since=1748736000&until=1749340800   # the lists shown in [since, until)
     POST /v1/admin/experiments/1/stop      # every visitor back to the service as configured
     POST /v1/admin/experiments/1/promote   {"arm": "bm25"}: every visitor gets that arm
 
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
 from shoplm.api.deps import AdminAccess, EngineDep
-from shoplm.api.routes import ERRORS
+from shoplm.api.routes import ERRORS, When
 from shoplm.data.experiments import Experiment, ExperimentError
 from shoplm.errors import NotFound
 
@@ -120,7 +121,13 @@ def promote_arm(experiment_id: Id, body: Promote, engine: EngineDep) -> dict[str
 
 
 @router.get("/{experiment_id}/results")
-def experiment_results(experiment_id: Id, engine: EngineDep) -> dict[str, Any]:
+def experiment_results(experiment_id: Id, engine: EngineDep, since: When = None, until: When = None) -> dict[str, Any]:
     """Per arm: visitors, the share who clicked and who bought, CTR, revenue per visitor, each
-    tested against the first arm (two-sided two-proportion z-test), and the sample-ratio check."""
-    return engine.experiment_results(_find(engine, experiment_id))
+    tested against the first arm (two-sided two-proportion z-test), and the sample-ratio check;
+    over the lists shown in [since, until) (Unix seconds; default: everything stored), as
+    GET /v1/admin/analytics counts them."""
+    if since is not None and until is not None and until <= since:
+        raise RequestValidationError([{"loc": ("query", "until"), "type": "value_error",
+                                       "msg": f"until ({until:g}) must be after since ({since:g})"}])
+    experiment = _find(engine, experiment_id)
+    return engine.experiment_results(experiment, since, until) | {"since": since, "until": until}

@@ -24,7 +24,6 @@ from shoplm.api.schemas import (
 from shoplm.engine.engine import Engine, Rec
 from shoplm.engine.experiments import arm_fusion
 from shoplm.engine.listing import Page, PageRequest, Sort
-from shoplm.engine.rules import Plan
 from shoplm.engine.lists import ListName
 from shoplm.search.facets import FilterError, parse_filters
 from shoplm.search.highlight import highlight
@@ -132,27 +131,6 @@ SEARCH_PARAMS = {"q", "user_id", "session_id", "category", "min_price", "max_pri
                  "offset", "sort", "facets", "filter", "attributes", "group", "correct", "rules", "preview"}
 
 
-class _NoRules:
-    """Merchandising with no rule in force: an empty plan for every answer."""
-
-    @staticmethod
-    def plan(*args: Any, **kwargs: Any) -> Plan:
-        return Plan()
-
-
-class _Unmerchandised:
-    """The engine as a results page reads it (shoplm/engine/listing.py), with no merchandising
-    rule in force (synonyms still act): what `rules=false` computes the page with."""
-
-    merchandising = _NoRules()
-
-    def __init__(self, engine: Engine):
-        self._engine = engine
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-
 @router.get("/search", dependencies=[ReadAccess], response_model=SearchPage, tags=["search"])
 async def search(request: Request, engine: EngineDep,
                  q: Annotated[str, Query(max_length=1_000, pattern=PRINTABLE,
@@ -210,11 +188,11 @@ async def search(request: Request, engine: EngineDep,
                       bool(assigned[1].settings.get("search_rerank", True))) if assigned else (None, True)
     page_request = PageRequest(q.strip(), user_id, session_id, clauses, _filter(category, min_price, max_price,
                                                                                  available_only),
-                               wanted, sort, offset, size, group, correct, fusion, rerank)
+                               wanted, sort, offset, size, group, correct, fusion, rerank, rules)
     shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
 
     def work() -> Response:
-        page = engine.search_page(page_request) if rules else Engine.search_page(_Unmerchandised(engine), page_request)
+        page = engine.search_page(page_request)
         return Response(_search_page(engine, page, page_request, shown, assigned[0] if assigned else None,
                                      log=rules and not preview).model_dump_json(), media_type="application/json")
 

@@ -271,9 +271,10 @@ class Engine:
                 return experiment.label(arm), arm
         return None
 
-    def experiment_results(self, experiment: Experiment) -> dict[str, Any]:
-        """Each arm's visitors, click and purchase rates against the first arm, and the SRM check."""
-        return experiment_results(experiment, self.analytics()["arms"])
+    def experiment_results(self, experiment: Experiment, since: float | None = None,
+                           until: float | None = None) -> dict[str, Any]:
+        """Per arm results of the lists shown in [since, until) (shoplm/engine/experiments.py)."""
+        return experiment_results(experiment, self.analytics(since, until)["arms"])
 
     # --- attribution ---------------------------------------------------------------------
     def shown(self, surface: str, item_ids: Sequence[str], query: str | None = None, user_id: str | None = None,

@@ -31,7 +31,7 @@ from shoplm.config import Settings
 from shoplm.engine.catalog import LiveCatalog
 from shoplm.data.text import normalise
 from shoplm.engine.pick import Rec
-from shoplm.engine.rules import Merchandising, category_of
+from shoplm.engine.rules import Merchandising, Plan, category_of
 from shoplm.search.facets import Clause, FacetColumns
 from shoplm.search.fusion import Fusion
 from shoplm.search.index import ItemFilter
@@ -81,6 +81,7 @@ class PageRequest:
     correct: bool = True  # False: search the query as typed, even with a word no item has
     fusion: Fusion | None = None  # an experiment arm's fusion instead of the settings'
     rerank: bool = True  # False: an experiment arm without the fine-tuned model's re-ranker
+    rules: bool = True  # False: no merchandising rule in force (the dashboard's preview; synonyms still act)
 
 
 @dataclass
@@ -101,9 +102,10 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         index = catalog.index
         base &= request.filter.mask(index.category[:n], index.price[:n], index.available[:n])
     filtered = columns.mask(request.clauses)  # bool[rows]
-    plan = engine.merchandising.plan("search" if request.query else "browse", catalog, normalise(request.query) or None,
-                                     category_of(request.filter and request.filter.category, request.clauses),
-                                     moves=request.sort == "relevance")  # shoplm/engine/rules.py
+    plan = Plan() if not request.rules else engine.merchandising.plan(
+        "search" if request.query else "browse", catalog, normalise(request.query) or None,
+        category_of(request.filter and request.filter.category, request.clauses),
+        moves=request.sort == "relevance")  # shoplm/engine/rules.py
     base &= plan.visible(n)  # a hidden item leaves the set: shown nowhere, counted nowhere
     eligible = base.copy()
     corrected, exact = None, True

@@ -1,5 +1,7 @@
 """/v1/admin/rules and /v1/admin/synonyms: CRUD on every store backend, 422s that name the
-field with nothing written, the admin key, and a rule and a synonym acting on the next search."""
+field with nothing written, the admin key, and a rule and a synonym acting on the next search;
+/v1/search?rules=false (and preview=true), the admin key's preview: the page without the rules
+(with them), never logged as an impression."""
 
 from __future__ import annotations
 
@@ -122,3 +124,45 @@ def test_a_synonym_acts_on_the_next_search_and_is_highlighted(shop):
     assert all("<mark>" in h["highlight"] for h in found["items"])
     assert shop.delete(f"/v1/admin/synonyms/{synonym['id']}", headers=A).status_code == 204
     assert search(shop, q="zorbo")["total"] == 0
+
+
+def _impressions(shop) -> int:
+    engine = shop.app.state.engine
+    engine.impressions.flush()
+    return len(engine.store.impressions_frame())
+
+
+def test_rules_false_is_the_page_without_the_rules_for_the_admin_key_only_and_never_logged(shop):
+    plain = search(shop, q="fan", facets="brand")
+    pin = shop.post("/v1/admin/rules", json={"action": "pin", "item_id": "lamp-1", "position": 0, "query": "fan",
+                                             "name": "summer sale"}, headers=A).json()
+    hide = shop.post("/v1/admin/rules", json={"action": "hide", "item_id": plain["items"][1]["item_id"]},
+                     headers=A).json()
+    bury = shop.post("/v1/admin/rules", json={"action": "bury", "item_id": plain["items"][0]["item_id"], "amount": 2},
+                     headers=A).json()
+    try:
+        merchandised = search(shop, q="fan", facets="brand")
+        assert merchandised["items"][0]["item_id"] == "lamp-1" and merchandised["total"] == plain["total"]  # +1 -1
+        before = _impressions(shop)
+        params = {"q": "fan", "limit": 50, "facets": "brand", "rules": "false"}
+        unmerchandised = shop.get("/v1/search", params=params, headers=A)
+        assert unmerchandised.status_code == 200, unmerchandised.text
+        page = unmerchandised.json()
+        assert [(h["item_id"], h["position"], h["reason"]) for h in page["items"]] == \
+            [(h["item_id"], h["position"], h["reason"]) for h in plain["items"]]  # the engine's order, every reason its own
+        assert (page["total"], page["facets"], page["list_id"]) == (plain["total"], plain["facets"], None)
+        preview = shop.get("/v1/search", params={"q": "fan", "limit": 50, "preview": "true"}, headers=A).json()
+        assert [h["item_id"] for h in preview["items"]] == [h["item_id"] for h in merchandised["items"]]
+        assert preview["list_id"] is None and preview["items"][0]["reason"] == f"pinned by rule {pin['id']}: summer sale"
+        browse = shop.get("/v1/search", params={"q": "", "limit": 50, "rules": "false"}, headers=A).json()
+        assert plain["items"][1]["item_id"] in [h["item_id"] for h in browse["items"]]  # the hidden item is back
+        assert _impressions(shop) == before  # nothing logged as shown to shoppers
+
+        for flag in ({"rules": "false"}, {"preview": "true"}):
+            error(shop.get("/v1/search", params={"q": "fan", **flag}, headers=R), 403)  # never on the read key
+            error(shop.get("/v1/search", params={"q": "fan", **flag}), 401)
+        assert search(shop, q="fan", rules="true")["list_id"] is not None  # the default: a shopper's page, logged
+        assert _impressions(shop) == before + 1
+    finally:
+        for created in (pin, hide, bury):
+            assert shop.delete(f"/v1/admin/rules/{created['id']}", headers=A).status_code == 204

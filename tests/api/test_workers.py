@@ -151,11 +151,11 @@ def test_two_workers_split_connections_and_share_writes(tmp_path):
 
             assert a.put("/v1/items/new-1", json=NEW, headers=ADMIN).status_code == 200
             assert found_by(a)  # read-your-writes on the writing worker
-            assert _wait(lambda: found_by(b), 5), "a write through one worker never reached the other"
+            assert _wait(lambda: found_by(b), 20), "a write through one worker never reached the other"
             event = {"user_id": "u1", "session_id": "s1", "event_type": "view", "item_id": "new-1"}
             assert b.post("/v1/events", json={"events": [event]}).json()["stored"] == 1
             assert b.delete("/v1/items/new-1", headers=ADMIN).status_code == 204
-            assert _wait(lambda: not found_by(a), 5) and a.get("/v1/items/new-1").status_code == 404
+            assert _wait(lambda: not found_by(a), 20) and a.get("/v1/items/new-1").status_code == 404
 
             # closed connections are counted off: close worker 0's four (one after a WebSocket
             # upgrade request, which must not swap in a protocol that never reports its close),

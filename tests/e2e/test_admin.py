@@ -1,7 +1,9 @@
 """The operator dashboard (/admin) in headless Chromium against `shoplm serve` on loopback: the
 analytics it shows equal GET /v1/admin/analytics after searches and clicks posted with their
 list_id; a rule made in its form is refused naming the field, then listed, seen acting in the
-search preview, edited and deleted; an experiment is listed with its arms, shares and results;
+search preview (with the rules, and without them, the hits that moved marked), edited and
+deleted, the previews logging nothing; an experiment is listed with its arms, shares and results
+over the analytics' time range, an arm promoted and the experiment stopped from its buttons;
 a wrong key, or the read key, shows an error and no data.
 
 SHOPLM_SCREENSHOT_ADMIN=docs/admin.png saves the whole page (1280 wide), a rule in force, there."""
@@ -181,9 +183,16 @@ def _preview(page, query: str) -> list[str]:
     return _preview_hits(page, query)
 
 
-def _preview_hits(page, query: str) -> list[str]:
+def _preview_hits(page, query: str, column: str = "#preview-hits") -> list[str]:
+    """The ids in a preview column: #preview-hits (with the rules) or #preview-plain (without)."""
     page.wait_for_selector(f"#preview[data-loaded='{query}']")
-    return page.locator("#preview-hits li[data-item-id]").evaluate_all("ls => ls.map(l => l.dataset.itemId)")
+    return page.locator(f"{column} li[data-item-id]").evaluate_all("ls => ls.map(l => l.dataset.itemId)")
+
+
+def _moved(page, column: str) -> dict[str, str]:
+    """The hits of a preview column marked as placed differently in the other: id -> the note."""
+    return dict(page.locator(f"{column} li.differs").evaluate_all(
+        "ls => ls.map(l => [l.dataset.itemId, l.querySelector('.moved').textContent])"))
 
 
 def _rules(server: str) -> list[dict]:
@@ -196,8 +205,10 @@ def test_a_rule_made_in_the_form_is_listed_acts_in_the_preview_and_is_deleted(se
     if _call(server + "/v1/admin/rules", ADMIN)[0] == 404:
         pytest.skip("this service has no /v1/admin/rules")
     _open(page, server)
+    searches = _searches(server)
     before = _preview(page, "drill")
     assert before and "glue-1" not in before and page.locator("#preview-rules li[data-rule-id]").count() == 0
+    assert _preview_hits(page, "drill", "#preview-plain") == before and page.locator("#preview li.differs").count() == 0
 
     form = page.locator("#rule-form")
     form.locator("[name=action]").select_option("pin")
@@ -225,6 +236,12 @@ def test_a_rule_made_in_the_form_is_listed_acts_in_the_preview_and_is_deleted(se
     assert _preview_hits(page, "drill") == ["glue-1", *before][:10]  # 10: the preview's page size
     assert page.inner_text("#preview-hits li[data-item-id='glue-1'] .rule-reason") == \
         f"pinned by rule {rule['id']}: glue with drills"
+    assert _preview_hits(page, "drill", "#preview-plain") == before  # the engine's own order, the rule left out
+    assert page.locator("#preview-plain .rule-reason").count() == 0
+    assert len(before) < 10  # so every hit is in both columns, the pinned one aside
+    assert _moved(page, "#preview-hits") == {"glue-1": "not found without the rules",
+                                             **{i: f"#{p + 1} without the rules" for p, i in enumerate(before)}}
+    assert _moved(page, "#preview-plain") == {i: f"#{p + 2} with the rules" for p, i in enumerate(before)}
     assert f"Rule {rule['id']}" in page.inner_text("#preview-rules")
     assert _preview(page, "saw")[0] != "glue-1" and page.locator("#preview-rules li[data-rule-id]").count() == 0
     if os.environ.get("SHOPLM_SCREENSHOT_ADMIN"):
@@ -243,12 +260,16 @@ def test_a_rule_made_in_the_form_is_listed_acts_in_the_preview_and_is_deleted(se
                            ".innerText.includes('pin at 1')")
     assert [(r["id"], r["position"]) for r in _rules(server)] == [(rule["id"], 1)]
     page.wait_for_function("() => document.querySelectorAll('#preview-hits li')[1]?.dataset.itemId === 'glue-1'")
+    assert before[0] not in _moved(page, "#preview-hits") and "glue-1" in _moved(page, "#preview-hits")
 
     page.once("dialog", lambda dialog: dialog.accept())
     page.click(f"#rules button[aria-label='Delete rule {rule['id']}']")
     page.wait_for_selector(f"#rules tr[data-rule-id='{rule['id']}']", state="detached")
     assert _rules(server) == []
     assert "glue-1" not in _preview_hits(page, "drill") and page.locator("#preview-rules li[data-rule-id]").count() == 0
+    page.wait_for_function("() => !document.querySelector('#preview li.differs')")
+    time.sleep(0.5)  # impressions are written every 0.2 s: none of the previews was logged
+    assert _searches(server) == searches
 
 
 def test_a_synonym_made_in_the_form_is_listed_and_deleted(server, page):
@@ -303,9 +324,13 @@ def test_an_experiment_is_listed_with_its_arms_shares_and_results(server, page):
                          "position": 0, "list_id": hits["list_id"]}
                 assert _call(server + "/v1/events", READ, {"events": [click]})[0] == 200
         _wait_for_searches(server, searches + 8)
-        results = _call(f"{server}/v1/admin/experiments/{experiment['id']}/results", ADMIN)[1]
         _open(page, server)
-        panel = page.locator(f"#experiment-list [data-experiment='{experiment['id']}']")
+        since = page.get_attribute("#experiments", "data-since")
+        assert since == page.get_attribute("#analytics", "data-since") != ""  # one time range: the last 7 days
+        results = _call(f"{server}/v1/admin/experiments/{experiment['id']}/results?since={since}", ADMIN)[1]
+        assert results["since"] == int(since)
+        selector = f"#experiment-list [data-experiment='{experiment['id']}']"
+        panel = page.locator(selector)
         assert "fusion · running" in panel.inner_text() and "hybrid_dense_weight = 0.2" in panel.inner_text()
         figures = ("visitors", "clicked", "click_rate", "ctr", "conversion", "revenue_per_visitor")
         expected = [{"arm": arm, "share": 0.5, **{k: results["arms"][arm][k] for k in figures}} for arm in ("control", "bm25")]
@@ -317,6 +342,24 @@ def test_an_experiment_is_listed_with_its_arms_shares_and_results(server, page):
         assert _cells(page, "#arms") == [{"arm": arm, **{k: m[k] for k in ("visitors", "impressions", "clicks", "ctr",
                                           "conversions", "conversion", "revenue", "revenue_per_visitor")}}
                                          for arm, m in report["arms"].items()]
+
+        def stored() -> dict:
+            return _call(f"{server}/v1/admin/experiments/{experiment['id']}", ADMIN)[1]
+
+        asked: list[str] = []
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+        page.click(f"button[aria-label='Stop experiment {experiment['id']}']")
+        assert "Stop experiment" in asked[0] and stored()["status"] == "running"  # not confirmed: nothing changes
+        page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+        page.click(f"button[aria-label='Promote arm bm25 of experiment {experiment['id']}']")
+        page.wait_for_selector(f"{selector}[data-status=promoted]")
+        assert "Promote arm “bm25”" in asked[1] and (stored()["status"], stored()["winner"]) == ("promoted", "bm25")
+        assert "fusion · promoted (winner: bm25)" in panel.inner_text() and "serving everyone" in panel.inner_text()
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click(f"button[aria-label='Stop experiment {experiment['id']}']")
+        page.wait_for_selector(f"{selector}[data-status=stopped]")
+        assert stored()["status"] == "stopped" and "fusion · stopped" in panel.inner_text()
+        assert panel.locator("button").count() == 0  # nothing left to stop or promote
     finally:
         _call_delete(f"{server}/v1/admin/experiments/{experiment['id']}")
 

@@ -88,7 +88,7 @@ function signOut(message = "") {
   sessionStorage.removeItem(KEY_NAME);
   forgetMerchandising();
   for (const node of document.querySelectorAll("#dashboard tbody, #dashboard table.queries, #arms, .chart, "
-                                              + "#preview-hits, #preview-rules, #experiment-list")) {
+                                              + "#preview-hits, #preview-plain, #preview-rules, #experiment-list")) {
     node.replaceChildren();
   }
   $("dashboard").hidden = true;
@@ -101,10 +101,11 @@ function signOut(message = "") {
 
 async function openDashboard() {
   showError("");
-  await loadAnalytics();  // the first call made: it checks the key
+  const range = rangeParams();
+  await loadAnalytics(range);  // the first call made: it checks the key
   $("dashboard").hidden = $("forget-key").hidden = false;
   $("key-form").hidden = $("signed-out").hidden = true;
-  await Promise.all([loadMerchandising(), loadExperiments()]);
+  await Promise.all([loadMerchandising(), loadExperiments(range)]);
   document.body.dataset.state = "open";
 }
 
@@ -163,13 +164,20 @@ const ARM_COLUMNS = [{ key: "arm", label: "Arm" }, ...COUNTS([
 
 let analyticsTicket = 0;  // the latest request: an older answer arriving after it is dropped
 
-async function loadAnalytics() {
-  const span = $("range").value, ticket = ++analyticsTicket;
-  const params = span ? { since: Math.floor(Date.now() / 1000) - Number(span) } : {};
+// The time range chosen (`since`, Unix seconds, or nothing: all time), as the analytics and the
+// experiments' results both take it.
+function rangeParams() {
+  const span = $("range").value;
+  return span ? { since: Math.floor(Date.now() / 1000) - Number(span) } : {};
+}
+const rangeText = (params) => (params.since !== undefined ? `since ${when(params.since)}` : "everything stored");
+
+async function loadAnalytics(params = rangeParams()) {
+  const ticket = ++analyticsTicket;
   const report = await api("/v1/admin/analytics?" + new URLSearchParams(params));
   if (ticket !== analyticsTicket) return;
   $("analytics").dataset.since = params.since ?? "";
-  $("range-text").textContent = span ? `since ${when(params.since)}` : "everything stored";
+  $("range-text").textContent = rangeText(params);
   const surfaces = Object.entries(report.surfaces).map(([surface, m]) => ({ surface, ...m }));
   table($("surfaces"), SURFACE_COLUMNS, surfaces, "No list was shown in this time range.");
   Charts.bars($("surface-chart"), surfaces.map((s) => ({ label: s.surface, values: [s.ctr, s.conversion] })),
@@ -185,23 +193,58 @@ async function loadAnalytics() {
   $("analytics").dataset.loaded = String(Number($("analytics").dataset.loaded || 0) + 1);
 }
 
-$("range").addEventListener("change", () => loadAnalytics().catch(fail));
-$("refresh").addEventListener("click", () => Promise.all([loadAnalytics(), loadExperiments()]).catch(fail));
+function loadFigures() {  // the analytics and the experiments' results, over one time range
+  const range = rangeParams();
+  return Promise.all([loadAnalytics(range), loadExperiments(range)]);
+}
+$("range").addEventListener("change", () => loadFigures().catch(fail));
+$("refresh").addEventListener("click", () => loadFigures().catch(fail));
 
 // --- experiments -------------------------------------------------------------------------------
-// GET /v1/admin/experiments lists them; each one's results (whole history, not the time range)
-// come from /v1/admin/experiments/{id}/results, per arm, each tested against the first arm.
-async function loadExperiments() {
+// GET /v1/admin/experiments lists them; each one's results, over the time range chosen above,
+// come from /v1/admin/experiments/{id}/results?since=, per arm, each tested against the first arm.
+// Stop (POST .../stop) and promote (POST .../promote {"arm"}) are one call each, after a confirm.
+let experimentsTicket = 0;
+
+async function loadExperiments(params = rangeParams()) {
+  const ticket = ++experimentsTicket;
   const list = await collection("/v1/admin/experiments", "experiments");
   await Promise.all((list || []).map(async (exp) => {
     if (exp.results || exp.id == null) return;
     try {
-      exp.results = await api(`/v1/admin/experiments/${exp.id}/results`);
+      exp.results = await api(`/v1/admin/experiments/${exp.id}/results?` + new URLSearchParams(params));
     } catch (error) {
       if (error.status !== 404) throw error;
     }
   }));
+  if (ticket !== experimentsTicket) return;
+  $("experiments").dataset.since = params.since ?? "";
+  $("experiments-range").textContent = list && list.length ? `Results over the lists shown ${rangeText(params)}.` : "";
   renderExperiments(list);
+  $("experiments").dataset.loaded = String(Number($("experiments").dataset.loaded || 0) + 1);
+}
+
+async function stopExperiment(exp) {
+  if (!confirm(`Stop experiment ${exp.id} (“${exp.name}”)? Every visitor goes back to the service as configured.`)) return;
+  await api(`/v1/admin/experiments/${exp.id}/stop`, { method: "POST" });
+  await loadExperiments();
+}
+
+async function promoteArm(exp, arm) {
+  if (!confirm(`Promote arm “${arm}” of experiment ${exp.id} (“${exp.name}”)? Every visitor gets this arm `
+               + "from now on, until the experiment is stopped.")) return;
+  await api(`/v1/admin/experiments/${exp.id}/promote`, { method: "POST", body: JSON.stringify({ arm }) });
+  await loadExperiments();
+}
+
+function promoteCell(row) {  // a running or promoted experiment's arm: promote it, unless it won already
+  const td = document.createElement("td"), exp = row.experiment;
+  td.className = "buttons";
+  if (exp.winner === row.arm && exp.status === "promoted") td.append(text("span", "serving everyone", "muted"));
+  else if (exp.status !== "stopped" && exp.id != null) {
+    td.append(button("Promote", () => promoteArm(exp, row.arm), `Promote arm ${row.arm} of experiment ${exp.id}`));
+  }
+  return td;
 }
 
 const settingsText = (s) => Object.entries(s || {}).map(([k, v]) => `${k} = ${v}`).join(", ") || "as configured";
@@ -217,7 +260,8 @@ const EXPERIMENT_COLUMNS = [{ key: "arm", label: "Arm" },
   { key: "share", label: "Traffic", format: rate }, { key: "settings", label: "Changes" }, ...COUNTS([
     ["visitors", "Visitors"], ["clicked", "Clicked"], ["click_rate", "Click rate", rate], ["ctr", "CTR", rate],
     ["conversion", "Bought", rate], ["revenue_per_visitor", "Revenue / visitor", amount.format]]),
-  { key: "vs_control", label: "Click rate vs first arm (points)", cell: versus }];
+  { key: "vs_control", label: "Click rate vs first arm (points)", cell: versus },
+  { key: "promote", label: "", cell: promoteCell }];
 
 function renderExperiments(experiments) {
   const node = $("experiment-list");
@@ -231,10 +275,17 @@ function renderExperiments(experiments) {
     const panel = document.createElement("div"), results = exp.results || {};
     panel.className = "panel";
     panel.dataset.experiment = exp.id ?? exp.name;
-    panel.append(text("h3", `${exp.name} · ${exp.status}${exp.winner ? " (winner: " + exp.winner + ")" : ""}`));
+    panel.dataset.status = exp.status;
+    const head = document.createElement("div");
+    head.className = "section-head";
+    head.append(text("h3", `${exp.name} · ${exp.status}${exp.winner ? " (winner: " + exp.winner + ")" : ""}`));
+    if (exp.status !== "stopped" && exp.id != null) {
+      head.append(button("Stop", () => stopExperiment(exp), `Stop experiment ${exp.id}`));
+    }
+    panel.append(head);
     if (exp.created_at) panel.append(text("p", `Started ${when(exp.created_at)}.`, "muted"));
     const rows = exp.arms.map((arm) => ({ arm: arm.name, share: arm.share, settings: settingsText(arm.settings),
-                                          ...((results.arms || {})[arm.name] || {}) }));
+                                          experiment: exp, ...((results.arms || {})[arm.name] || {}) }));
     const t = document.createElement("table");
     t.className = "numbers";
     table(t, EXPERIMENT_COLUMNS, rows, "No arms.");

@@ -1,6 +1,6 @@
 // The dashboard's merchandising panel: rules and synonyms listed, made, edited and deleted
-// through /v1/admin/rules and /v1/admin/synonyms, and a search preview beside the rules acting
-// on its query. Uses admin.js's api(), text(), button() and fail().
+// through /v1/admin/rules and /v1/admin/synonyms, and a search preview with the rules and
+// without them, beside the rules acting on its query. Uses admin.js's api(), text(), button() and fail().
 "use strict";
 
 const SURFACES = ["search", "browse", "recommend", "similar"];  // shoplm/data/rules.py SURFACES
@@ -252,21 +252,51 @@ for (const what of Object.keys(FORMS)) {
 }
 
 // --- the preview -------------------------------------------------------------------------------
-async function preview(q) {
-  $("preview-q").value = q;
-  const page = await api("/v1/search?" + new URLSearchParams({ q, limit: PREVIEW_HITS }));
-  const list = $("preview-hits");
+// Two calls of GET /v1/search, admin key only and never logged as an impression: preview=true
+// (the page as shoppers see it, rules in force) and rules=false (the engine's own order).
+let previewTicket = 0;  // the latest preview: an older answer arriving after it is dropped
+
+// One column: each hit, its rule's reason if a rule placed it, and where it is in the other
+// column when that differs ("#3 without the rules", or not in the other column's first hits).
+function renderHits(list, hits, other, otherName) {
+  const at = new Map(other.map((h) => [h.item_id, h.position]));
   list.replaceChildren();
-  for (const hit of page.items) {
+  for (const hit of hits) {
     const li = document.createElement("li");
     li.dataset.itemId = hit.item_id;
     li.dataset.position = hit.position;
     li.append(text("span", hit.title, "title"), text("span", [hit.item_id, hit.brand].filter(Boolean).join(" · "), "meta"));
     if (/ by rule \d+/.test(hit.reason || "")) li.append(text("span", hit.reason, "rule-reason"));
+    const there = at.get(hit.item_id);
+    if (there !== hit.position) {
+      li.classList.add("differs");
+      li.dataset.otherPosition = there ?? "";
+      const absent = other.length < PREVIEW_HITS ? `not found ${otherName} the rules`  // the other list is whole
+        : `not in the first ${PREVIEW_HITS} ${otherName} the rules`;
+      li.append(text("span", there === undefined ? absent : `#${there + 1} ${otherName} the rules`, "moved"));
+    }
     list.append(li);
   }
-  if (!page.items.length) list.append(text("li", "No results.", "empty"));
-  $("preview-note").textContent = page.corrected_query ? `Searched for “${page.corrected_query}” (spelling corrected).` : "";
+  if (!hits.length) list.append(text("li", "No results.", "empty"));
+}
+
+function pageNote(page) {
+  const found = `${count.format(page.total)} result${page.total === 1 ? "" : "s"}`;
+  return page.corrected_query ? `${found} for “${page.corrected_query}” (spelling corrected).` : `${found}.`;
+}
+
+async function preview(q) {
+  $("preview-q").value = q;
+  const ticket = ++previewTicket, params = { q, limit: PREVIEW_HITS };
+  const [page, plain] = await Promise.all([
+    api("/v1/search?" + new URLSearchParams({ ...params, preview: "true" })),
+    api("/v1/search?" + new URLSearchParams({ ...params, rules: "false" })),
+  ]);
+  if (ticket !== previewTicket) return;
+  renderHits($("preview-hits"), page.items, plain.items, "without");
+  renderHits($("preview-plain"), plain.items, page.items, "with");
+  $("preview-note").textContent = pageNote(page);
+  $("preview-plain-note").textContent = pageNote(plain);
   const query = normalise(q), acting = rules.filter((r) => actsOn(r, query));
   const shown = new Set(page.items.map((h) => h.item_id));
   $("preview-rules").replaceChildren(...acting.map((r) => {
@@ -278,6 +308,7 @@ async function preview(q) {
   if (!acting.length) $("preview-rules").append(text("li", "No rule acts on this query.", "empty"));
   $("preview").dataset.loaded = q;
   $("preview").dataset.total = page.total;
+  $("preview").dataset.totalWithoutRules = plain.total;
 }
 
 async function refreshPreview() {
