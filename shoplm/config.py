@@ -123,6 +123,7 @@ class Settings(BaseSettings):
     text_recency_decay: float = Field(0.7, gt=0, le=1, description="Zero-shot text baseline: weight of the item k steps back is decay**k.")
     knn_window: int = Field(3, ge=1, description="Item k-NN: items at most this many events apart co-occur.")
     cold_items_seed: int = Field(0, description="Seed of the --cold-items draw.")
+    cold_users_seed: int = Field(0, description="Seed of the --cold-users draw.")
     recommend_sequences_by: Literal["user", "session"] = Field(
         "user", description="What one training/evaluation sequence is in `train/eval recommend`: a user's whole "
         "history ('user'; events without a user_id group by session), or one visit ('session'; for logs of short "

@@ -44,6 +44,11 @@ EventsOpt = Annotated[Path, typer.Option("--events", help="Behaviour log in the 
 ColdOpt = Annotated[float, typer.Option("--cold-items", min=0.0, max=0.99,
                                         help="Share of items (seeded, SHOPLM_COLD_ITEMS_SEED) that lose all training "
                                              "events, to measure recommendation of new items.")]
+ColdUsersOpt = Annotated[float, typer.Option("--cold-users", min=0.0, max=0.5,
+                                             help="Share of users (seeded, SHOPLM_COLD_USERS_SEED) held out of "
+                                                  "training entirely, and half as many more whose first events tune "
+                                                  "the blend of short histories; eval scores the held-out users "
+                                                  "after each of their first 0, 1, 2, 3 and 5 events.")]
 # Options of `shoplm train search`, shared with `shoplm jobs train search`.
 SearchItemsOpt = Annotated[Path, typer.Option("--items", help="Catalog file (.csv, .jsonl or .parquet).")]
 ModelOutOpt = Annotated[Path, typer.Option("--out", help="Model directory to write (sentence-transformers format).")]

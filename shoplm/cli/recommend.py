@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from shoplm.cli.common import ColdOpt, EventsOpt, ItemsOpt, ProgressBars, out, set_recommend_threads, settings_of
+from shoplm.cli.common import ColdOpt, ColdUsersOpt, EventsOpt, ItemsOpt, ProgressBars, out, set_recommend_threads, settings_of
 
 # Library modules are imported inside each command: `shoplm --help` and the data commands then start
 # in a quarter of a second instead of the seconds that loading torch and the models' libraries takes.
@@ -22,6 +22,7 @@ def train_recommend(
     events: EventsOpt,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory to write the model to (created).")],
     cold: ColdOpt = 0.0,
+    cold_users: ColdUsersOpt = 0.0,
 ) -> None:
     """Train the shoplm next-item model (Transformer over language-model item vectors).
 
@@ -39,9 +40,10 @@ def train_recommend(
     set_recommend_threads(settings)
     started = time.perf_counter()
     with ProgressBars(lines=True) as progress:
-        item_ids, split, _, vectors = prepare(settings, items, events, cold, progress)
+        item_ids, split, _, vectors, held = prepare(settings, items, events, cold, progress, cold_users)
         log = train_and_save(settings, item_ids, split, vectors, cold, out_dir, progress,
-                             seconds_before=time.perf_counter() - started)
+                             seconds_before=time.perf_counter() - started, cold_users=held,
+                             cold_users_share=cold_users)
     best = best_epoch(log)
     out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(log)} epochs); best epoch "
               f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")
@@ -58,12 +60,15 @@ def eval_recommend(
     exclude_history: Annotated[bool, typer.Option("--exclude-history", help="Remove the history's items from "
                                                   "each ranking (default: keep them, the RecBole protocol).")] = False,
     report_dir: Annotated[Optional[Path], typer.Option("--report", help="Directory for report.md and PNG charts.")] = None,
+    cold_users: ColdUsersOpt = 0.0,
 ) -> None:
     """Evaluate every baseline and the shoplm model on a leave-last-out split, in one run.
 
     Baselines: popularity, item_knn, sasrec, text_zero_shot. Full ranking over all items;
-    Recall@10/50, NDCG@10/50, MRR overall and by history length, target frequency and
-    (with --cold-items) cold targets.
+    Recall@10/50, NDCG@10/50, MRR overall and by history length, target frequency,
+    (with --cold-items) cold targets and (with --cold-users) held-out users after each of
+    their first events, where shoplm_served is the model mixed with popularity as the
+    service serves it.
 
     [bold]Example:[/bold] shoplm eval recommend --items var/data/scientific/items.csv --events var/data/scientific/events.csv --model var/models/scientific --json var/eval/scientific.json --report var/eval/scientific
     """
@@ -72,7 +77,7 @@ def eval_recommend(
     settings = settings_of(ctx)
     set_recommend_threads(settings)
     with ProgressBars(lines=True) as progress:
-        result = evaluate_files(settings, items, events, model_dir, cold, exclude_history, progress)
+        result = evaluate_files(settings, items, events, model_dir, cold, exclude_history, progress, cold_users)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(result, indent=2))
     if report_dir is not None:

@@ -113,7 +113,7 @@ def train_recommend_job(settings: Settings, items: Path, events: Path, out: Path
     from shoplm.recommend.evaluate import prepare
 
     started = time.perf_counter()
-    item_ids, split, _, vectors = prepare(settings, items, events, cold)
+    item_ids, split, _, vectors, _ = prepare(settings, items, events, cold)
     config = {"settings": _portable(settings), "data": (item_ids, split, vectors), "cold": cold,
               "seconds_before": time.perf_counter() - started, "threads": settings.recommend_threads}
     return _fit(_recommend_worker, config, out, workers, address, storage, settings, "recommend")

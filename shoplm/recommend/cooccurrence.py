@@ -22,9 +22,10 @@ def item_weights(train: Sequences, n_items: int) -> np.ndarray:
     return counts
 
 
-def co_occurrence(train: Sequences, n_items: int, window: int) -> sparse.csr_matrix:
+def co_occurrence(train: Sequences, n_items: int, window: int, normalise: bool = True) -> sparse.csr_matrix:
     """float32 (n, n) CSR: sum over pairs at most `window` events apart of w_a * w_b / distance,
-    divided by sqrt(weight_a * weight_b); the diagonal is zero. Symmetric."""
+    divided by sqrt(weight_a * weight_b) (`normalise`; else the sums as they are, which favour
+    popular items); the diagonal is zero. Symmetric."""
     rows, cols, vals = [], [], []
     for items, weights in zip(train.items, train.weights):
         for d in range(1, window + 1):
@@ -40,5 +41,7 @@ def co_occurrence(train: Sequences, n_items: int, window: int) -> sparse.csr_mat
                             (np.concatenate(rows or empty), np.concatenate(cols or empty))), shape=(n_items, n_items))
     co.setdiag(0)
     co.eliminate_zeros()
+    if not normalise:
+        return co.astype(np.float32).tocsr()
     norm = 1.0 / np.sqrt(np.maximum(item_weights(train, n_items), 1e-9))  # (n,)
     return (sparse.diags(norm) @ co @ sparse.diags(norm)).astype(np.float32).tocsr()

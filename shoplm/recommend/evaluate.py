@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,19 +26,21 @@ from shoplm.config import Settings
 from shoplm.errors import RecommendModelError
 from shoplm.metrics import single_target_metrics, target_ranks
 from shoplm.recommend.recommender import FitData, Recommender
-from shoplm.data.aggregates import LENGTH_BUCKETS
+from shoplm.data.aggregates import LENGTH_BUCKETS, history_bucket
 from shoplm.lm.cache import EmbeddingCache
 from shoplm.lm.encoder import Encoder
 from shoplm.progress import Progress, quiet
 from shoplm.recommend.checkpoint import check_same_catalog, load_model
-from shoplm.recommend.train import TrainedUserModel, model_config, train_config
+from shoplm.recommend.train import TrainedUserModel, model_config, serving_blend, train_config
+from shoplm.recommend.blend import Blend, popularity_prior, zscore
+from shoplm.recommend.sequences import Histories, Sequences
 from shoplm.recommend.baselines.item_knn import ItemKNN
 from shoplm.recommend.baselines.popularity import Popularity
 from shoplm.recommend.baselines.sasrec import sasrec
 from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
 from shoplm.report import Section, write_report
-from shoplm.recommend.sequences import Cases, Split, apply_cold_items, build_sequences, cold_items, item_frequency, training_fingerprint, \
-    leave_last_out, read_catalog
+from shoplm.recommend.sequences import COLD_USER_KS, Cases, ColdUsers, Split, apply_cold_items, build_sequences, \
+    cold_items, hold_out_users, item_frequency, leave_last_out, prefix_cases, read_catalog, training_fingerprint
 from shoplm.data.text import item_texts
 
 METRICS = ("recall@10", "ndcg@10", "recall@50", "ndcg@50", "mrr")
@@ -45,18 +48,30 @@ FREQUENCY_BUCKETS = (("0", 0, 0), ("1-4", 1, 4), ("5+", 5, None))
 NOT_RANKED = np.iinfo(np.int64).max // 2  # rank of a target removed from the ranking: metrics ~0
 
 
+class Prepared(NamedTuple):
+    item_ids: list[str]
+    split: Split  # of the users that train
+    cold: np.ndarray  # bool[n]: the cold items
+    vectors: np.ndarray  # float32 (n, dim) item text vectors
+    cold_users: ColdUsers | None  # users held out of training entirely (--cold-users)
+
+
 def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float = 0.0,
-            progress: Progress = quiet) -> tuple[list[str], Split, np.ndarray, np.ndarray]:
-    """(item_ids, split, cold mask bool[n], item text vectors float32[n, dim]) for the files."""
+            progress: Progress = quiet, cold_users: float = 0.0) -> Prepared:
+    """The files as the recommenders read them: the leave-last-out split of every actor not
+    held out by `cold_users` (`sequences.hold_out_users`), with `cold_fraction` of the items cold."""
     catalog = read_catalog(items, events)
     item_ids = catalog.item_ids
-    split = leave_last_out(build_sequences(catalog.events, item_ids, settings.event_weights,
-                                           settings.recommend_sequences_by))
+    seqs = build_sequences(catalog.events, item_ids, settings.event_weights, settings.recommend_sequences_by)
+    held = None
+    if cold_users > 0:
+        seqs, held = hold_out_users(seqs, cold_users, settings.cold_users_seed)
+    split = leave_last_out(seqs)
     cold = cold_items(len(item_ids), cold_fraction, settings.cold_items_seed)
     if cold.any():
         split = apply_cold_items(split, cold)
     vectors = item_vectors(settings, item_texts(catalog.items, settings.item_text_template), progress)
-    return item_ids, split, cold, vectors
+    return Prepared(item_ids, split, cold, vectors, held)
 
 
 def item_vectors(settings: Settings, texts: list[str], progress: Progress = quiet) -> np.ndarray:
@@ -133,6 +148,44 @@ def evaluate_recommenders(models: list[Recommender], split: Split, item_text: np
     return overall, by_slice, {"slice_counts": counts, "seconds": seconds}
 
 
+class ServedMix:
+    """A trained recommender as the engine serves it (`Engine._scores`): z(model) +
+    w[history bucket] * z(log(1 + popularity)), popularity alone for an empty history."""
+
+    def __init__(self, name: str, model: Recommender, blend: Blend, popularity: np.ndarray):
+        self.name, self.model, self.blend = name, model, blend
+        self.prior = zscore(popularity_prior(popularity)).astype(np.float32)  # (n,)
+
+    def fit(self, data: FitData) -> None:
+        """Nothing to learn: the model is fitted already."""
+
+    def score(self, histories: Histories) -> np.ndarray:
+        raw = np.asarray(self.model.score(histories), dtype=np.float64)  # (B, n)
+        mean, std = raw.mean(axis=1, keepdims=True), raw.std(axis=1, keepdims=True)
+        out = (raw - mean) / np.where(std > 1e-12, std, 1.0)
+        for row, items in enumerate(histories.items):
+            out[row] = self.prior if not len(items) else \
+                out[row] + self.blend.popularity.get(history_bucket(len(items)), 0.0) * self.prior
+        return out.astype(np.float32)
+
+
+def cold_user_slices(models: list[Recommender], users: Sequences, exclude_history: bool,
+                     progress: Progress = quiet) -> tuple[dict, dict]:
+    """Per k in COLD_USER_KS: each held-out user's first k events are the history and event
+    k + 1 the target, scored by every model (full ranking). Returns ({k: {model: metrics}},
+    {k: cases})."""
+    out, counts = {}, {}
+    for k in COLD_USER_KS:
+        cases = prefix_cases(users, (k,))
+        counts[str(k)] = len(cases)
+        if not len(cases):
+            continue
+        out[str(k)] = {model.name: _means(single_target_metrics(case_ranks(model, cases, exclude_history,
+                                                                           progress=progress)),
+                                          np.ones(len(cases), dtype=bool)) for model in models}
+    return out, counts
+
+
 def _between(values: np.ndarray, lo: int, hi: int | None) -> np.ndarray:
     return (values >= lo) & (values <= (hi if hi is not None else np.iinfo(np.int64).max))
 
@@ -142,9 +195,15 @@ def _means(per_case: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, float
 
 
 def check_model_fits(params: dict, item_ids: list[str], model_items: list[str], fingerprint: str,
-                     cold_fraction: float, directory: Path) -> None:
+                     cold_fraction: float, directory: Path, cold_users: float = 0.0) -> None:
     """A saved model must come from this catalog, these training events and this cold split."""
     check_same_catalog(model_items, item_ids, directory)
+    if float(params.get("cold_users", 0.0)) != float(cold_users):
+        raise RecommendModelError(
+            f"{directory} was trained with --cold-users {params.get('cold_users', 0.0)}, this evaluation uses "
+            f"{cold_users}; train with `shoplm train recommend --cold-users {cold_users}`, or drop --model "
+            "to train the shoplm model in this run"
+        )
     if float(params.get("cold_items", 0.0)) != float(cold_fraction):
         raise RecommendModelError(
             f"{directory} was trained with --cold-items {params.get('cold_items', 0.0)}, this evaluation uses "
@@ -178,17 +237,19 @@ def write_recommend_report(out_dir: Path, result: dict) -> Path:
 
 
 def evaluate_files(settings: Settings, items: Path, events: Path, model_dir: Path | None = None, cold: float = 0.0,
-                   exclude_history: bool = False, progress: Progress = quiet) -> dict:
+                   exclude_history: bool = False, progress: Progress = quiet, cold_users: float = 0.0) -> dict:
     """`shoplm eval recommend`: every baseline and the shoplm model (loaded from `model_dir`, or
     trained here) on the leave-last-out split of the files; the result document the CLI writes
-    as JSON: {"dataset": {...protocol, seconds}, "models": {name: metrics}, "slices": {...}}."""
+    as JSON: {"dataset": {...protocol, seconds}, "models": {name: metrics}, "slices": {...}}.
+    `cold_users` adds the slice "cold_users" (`cold_user_slices`)."""
     started = time.perf_counter()
-    item_ids, split, cold_mask, vectors = prepare(settings, items, events, cold, progress)
+    item_ids, split, cold_mask, vectors, held = prepare(settings, items, events, cold, progress, cold_users)
     models = baselines(settings, progress)
     fitted = frozenset()
     if model_dir is not None:
         model, model_items, params = load_model(model_dir, settings.device)
-        check_model_fits(params, item_ids, model_items, training_fingerprint(item_ids, split), cold, model_dir)
+        check_model_fits(params, item_ids, model_items, training_fingerprint(item_ids, split), cold, model_dir,
+                         cold_users)
         shoplm = TrainedUserModel("shoplm", lambda n, d: model.cfg, train_config(settings), settings.device)
         shoplm.model = model
         fitted = frozenset({"shoplm"})
@@ -199,6 +260,23 @@ def evaluate_files(settings: Settings, items: Path, events: Path, model_dir: Pat
     models.append(shoplm)
     overall, slices, info = evaluate_recommenders(models, split, vectors, cold_mask, exclude_history, fitted,
                                                   progress)
+    if held is not None:
+        # Popularity and the co-occurrence lists count every event of the other users, as a
+        # service's store holds them when the held-out users arrive (cooc_counts: the plain
+        # co-occurrence list); the trained models keep the training events they learned from.
+        popularity = Popularity(settings.popularity_half_life_days)
+        counting = [popularity, ItemKNN(settings.knn_window, settings.text_recency_decay),
+                    ItemKNN(settings.knn_window, settings.text_recency_decay, normalise=False)]
+        for model in counting:
+            model.fit(FitData(held.rest, split.valid, vectors))
+        trained = next(m for m in models if isinstance(m, Popularity)).popularity
+        blend = Blend.load(model_dir) if model_dir is not None else serving_blend(shoplm.score, split, trained, held)
+        served = ServedMix("shoplm_served", shoplm, blend, popularity.popularity)
+        others = [m for m in models if not isinstance(m, (Popularity, ItemKNN))]
+        slices["cold_users"], info["slice_counts"]["cold_users"] = cold_user_slices(
+            [*counting, *others, served], held.test, exclude_history, progress)
+        info["cold_users"] = {"share": cold_users, "seed": settings.cold_users_seed, "test_users": len(held.test),
+                              "valid_users": len(held.valid), "blend": blend.popularity, "blend_tuned_on": blend.tuned_on}
     n_events = sum(len(s) for s in split.train.items)
     result = {
         "dataset": {
@@ -206,7 +284,7 @@ def evaluate_files(settings: Settings, items: Path, events: Path, model_dir: Pat
             "items": len(item_ids), "actors": len(split.train), "train_events": n_events,
             "test_cases": len(split.test), "valid_cases": len(split.valid),
             "protocol": {"split": "leave-last-out by time", "ranking": "full", "exclude_history": exclude_history,
-                         "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
+                         "cold_users": cold_users, "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
                          "cold_item_count": int(cold_mask.sum())},
             "shoplm_model": str(model_dir) if model_dir else "trained in this run",
             **info, "seconds": {**info["seconds"], "total": round(time.perf_counter() - started, 1)},

@@ -40,6 +40,11 @@ class Sequences:
     def __len__(self) -> int:
         return len(self.actors)
 
+    def take(self, rows: Sequence[int]) -> "Sequences":
+        """The actors at `rows`, in that order."""
+        return Sequences([self.actors[i] for i in rows], [self.items[i] for i in rows],
+                         [self.weights[i] for i in rows], [self.times[i] for i in rows])
+
     def select(self, keep: Sequence[np.ndarray]) -> "Sequences":
         """Per actor, only the events where `keep[i]` (bool[L]) is true."""
         return Sequences(self.actors, [s[k] for s, k in zip(self.items, keep)],
@@ -177,6 +182,38 @@ def apply_cold_items(split: Split, cold: np.ndarray) -> Split:
     train = split.train.select([~cold[items] for items in split.train.items])
     valid = split.valid.subset(~cold[split.valid.targets])
     return Split(train, valid, split.test)
+
+
+class ColdUsers(NamedTuple):
+    """Users held out of training entirely: their events feed no model, no co-occurrence, no
+    popularity. `valid` tunes the cold-start blend; `test` is scored. `rest`: every other
+    user's events, whole (what a service has stored when the held-out users arrive)."""
+
+    valid: Sequences
+    test: Sequences
+    rest: Sequences
+
+
+COLD_USER_KS = (0, 1, 2, 3, 5)  # history lengths the cold-user slice scores
+
+
+def hold_out_users(seqs: Sequences, fraction: float, seed: int) -> tuple[Sequences, ColdUsers]:
+    """(every other actor, the held-out ones): a seeded `fraction` of the actors is the test
+    share and another `fraction / 2` the validation share (for blend tuning), drawn from
+    one permutation; the rest keep their file order."""
+    if not 0.0 <= fraction <= 0.5:
+        raise RecommendDataError(f"--cold-users {fraction}: expected a share of users in [0, 0.5], e.g. 0.2")
+    order = np.random.default_rng(seed).permutation(len(seqs))
+    n_test, n_valid = round(fraction * len(seqs)), round(fraction * len(seqs) / 2)
+    test, valid = order[:n_test], order[n_test:n_test + n_valid]
+    rest = seqs.take(np.sort(order[n_test + n_valid:]))
+    return rest, ColdUsers(seqs.take(np.sort(valid)), seqs.take(np.sort(test)), rest)
+
+
+def prefix_cases(seqs: Sequences, ks: Sequence[int]) -> Cases:
+    """For each k in `ks` and each actor with more than k events: its first k events are the
+    history, event k + 1 the target (k = 0: an empty history)."""
+    return _cases(seqs, [(i, k) for k in ks for i, items in enumerate(seqs.items) if len(items) > k])
 
 
 def item_frequency(train: Sequences, n_items: int) -> np.ndarray:

@@ -26,13 +26,14 @@ from shoplm.device import pick_device
 from shoplm.errors import RecommendModelError
 from shoplm.metrics import single_target_metrics, target_ranks
 from shoplm.recommend.baselines.popularity import Popularity
-from shoplm.recommend.blend import tune_recommend_blend
+from shoplm.recommend.blend import Blend, tune_recommend_blend
 from shoplm.recommend.checkpoint import save_model
 from shoplm.recommend.cooccurrence import co_occurrence
 from shoplm.recommend.recommender import FitData
 from shoplm.progress import Progress, quiet
 from shoplm.replica import IN_PROCESS, Replica
-from shoplm.recommend.sequences import Cases, Histories, Sequences, Split, item_frequency, training_fingerprint
+from shoplm.recommend.sequences import Cases, ColdUsers, Histories, Sequences, Split, item_frequency, prefix_cases, \
+    training_fingerprint
 from shoplm.recommend.model import SIM_CACHE_ITEMS, UserModel, UserModelConfig, model_scores, pad_left
 
 
@@ -364,12 +365,14 @@ class TrainedUserModel:
 
 def train_and_save(settings: Settings, item_ids: list[str], split: Split, vectors: np.ndarray, cold: float,
                    out: Path, progress: Progress = quiet, replica: Replica = IN_PROCESS,
-                   seconds_before: float = 0.0) -> list[dict]:
+                   seconds_before: float = 0.0, cold_users: ColdUsers | None = None,
+                   cold_users_share: float = 0.0) -> list[dict]:
     """`shoplm train recommend` once the files are read (`shoplm.recommend.evaluate.prepare`): trains the
     shoplm model, tunes the engine's popularity blend on validation and saves both to `out`
     with the training log; returns the log. In a data-parallel group every replica trains and
     rank 0 alone tunes and saves. `seconds_before`: time spent reading and encoding, counted
-    in params.json's train_seconds."""
+    in params.json's train_seconds. `cold_users` (held out by `--cold-users`): their
+    validation share tunes the blend of short histories (`serving_blend`)."""
     started = time.perf_counter()
     data = FitData(split.train, split.valid, vectors)
     model = TrainedUserModel("shoplm", lambda n, d: model_config(settings, n, d), train_config(settings),
@@ -380,15 +383,34 @@ def train_and_save(settings: Settings, item_ids: list[str], split: Split, vector
     best = best_epoch(model.log)
     popularity = Popularity(settings.popularity_half_life_days)
     popularity.fit(data)
-    blend = tune_recommend_blend(model.score, split.valid, popularity.popularity)  # the engine's cold-start mix
+    blend = serving_blend(model.score, split, popularity.popularity, cold_users)  # the engine's cold-start mix
     save_model(model.model, item_ids, out, {
         "cold_items": cold, "cold_items_seed": settings.cold_items_seed,
+        "cold_users": cold_users_share, "cold_users_seed": settings.cold_users_seed,
         "event_weights": settings.event_weights, "train": asdict(model.train_cfg),
         "training_fingerprint": training_fingerprint(item_ids, split),
         "best_epoch": best.get("epoch"), "valid_ndcg@10": best.get("valid_ndcg@10"),
         "train_seconds": round(seconds_before + time.perf_counter() - started, 1),
     }, files={"train_log.json": json.dumps(model.log, indent=2), "blend.json": blend.to_json()})
     return model.log
+
+
+COLD_BLEND_KS = (1, 2, 3)  # the history lengths whose blend held-out users tune: buckets 1 and 2-3
+
+
+def serving_blend(score: Callable[[Histories], np.ndarray], split: Split, popularity: np.ndarray,
+                  cold_users: ColdUsers | None = None) -> Blend:
+    """The engine's mix of the model and popularity by history length (`blend.Blend`), tuned
+    on the validation targets; with held-out users, buckets 1 and 2-3 are tuned again on the
+    first 1-3 events of the validation users among them (whose events trained nothing):
+    validation histories of training users are rarely that short."""
+    blend = tune_recommend_blend(score, split.valid, popularity)
+    if cold_users is None or not len(cold_users.valid):
+        return blend
+    warm = blend.tuned_on
+    blend = tune_recommend_blend(score, prefix_cases(cold_users.valid, COLD_BLEND_KS), popularity, blend)
+    blend.tuned_on = f"{warm}; held-out validation users' first events: {blend.tuned_on}"
+    return blend
 
 
 def best_epoch(log: list[dict]) -> dict:

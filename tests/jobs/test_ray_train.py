@@ -106,7 +106,7 @@ def test_two_workers_reach_the_in_process_validation_ndcg(local_ray, sequential_
     items, events, cache = sequential_shop
     settings = _recommend_env(monkeypatch, cache, RECOMMEND_EPOCHS="30")
     one, two = _train_both(items, events, tmp_path)
-    item_ids, split, _, vectors = prepare(settings, items, events)
+    item_ids, split, _, vectors, _ = prepare(settings, items, events)
 
     def valid_ndcg(directory) -> float:
         model, ids, _ = load_model(directory, "cpu")
@@ -143,7 +143,7 @@ def test_without_dropout_two_workers_take_the_in_process_steps(local_ray, sequen
     items, events, cache = sequential_shop
     settings = _recommend_env(monkeypatch, cache, RECOMMEND_EPOCHS="4", RECOMMEND_DROPOUT="0",
                               RECOMMEND_ID_DROPOUT="0", RECOMMEND_ID_DROPOUT_RARE="0")
-    item_ids, split, _, vectors = prepare(settings, items, events)
+    item_ids, split, _, vectors, _ = prepare(settings, items, events)
     model = UserModel(model_config(settings, len(item_ids), vectors.shape[1]), torch.from_numpy(vectors),
                       torch.from_numpy(item_frequency(split.train, len(item_ids)) > 0))
     data = training_set(model, split.train, train_config(settings), "cpu")

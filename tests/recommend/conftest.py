@@ -25,7 +25,9 @@ LINES = [
 SIZES = ["5 mm", "8 mm", "10 mm", "12 mm", "16 mm"]
 
 
-def write_shop(directory: Path, n_actors: int = 60, seed: int = 7) -> tuple[Path, Path]:
+def write_shop(directory: Path, n_actors: int = 60, seed: int = 7, anonymous: bool = True) -> tuple[Path, Path]:
+    """items.csv and events.csv of the generated shop; every fourth actor an anonymous
+    session unless `anonymous` is False."""
     rng = random.Random(seed)
     directory.mkdir(parents=True, exist_ok=True)
     items_path, events_path = directory / "items.csv", directory / "events.csv"
@@ -38,7 +40,7 @@ def write_shop(directory: Path, n_actors: int = 60, seed: int = 7) -> tuple[Path
     start = datetime(2024, 3, 1, 9, 0, tzinfo=timezone.utc)
     rows = []
     for actor in range(n_actors):
-        user, session = (f"u{actor}", "") if actor % 4 else ("", f"s{actor}")
+        user, session = (f"u{actor}", "") if actor % 4 or not anonymous else ("", f"s{actor}")
         when = start + timedelta(hours=rng.randint(0, 24 * 20))
         line = rng.randrange(len(LINES))
         for step in range(rng.randint(3, 7)):

@@ -19,9 +19,14 @@ from shoplm.recommend.sequences import RECENCY_DECAY, Histories, recency_weights
 
 
 class ItemKNN:
+    """`normalise=False` (name "cooc_counts"): the plain co-occurrence list, sums not cosines:
+    popular partners rank first, which is strong for visitors with one or two events."""
+
     name = "item_knn"
 
-    def __init__(self, window: int = 3, decay: float = RECENCY_DECAY, max_history: int = 10):
+    def __init__(self, window: int = 3, decay: float = RECENCY_DECAY, max_history: int = 10, normalise: bool = True):
+        self.normalise = normalise
+        self.name = "item_knn" if normalise else "cooc_counts"
         self.window = window
         self.decay = decay
         self.max_history = max_history
@@ -29,7 +34,7 @@ class ItemKNN:
         self.popularity = np.zeros(0, dtype=np.float32)
 
     def fit(self, data: FitData) -> None:
-        self.similarity = co_occurrence(data.train, data.n_items, self.window)
+        self.similarity = co_occurrence(data.train, data.n_items, self.window, self.normalise)
         counts = item_weights(data.train, data.n_items)
         self.popularity = (counts / max(counts.max(), 1.0)).astype(np.float32)
 
