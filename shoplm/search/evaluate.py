@@ -44,7 +44,7 @@ from shoplm.search.late import TokenStore
 from shoplm.search.lexical import LexicalIndex
 from shoplm.search.rerank import load_reranker, rerank_all
 
-METRICS = ("ndcg@10", "recall@100", "mrr@10")
+METRICS = ("ndcg@10", "recall@10", "recall@100", "mrr@10")
 SERVED = "as served"  # how[system] starts with it for the systems `shoplm serve` answers exactly
 SINGLE = "single system"
 
@@ -69,7 +69,7 @@ class SearchEval(NamedTuple):
 
 
 def metrics_of(hits: Hits, qrels: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    return ranking_metrics(ranked_lists(hits), qrels, ks=(10,), recall_ks=(100,), mrr_k=10)
+    return ranking_metrics(ranked_lists(hits), qrels, ks=(10,), recall_ks=(10, 100), mrr_k=10)
 
 
 def describe(fusion: Fusion) -> str:
@@ -203,7 +203,7 @@ def serving_threads(threads: int) -> Iterator[None]:
 def served_metrics(service: Service, catalog: Sequence[Item], settings: Settings, queries: Sequence[str],
                    qrels: Sequence[Mapping[str, float]], progress: Progress = quiet,
                    stage: str = "served search") -> dict[str, float]:
-    """NDCG@10 and MRR@10 of the service's first 10 answers, Recall@100 of its 100, each query
+    """NDCG@10, Recall@10 and MRR@10 of the service's first 10 answers, Recall@100 of its 100, each query
     asked once for k=100: the service cuts every page from one ranking (shoplm/engine/listing.py),
     so its k=10 answer is the first 10 of it (tests/search/test_eval_parity.py asks both)."""
     ranked = []
@@ -213,7 +213,8 @@ def served_metrics(service: Service, catalog: Sequence[Item], settings: Settings
             progress(stage, i + 1, len(queries))
     at10 = ranking_metrics([r[:10] for r in ranked], qrels, ks=(10,), recall_ks=(10,), mrr_k=10)
     at100 = ranking_metrics(ranked, qrels, ks=(10,), recall_ks=(100,), mrr_k=10)
-    return {"ndcg@10": at10["ndcg@10"], "recall@100": at100["recall@100"], "mrr@10": at10["mrr@10"]}
+    return {"ndcg@10": at10["ndcg@10"], "recall@10": at10["recall@10"], "recall@100": at100["recall@100"],
+            "mrr@10": at10["mrr@10"]}
 
 
 class HeldOut(NamedTuple):

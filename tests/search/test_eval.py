@@ -27,7 +27,7 @@ def test_eval_json_shape_and_report(catalog_files, tmp_path, monkeypatch):
     assert set(data) == {"n_queries", "models"} and data["n_queries"] > 0
     assert list(data["models"]) == ["bm25", "dense", "hybrid", "dense_ft", "hybrid_ft"]
     for metrics in data["models"].values():
-        assert list(metrics) == ["ndcg@10", "recall@100", "mrr@10"]
+        assert list(metrics) == ["ndcg@10", "recall@10", "recall@100", "mrr@10"]
         assert all(0.0 <= v <= 1.0 for v in metrics.values())
     assert data["models"]["dense"] == data["models"]["dense_ft"]
     assert (tmp_path / "report" / "report.md").read_text().count("| bm25 |") == 1

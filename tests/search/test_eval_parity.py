@@ -77,7 +77,8 @@ def service_metrics(items_path: Path, test_path: Path, settings: Settings, store
     judged = [qrels[q] for q in queries]
     at10 = ranking_metrics(top10, judged, ks=(10,), recall_ks=(10,), mrr_k=10)
     at100 = ranking_metrics(top100, judged, ks=(10,), recall_ks=(100,), mrr_k=10)
-    return {"ndcg@10": at10["ndcg@10"], "recall@100": at100["recall@100"], "mrr@10": at10["mrr@10"]}
+    return {"ndcg@10": at10["ndcg@10"], "recall@10": at10["recall@10"], "recall@100": at100["recall@100"],
+            "mrr@10": at10["mrr@10"]}
 
 
 def test_served_figure_is_the_services(held_out, tmp_path):
