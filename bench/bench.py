@@ -1262,6 +1262,67 @@ def _impressions_lines(d: dict) -> list[str]:
 
 # --- report -------------------------------------------------------------------------------
 
+# --- the shop's lists on Instacart ---------------------------------------------------------
+
+def bench_lists(settings: Settings, calls: int) -> dict:
+    """The list routes on Instacart (49,688 items, 150,000 purchases) through `shoplm serve`
+    (one worker, the bundled model): `calls` sequential requests per route from one client
+    after 20 warm-up calls, each with its own cart, item or visitor drawn from the store.
+    p50/p99 of the answer as the client sees it."""
+    import httpx
+    import polars as pl
+
+    from shoplm.data.convert import convert
+    from tests.service import ServiceProcess, run_cli
+
+    work = ROOT / "var" / "bench-lists"
+    data = work / "instacart"
+    if not (data / "events.csv").is_file():
+        convert("instacart", settings.data_dir / "instacart", data)
+    for old in work.glob("shop.db*"):
+        old.unlink()
+    run_cli("ingest", "--items", str(data / "items.csv"), "--events", str(data / "events.csv"),
+            "--store", f"sqlite:///{work / 'shop.db'}")
+    events = pl.read_csv(data / "events.csv", infer_schema=False)
+    rng = np.random.default_rng(0)
+    baskets = events.group_by("session_id").agg(pl.col("item_id"))["item_id"].to_list()
+    carts = [",".join(rng.choice(b, size=min(3, len(b)), replace=False)) for b in rng.choice(len(baskets), calls + 20)
+             for b in [baskets[b]]]
+    items = [c.split(",")[0] for c in carts]
+    users = rng.choice(events["user_id"].unique().to_list(), calls + 20).tolist()
+    catalog = pl.read_csv(data / "items.csv", infer_schema=False)["item_id"].to_list()
+    supplied = [rng.choice(catalog, 100, replace=False).tolist() for _ in range(calls + 20)]
+    env = {"SHOPLM_EMBEDDING_CACHE_DIR": str(settings.embedding_cache_dir.resolve()),
+           **_service_env(1, {"log_level": "warning"})}
+    routes = {
+        "bought-together": lambda c, i: c.get(f"/v1/items/{items[i]}/bought-together", params={"k": 10}),
+        "cart (3 items)": lambda c, i: c.get("/v1/recommend", params={"items": carts[i], "user_id": users[i]}),
+        "trending": lambda c, i: c.get("/v1/recommend", params={"list": "trending"}),
+        "best sellers, personalised": lambda c, i: c.get("/v1/recommend", params={"list": "best_sellers",
+                                                                                 "user_id": users[i]}),
+        "new arrivals": lambda c, i: c.get("/v1/recommend", params={"list": "new"}),
+        "rank 100 ids": lambda c, i: c.post("/v1/rank", json={"user_id": users[i], "items": supplied[i]}),
+    }
+    out = {"items": len(catalog), "events": events.height, "calls": calls, "routes": {}}
+    service = ServiceProcess(f"sqlite:///{work / 'shop.db'}", work, env=env).start(timeout=1800)  # builds the index
+    try:
+        with httpx.Client(base_url=service.url, headers={"X-API-Key": "bench"}, timeout=60) as client:
+            for name, call in routes.items():
+                seconds = []
+                for i in range(calls + 20):
+                    started = time.perf_counter()
+                    answer = call(client, i)
+                    elapsed = time.perf_counter() - started
+                    answer.raise_for_status()
+                    if i >= 20:
+                        seconds.append(elapsed)
+                out["routes"][name] = percentiles(seconds)
+                print(f"  {name}: {out['routes'][name]}", flush=True)
+    finally:
+        service.stop()
+    return out
+
+
 def write_results(results: dict) -> None:
     OUT.mkdir(exist_ok=True)
     (OUT / "results.json").write_text(json.dumps(results, indent=2))
@@ -1352,6 +1413,16 @@ def write_results(results: dict) -> None:
         lines += _facets_lines(results["facets_1m"])
     if "impressions" in results:
         lines += _impressions_lines(results["impressions"])
+    if "lists" in results:
+        d = results["lists"]
+        lines += ["## Lists, carts and re-ranking (Instacart)", "",
+                  f"`shoplm serve` (one worker, bundled model, SQLite) over Instacart: {d['items']:,} items, "
+                  f"{d['events']:,} purchases. One client, {d['calls']} sequential calls per route after 20 warm-up "
+                  "calls, each with its own item, cart or user; the answer's time as the client sees it. The lists "
+                  "and complements are built once in the background (`lists_refresh_s`), so these are their read "
+                  "paths.", "", "| route | p50 ms | p99 ms |", "|---|---|---|"]
+        lines += [f"| {name} | {r['p50_ms']} | {r['p99_ms']} |" for name, r in d["routes"].items()]
+        lines.append("")
     runs = [f"{name}: {r['run']['date']}, load average {', '.join(f'{x:.2f}' for x in r['run']['load_average'])}"
             + (f"; {_machine_line(r['run']['machine'])}" if "machine" in r["run"] else "")
             for name, r in results.items() if isinstance(r, dict) and "run" in r]
@@ -1487,7 +1558,7 @@ def _machine_line(m: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,service,ingest,ads,storefront,facets_1m,impressions",
+    parser.add_argument("--only", default="encoder,ann,service,ingest,ads,storefront,facets_1m,impressions,lists",
                         help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
@@ -1520,6 +1591,7 @@ def main() -> None:
                         help="encoder backends served in turn (torch reads the shared embedding cache)")
     parser.add_argument("--facets-items", type=int, default=1_000_000)
     parser.add_argument("--facets-calls", type=int, default=200, help="timed calls per facets_1m cell")
+    parser.add_argument("--lists-calls", type=int, default=300, help="timed calls per route of the lists section")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     if args.ads_child:
@@ -1547,6 +1619,7 @@ def main() -> None:
                                                args.storefront_seconds, args.storefront_repeats, args.storefront_queries,
                                                args.storefront_profile, args.storefront_backends.split(",")),
         "facets_1m": lambda: bench_facets_1m(settings, args.facets_items, args.facets_calls),
+        "lists": lambda: bench_lists(settings, args.lists_calls),
         "impressions": lambda: bench_impressions(settings, args.storefront_clients, args.storefront_workers,
                                                  args.storefront_seconds, args.storefront_repeats,
                                                  args.storefront_queries),
