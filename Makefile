@@ -10,23 +10,30 @@ STAMP := $(VENV)/.installed-stamp
 # Where the real data sets live (see ../shared/data/README.md); override with SHOPLM_DATA_DIR.
 SHOPLM_DATA_DIR ?= ../shared/data
 export SHOPLM_DATA_DIR
-# The demo's working directory and store; override to use your own.
+# The demo's working directory; each input is served from DEMO_DIR/NAME/run-KEY/ (its own
+# SQLite store unless DEMO_STORE names one).
 DEMO_DIR ?= var/demo
-DEMO_STORE ?= sqlite:///$(DEMO_DIR)/shop.db
-# Bring your own data: `make demo ITEMS=my/items.csv EVENTS=my/events.csv`.
-ITEMS ?= $(DEMO_DIR)/scientific/items.csv
-EVENTS ?= $(DEMO_DIR)/scientific/events.csv
-# The demo's fast training setting: minutes of training at most (the best epoch is kept).
+DEMO_STORE ?=
+# Bring your own data: `make demo ITEMS=my/items.csv EVENTS=my/events.csv`, or a shop export
+# as it is: `make demo ITEMS=feed.xml` (Merchant Center), `ITEMS=products_export.csv` (Shopify,
+# WooCommerce); FORMAT= names the format when it cannot be detected. Default: Amazon Scientific.
+ITEMS ?=
+EVENTS ?=
+JUDGMENTS ?=
+FORMAT ?=
+# The demo's fast settings: minutes of recommendation training and of search fine-tuning.
 DEMO_TRAIN_MINUTES ?= 3
-DEMO_MODEL := $(DEMO_DIR)/models/recommend
+DEMO_SEARCH_MINUTES ?= 5
+# More `shoplm demo` options, e.g. DEMO_ARGS=--no-serve.
+DEMO_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install demo test services bench clean help
 
 help:
-	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=) into $(DEMO_STORE);"
-	@echo "            train (or reuse) the recommendation model; evaluate; serve http://$(HOST):$(PORT)"
+	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=/JUDGMENTS=, FORMAT=) under $(DEMO_DIR);"
+	@echo "            train (or reuse) and evaluate what is served; serve http://$(HOST):$(PORT)"
 	@echo "make test   install if needed, start PostgreSQL and install chromium if missing, run the whole test suite"
 	@echo "make bench  encoder, ANN, service, ingest, ads, storefront and 1M-facet benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
@@ -39,20 +46,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-$(DEMO_DIR)/scientific/events.csv: | $(STAMP)
-	$(SHOPLM) data convert amazon-recbole $(SHOPLM_DATA_DIR)/amazon-scientific $(DEMO_DIR)/scientific
-
-demo: $(STAMP) $(if $(filter $(DEMO_DIR)/scientific/%,$(EVENTS)),$(DEMO_DIR)/scientific/events.csv)
-	$(SHOPLM) ingest --items $(ITEMS) --events $(EVENTS) --store $(DEMO_STORE)
-	$(SHOPLM) data stats --store $(DEMO_STORE)
-	test -f $(DEMO_MODEL)/params.json || SHOPLM_RECOMMEND_MAX_MINUTES=$(DEMO_TRAIN_MINUTES) \
-	    $(SHOPLM) train recommend --items $(ITEMS) --events $(EVENTS) --out $(DEMO_MODEL)
-	test -f $(DEMO_DIR)/eval/report.md || $(SHOPLM) eval recommend --items $(ITEMS) --events $(EVENTS) \
-	    --model $(DEMO_MODEL) --json $(DEMO_DIR)/eval/recommend.json --report $(DEMO_DIR)/eval
-	@sed -n '1,40p' $(DEMO_DIR)/eval/report.md
-	@echo "storefront: http://$(HOST):$(PORT)   (API docs: http://$(HOST):$(PORT)/docs; Ctrl-C stops)"
-	SHOPLM_RECOMMEND_MODEL=$(DEMO_MODEL) SHOPLM_MODELS_DIR=$(DEMO_DIR)/models SHOPLM_SEARCH_INDEX_DIR=$(DEMO_DIR)/index \
-	    $(SHOPLM) serve --store $(DEMO_STORE) --host $(HOST) --port $(PORT)
+# `shoplm demo` converts, ingests, trains, evaluates, prints what it serves and serves (shoplm/cli/demo.py).
+demo: $(STAMP)
+	$(SHOPLM) demo --dir $(DEMO_DIR) $(if $(ITEMS),--items $(ITEMS)) $(if $(EVENTS),--events $(EVENTS)) \
+	    $(if $(JUDGMENTS),--judgments $(JUDGMENTS)) $(if $(FORMAT),--format $(FORMAT)) \
+	    $(if $(DEMO_STORE),--store $(DEMO_STORE)) --train-minutes $(DEMO_TRAIN_MINUTES) \
+	    --search-minutes $(DEMO_SEARCH_MINUTES) --host $(HOST) --port $(PORT) $(DEMO_ARGS)
 
 # What the tests need besides .venv: PostgreSQL running on 127.0.0.1:5432 (the store contract
 # suite runs against it) and Debian's chromium (the storefront test drives it headless).

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from shoplm.cli import analytics, data, jobs, merchandising, recommend, search, serve, suggest
+from shoplm.cli import analytics, data, demo, jobs, merchandising, recommend, search, serve, suggest
 from shoplm.cli.common import (
     app, data_app, err, eval_app, index_app, jobs_app, jobs_train_app, report_app, rules_app, train_app,
 )
@@ -38,6 +38,7 @@ app.command()(data.ingest)
 data_app.command("convert")(data.convert)
 data_app.command("stats")(data.stats)
 app.command()(serve.serve)
+app.command()(demo.demo)
 eval_app.command("personalized-search")(search.eval_personalized_search)
 app.add_typer(index_app, name="index")
 train_app.command("search")(search.train_search)
