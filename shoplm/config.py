@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     recommend_max_len: int = Field(50, ge=2, description="Most recent items the model reads, in events.")
     recommend_experts: int = Field(4, ge=1, description="Experts of the text adaptor (mixture of whitening projections).")
     recommend_text_lags: int = Field(6, ge=1, description="How many of the latest items feed the direct text and co-occurrence paths.")
-    recommend_cooc_path: bool = Field(True, description="Add the co-occurrence path (catalogs up to 10,000 items).")
+    recommend_cooc_path: bool = Field(True, description="Add the co-occurrence path (sparse: any catalog size).")
     recommend_new_item_neighbours: int = Field(10, ge=0, description="A new item borrows the co-occurrence, ID vector and "
                                                "popularity of this many nearest seen items by text; 0 = new items get none.")
     recommend_use_id: bool = Field(True, description="Add an ID embedding for items seen in training.")

@@ -19,8 +19,8 @@ def test_train_config_defaults_are_the_settings():
 
 def test_user_model_config_defaults_are_the_settings():
     assert model_config(Settings(), 4_385, 384) == UserModelConfig(n_items=4_385, text_dim=384)
-    # above SIM_CACHE_ITEMS the dense co-occurrence path is off
-    assert not model_config(Settings(), SIM_CACHE_ITEMS + 1, 384).cooc_path
+    # the co-occurrence path is sparse: it stays on above the text-similarity cache's size
+    assert model_config(Settings(), SIM_CACHE_ITEMS + 1, 384).cooc_path
 
 
 def test_search_train_config_defaults_are_the_settings():

@@ -37,6 +37,13 @@ popularity of its own; it borrows those of its nearest seen items by text
 After training, `shift` is set so that new items take their catalog share of the top slots
 over the validation histories (`shoplm.recommend.train.calibrate_new_items`).
 
+No part holds an (n x n) matrix, so every path is on at any catalog size: C is kept as CSR
+arrays and a position reads only its K rows; C' is never built, the nonzeros read are spread
+through the neighbour table (`neighbours.spread_table`); the neighbours are found once (in
+chunks, or by FAISS above `neighbours.EXACT_NEIGHBOUR_ITEMS`) and saved with the model. The
+direct text path caches the (n x n) text cosines up to SIM_CACHE_ITEMS items and multiplies
+by the texts above. Memory O(nnz(C) + n K), besides the (P, n) logits themselves.
+
 `UserModel(UserModelConfig(n_items=4385))`, `.scores(history (B, L)) -> (B, n_items)`.
 """
 
@@ -51,10 +58,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from shoplm.recommend.adaptor import TextAdaptor, whitening
-from shoplm.recommend.neighbours import borrowed, spread_to_new_items, text_neighbours
+from shoplm.recommend.cooccurrence import CSR, csr_gather, csr_tensors, lag_entries
+from shoplm.recommend.neighbours import borrowed, spread_table, text_neighbours
 from shoplm.recommend.sequences import Histories
 
-SIM_CACHE_ITEMS = 10_000
+SIM_CACHE_ITEMS = 10_000  # the direct text path caches the (n x n) text cosines up to this many items
 
 
 @dataclass
@@ -74,7 +82,7 @@ class UserModelConfig:
     text_path: bool = True  # direct last-K-items text similarity
     text_lags: int = 6  # K
     history_bias: bool = True
-    cooc_path: bool = True  # direct co-occurrence path (catalogs up to SIM_CACHE_ITEMS items)
+    cooc_path: bool = True  # direct co-occurrence path, C kept sparse (any catalog size)
     cooc_window: int = 3  # items at most this many events apart co-occur
     logits: Literal["cosine", "dot"] = "cosine"  # "cosine": cos(state, item) / learned temperature; "dot": state . item (SASRec)
     new_item_neighbours: int = 10  # > 0: a new item borrows the co-occurrence, ID vector and popularity of its K nearest seen items by text
@@ -99,13 +107,15 @@ class UserModel(nn.Module):
         whitened = whitening(text[:-1], d) if cfg.use_text and item_text is not None else torch.zeros(n, d)
         self.register_buffer("item_whitened", F.pad(whitened, (0, 0, 0, 1)))  # (n + 1, dim)
         self.adaptor = TextAdaptor(d, cfg.n_experts, cfg.text_dim) if cfg.use_text else None
-        self._text_sim: torch.Tensor | None = None  # (n, n) cache, see text_similarity()
+        self._text_sim: torch.Tensor | None = None  # (n + 1, n) cache up to SIM_CACHE_ITEMS, see text_similarity()
         for name in ("cooc_indptr", "cooc_indices"):
             self.register_buffer(name, torch.zeros(n + 1 if name == "cooc_indptr" else 0, dtype=torch.int64))
         self.register_buffer("cooc_values", torch.zeros(0))  # C as CSR arrays, see set_cooccurrence()
-        self._cooc: torch.Tensor | None = None  # dense (n + 1, n) cache
-        self._spread: torch.Tensor | None = None  # dense (n + 1, n) cache, see new_item_cooccurrence()
-        self._neighbours: tuple[torch.Tensor, torch.Tensor] | None = None  # see text_neighbours()
+        # Each item's nearest seen items by text, (n + 1, K) each, found on first use and kept
+        # in the state dict, so that a loaded model does not search again (see text_neighbours()).
+        self.register_buffer("neighbour_index", torch.zeros(0, 0, dtype=torch.int64))
+        self.register_buffer("neighbour_weight", torch.zeros(0, 0))
+        self._spread: tuple[torch.Tensor, ...] | None = None  # reverse-neighbour CSR, see spread_table()
         self._vectors: tuple[tuple, torch.Tensor] | None = None  # (key, (n + 1, dim)), see item_vectors()
         self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
         if self.item_id is not None:
@@ -155,6 +165,7 @@ class UserModel(nn.Module):
         runs over the whole catalog, which was most of a served recommendation's model time."""
         if id_keep is not None or self.training or torch.is_grad_enabled():
             return self._item_vectors(id_keep)
+        self.text_neighbours()  # found before the key is taken: finding them changes their buffers
         key = tuple((t.data_ptr(), t._version) for t in self._item_vector_inputs())
         if self._vectors is None or self._vectors[0] != key:
             self._vectors = (key, self._item_vectors(None))
@@ -170,7 +181,8 @@ class UserModel(nn.Module):
         """Every tensor `item_vectors` reads: a load or an in-place edit bumps one's version,
         a move changes its storage."""
         return [*(self.adaptor.parameters() if self.adaptor is not None else ()), self.item_whitened, self.item_text,
-                self.seen, self.id_weight, self.borrow_id, *((self.item_id.weight,) if self.item_id is not None else ())]
+                self.seen, self.id_weight, self.borrow_id, self.neighbour_index, self.neighbour_weight,
+                *((self.item_id.weight,) if self.item_id is not None else ())]
 
     def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
         vectors = self.adaptor(self.item_whitened, self.item_text) if self.adaptor is not None else 0.0
@@ -206,10 +218,10 @@ class UserModel(nn.Module):
 
     def logits(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                id_keep: torch.Tensor | None = None,
-               cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+               cooc: CSR | None = None) -> torch.Tensor:
         """Scores of every item at the positions (rows, cols) of `history` (B, L): (P, n_items).
-        `cooc` = (C, C') (n + 1, n) each replaces the model's own co-occurrence matrix and its
-        spread to new items (cross-fitting; C' may be None)."""
+        `cooc`: a co-occurrence C as CSR arrays (indptr, indices, values) that replaces the
+        model's own (cross-fitting); its spread to new items goes through the same neighbours."""
         vectors = self.item_vectors(id_keep)  # (n + 1, dim)
         state = self.states(history, vectors)[rows, cols]  # (P, dim)
         if self.cfg.logits == "dot":  # SASRec's own head: the norm of an ID vector can carry popularity
@@ -230,15 +242,10 @@ class UserModel(nn.Module):
         if self.cfg.use_text and self.cfg.text_path:
             out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
         if self.cfg.cooc_path:
-            matrix, spread = (self.cooccurrence(), self.new_item_cooccurrence()) if cooc is None else cooc
-            # An item whose ID is hidden is treated as new: no co-occurrence of its own; with
-            # `new_item_neighbours` it borrows its text neighbours' (`spread`) instead.
-            # (A scale of its own for C' did no better: cold-target NDCG@10 0.0315 against 0.0331.)
             lags, weights = self._lags(history, rows, cols, self.cooc_lags)  # (P, K) each
-            cooc_scores = torch.einsum("pk,pkn->pn", weights, matrix[lags]) * keep[:-1]  # (P, n)
-            if spread is not None:
-                cooc_scores = cooc_scores + torch.einsum("pk,pkn->pn", weights, spread[lags]) * (1 - keep[:-1])
-            out = out + self.cooc_scale * cooc_scores
+            cells, values = self._cooc_entries(self.cooccurrence() if cooc is None else cooc, lags, weights, keep)
+            # added where C has entries: no (P, n) tensor of its own (at 1M items one is 2 GB)
+            out = out.reshape(-1).index_add(0, cells, self.cooc_scale * values).view(out.shape)
         if self.cfg.history_bias:
             out = out + self.history_scale * self._in_history(history, rows, cols)
         return out
@@ -260,10 +267,39 @@ class UserModel(nn.Module):
 
     def forward(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor,
                 id_keep: torch.Tensor | None = None,
-                cooc: tuple[torch.Tensor, torch.Tensor | None] | None = None) -> torch.Tensor:
+                cooc: CSR | None = None) -> torch.Tensor:
         """`logits`, as the module's call: training calls the model, or its DDP wrapper,
         which averages gradients only through `forward`."""
         return self.logits(history, rows, cols, id_keep, cooc)
+
+    def _cooc_scores(self, csr: CSR, lags: torch.Tensor, weights: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(P, n): the co-occurrence path's scores before gamma, see `_cooc_entries`."""
+        cells, values = self._cooc_entries(csr, lags, weights, keep)
+        flat = torch.zeros(len(lags) * self.cfg.n_items, dtype=values.dtype, device=values.device)
+        return flat.index_add(0, cells, values).view(len(lags), self.cfg.n_items)
+
+    def _cooc_entries(self, csr: CSR, lags: torch.Tensor, weights: torch.Tensor,
+                      keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """sum_k c_k C(h_{t-k}, j) * w_j + sum_k c_k C'(h_{t-k}, j) * (1 - w_j) as entries of
+        the flat (P, n) scores: (cell p * n + j, value), each (E,), repeated cells adding up.
+        Read from the nonzeros of the K rows of C at each position, never a dense C or C'.
+
+        An item whose ID is hidden is treated as new: no co-occurrence of its own; with
+        `new_item_neighbours` it borrows its text neighbours' instead, C'[h, j] = sum_k
+        w_jk C[h, k]: each entry (p, k, v) of the C rows read spreads to the items j that
+        borrow from k (`spread_table`). (A scale of its own for C' did no better: cold-target
+        NDCG@10 0.0315 against 0.0331.)"""
+        n = self.cfg.n_items
+        position, item, value = lag_entries(csr, lags, weights)  # (E,) each
+        cells, values = [position * n + item], [value * keep[item]]
+        spread = self.spread_table()
+        if spread is not None:
+            indptr, borrower, share = spread
+            owner, at = csr_gather(indptr, item)  # (E',) each: entry `owner` lends to borrower[at]
+            j = borrower[at]
+            cells.append(position[owner] * n + j)
+            values.append(value[owner] * share[at] * (1 - keep[j]))
+        return torch.cat(cells), torch.cat(values)
 
     def _recent_text_scores(self, history: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """(P, n): sum_k a_k cos(e_{t-k}, e_j) over the last K items before each position."""
@@ -285,61 +321,54 @@ class UserModel(nn.Module):
 
     def set_cooccurrence(self, matrix) -> None:
         """Stores C (a scipy CSR (n, n) matrix) as three plain arrays in the state dict."""
-        self.cooc_indptr = torch.from_numpy(matrix.indptr.astype(np.int64)).to(self.item_text.device)
-        self.cooc_indices = torch.from_numpy(matrix.indices.astype(np.int64)).to(self.item_text.device)
-        self.cooc_values = torch.from_numpy(matrix.data.astype(np.float32)).to(self.item_text.device)
-        self._cooc = self._spread = None
+        self.cooc_indptr, self.cooc_indices, self.cooc_values = csr_tensors(matrix, self.item_text.device)
 
-    def cooccurrence(self) -> torch.Tensor:
-        """(n + 1, n) dense C, the pad row zero; built once from the CSR arrays."""
-        if self._cooc is None or self._cooc.device != self.cooc_values.device:
-            n = self.cfg.n_items
-            rows = torch.repeat_interleave(torch.arange(n, device=self.cooc_values.device),
-                                           self.cooc_indptr.diff())  # (nnz,)
-            dense = torch.zeros(n + 1, n, device=self.cooc_values.device)  # the pad row stays zero
-            dense[rows, self.cooc_indices] = self.cooc_values
-            self._cooc = dense
-        return self._cooc
-
-    def spread_to_new_items(self, matrix: torch.Tensor) -> torch.Tensor | None:
-        """`neighbours.spread_to_new_items` of a (n + 1, n) co-occurrence; None when off."""
-        neighbours = self.text_neighbours()
-        return None if neighbours is None else spread_to_new_items(matrix, neighbours)
+    def cooccurrence(self) -> CSR:
+        """C as CSR arrays (indptr (n + 1,), indices (nnz,), values (nnz,)); the pad has no row."""
+        return self.cooc_indptr, self.cooc_indices, self.cooc_values
 
     def text_neighbours(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """`neighbours.text_neighbours` of the catalog, built once; None when off or above
-        SIM_CACHE_ITEMS items."""
-        similarity = self.text_similarity()
-        if self.cfg.new_item_neighbours <= 0 or similarity is None:
+        """`neighbours.text_neighbours` of the catalog, (n + 1, K) each (exact up to
+        `neighbours.EXACT_NEIGHBOUR_ITEMS` items, FAISS IVF above); None when off. Found once and
+        kept as the buffers `neighbour_index` and `neighbour_weight`: a saved model carries
+        them (a model saved without them finds them again on first use)."""
+        if self.cfg.new_item_neighbours <= 0:
             return None
-        if self._neighbours is None or self._neighbours[0].device != similarity.device:
-            self._neighbours = text_neighbours(similarity, self.seen, self.cfg.new_item_neighbours, self.pad)
-        return self._neighbours
+        if len(self.neighbour_index) != self.pad + 1:
+            self.neighbour_index, self.neighbour_weight = text_neighbours(
+                self.item_text, self.seen, self.cfg.new_item_neighbours, self.pad)
+            self._spread = None
+        return self.neighbour_index, self.neighbour_weight
+
+    def spread_table(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """`neighbours.spread_table` of the text neighbours, built once; None when off."""
+        neighbours = self.text_neighbours()
+        if neighbours is None:
+            return None
+        if self._spread is None or self._spread[0].device != neighbours[0].device:
+            self._spread = spread_table(neighbours)
+        return self._spread
 
     def borrowed(self, values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor | None:
         """`neighbours.borrowed` over the catalog's text neighbours; None when off."""
         neighbours = self.text_neighbours()
         return None if neighbours is None else borrowed(values, keep, neighbours)
 
-    def new_item_cooccurrence(self) -> torch.Tensor | None:
-        """`spread_to_new_items` of the model's own C, built once."""
-        if self.cfg.new_item_neighbours <= 0:
-            return None
-        if self._spread is None or self._spread.device != self.cooc_values.device:
-            self._spread = self.spread_to_new_items(self.cooccurrence())
-        return self._spread
-
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # The CSR arrays' lengths depend on the data: take them from the checkpoint.
-        for name in ("cooc_indptr", "cooc_indices", "cooc_values"):
+        # The CSR arrays' and the neighbours' shapes depend on the data: take them from the
+        # checkpoint. One saved before the neighbours were kept leaves them to be found again.
+        for name in ("cooc_indptr", "cooc_indices", "cooc_values", "neighbour_index", "neighbour_weight"):
             if prefix + name in state_dict:
                 setattr(self, name, torch.empty_like(state_dict[prefix + name]))
-        self._cooc = self._text_sim = self._spread = self._neighbours = self._vectors = None
+            elif name.startswith("neighbour_"):
+                state_dict[prefix + name] = getattr(self, name).new_zeros(0, 0)
+        self._text_sim = self._spread = self._vectors = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def text_similarity(self) -> torch.Tensor | None:
         """(n + 1, n) cosine between items' texts (the pad row zero), computed once, for
-        catalogs up to SIM_CACHE_ITEMS items (4 bytes * n^2: 400 MB at 10,000)."""
+        catalogs up to SIM_CACHE_ITEMS items (4 bytes * n^2: 400 MB at 10,000). Only the
+        direct text path reads it (a speed-up: above, it multiplies by the texts instead)."""
         if self.cfg.n_items > SIM_CACHE_ITEMS:
             return None
         if self._text_sim is None or self._text_sim.device != self.item_text.device:

@@ -28,13 +28,13 @@ from shoplm.metrics import single_target_metrics, target_ranks
 from shoplm.recommend.baselines.popularity import Popularity
 from shoplm.recommend.blend import Blend, tune_recommend_blend
 from shoplm.recommend.checkpoint import save_model
-from shoplm.recommend.cooccurrence import co_occurrence
+from shoplm.recommend.cooccurrence import co_occurrence, csr_tensors
 from shoplm.recommend.recommender import FitData
 from shoplm.progress import Progress, quiet
 from shoplm.replica import IN_PROCESS, Replica
 from shoplm.recommend.sequences import Cases, ColdUsers, Histories, Sequences, Split, item_frequency, prefix_cases, \
     training_fingerprint
-from shoplm.recommend.model import SIM_CACHE_ITEMS, UserModel, UserModelConfig, model_scores, pad_left
+from shoplm.recommend.model import UserModel, UserModelConfig, model_scores, pad_left
 
 
 @dataclass
@@ -78,7 +78,7 @@ def model_config(settings: Settings, n_items: int, text_dim: int) -> UserModelCo
         encoder=settings.recommend_encoder, dim=settings.recommend_dim, n_layers=settings.recommend_layers,
         n_heads=settings.recommend_heads, n_experts=settings.recommend_experts, max_len=settings.recommend_max_len, dropout=settings.recommend_dropout,
         temperature=settings.recommend_temperature, text_lags=settings.recommend_text_lags,
-        cooc_path=settings.recommend_cooc_path and n_items <= SIM_CACHE_ITEMS, cooc_window=settings.knn_window,
+        cooc_path=settings.recommend_cooc_path, cooc_window=settings.knn_window,
         new_item_neighbours=settings.recommend_new_item_neighbours,
     )
 
@@ -98,16 +98,15 @@ def training_windows(train: Sequences, max_len: int) -> tuple[list[np.ndarray], 
 
 
 def cross_fitted_cooccurrence(model: UserModel, train: Sequences, folds: np.ndarray, device: str) -> list:
-    """For each fold f, dense (n + 1, n) C from the actors outside f (None without the path)."""
+    """For each fold f, C from the actors outside f as CSR arrays (indptr, indices, values)
+    on `device` (None without the path)."""
     if not model.cfg.cooc_path:
         return [None, None]
     out = []
     for fold in (0, 1):
         keep = [np.ones(len(s), dtype=bool) if folds[i] != fold else np.zeros(len(s), dtype=bool)
                 for i, s in enumerate(train.items)]
-        csr = co_occurrence(train.select(keep), model.cfg.n_items, model.cfg.cooc_window)
-        dense = torch.from_numpy(np.asarray(csr.todense(), dtype=np.float32))  # (n, n)
-        out.append(F.pad(dense, (0, 0, 0, 1)).to(device))  # (n + 1, n)
+        out.append(csr_tensors(co_occurrence(train.select(keep), model.cfg.n_items, model.cfg.cooc_window), device))
     return out
 
 
@@ -138,7 +137,7 @@ class TrainingSet(NamedTuple):
     lengths: np.ndarray  # int64[n_windows]
     folds: np.ndarray  # int64[n_windows]: the cross-fitting fold of each window's actor
     mean_weight: float  # of all training events: the loss is a weighted mean with this scale
-    cooc: list  # per fold: (C, C') dense (n + 1, n) each, or None without the co-occurrence path
+    cooc: list  # per fold: C as CSR arrays (indptr, indices, values), or None without the co-occurrence path
     unseen: torch.Tensor  # bool (n,): items without training events
     id_drop: torch.Tensor  # float (n + 1,): each item's chance that its ID is hidden in a step, see id_drop_rates
     id_rng: torch.Generator | None  # RNG of the ID-dropout draws (None: the global one)
@@ -151,9 +150,9 @@ def training_set(model: UserModel, train: Sequences, cfg: TrainConfig, device: s
     if not windows:
         return None
     folds = np.random.default_rng(cfg.seed + 1).integers(0, 2, len(train))  # (n_actors,) for cross-fitting
-    # per fold (C, C'): ID-hidden items borrow their text neighbours' co-occurrence, as new ones do
-    cooc = [c if c is None else (c, model.spread_to_new_items(c))
-            for c in cross_fitted_cooccurrence(model, train, folds, device)]
+    # per fold C; ID-hidden items borrow their text neighbours' share of it, as new ones do (UserModel.logits)
+    cooc = cross_fitted_cooccurrence(model, train, folds, device)
+    model.text_neighbours()  # found once, before a data-parallel wrap sees the model's buffers
     id_drop = F.pad(id_drop_rates(item_frequency(train, model.cfg.n_items), cfg), (0, 1)).to(device)  # (n + 1,)
     return TrainingSet(windows, weights, np.array([len(w) for w in windows]), folds[owners],
                        float(np.concatenate(weights).mean()), cooc, model.seen[:-1] == 0, id_drop, id_rng)
