@@ -80,7 +80,9 @@ def test_an_aa_experiment_rarely_differs_and_a_better_arm_is_found(service):
                 and r["arms"]["b"]["click_rate"] > r["arms"]["a"]["click_rate"] for r in ab)
     assert found >= 36, found  # at least 90% of runs
     assert all(r["arms"]["a"]["visitors"] + r["arms"]["b"]["visitors"] == 60 for r in aa + ab)
-    assert not any(r["sample_ratio"]["mismatch"] for r in aa + ab)
+    # each experiment draws a random salt, and the check flags p < 0.001: over 80 fair runs it
+    # fires 0.08 times on average, at least once in 7.7% of test runs, twice in 0.3%
+    assert sum(r["sample_ratio"]["mismatch"] for r in aa + ab) <= 1
 
 
 def test_a_skewed_split_is_flagged(service):
