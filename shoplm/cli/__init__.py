@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.markup import escape
 
-from shoplm.cli import analytics, data, demo, jobs, merchandising, recommend, search, serve, suggest
+from shoplm.cli import analytics, data, demo, jobs, merchandising, pretrain, recommend, search, serve, suggest
 from shoplm.cli.common import (
     app, data_app, err, eval_app, index_app, jobs_app, jobs_train_app, report_app, rules_app, train_app,
 )
@@ -42,6 +42,7 @@ app.command()(demo.demo)
 eval_app.command("personalized-search")(search.eval_personalized_search)
 app.add_typer(index_app, name="index")
 train_app.command("search")(search.train_search)
+app.command("pretrain")(pretrain.pretrain)
 eval_app.command("search")(search.eval_search)
 index_app.command("build")(search.index_build)
 app.command("search")(search.search)
