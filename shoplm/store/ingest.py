@@ -284,23 +284,35 @@ class _ProcessWriter(_Writer):
 
 
 def _write_event_rows(url: str, conn: Any, parent_end: Any) -> None:
-    """The writer process: store every batch it receives, answer ("ok", stored) or ("error", message)."""
+    """The writer process: store every batch it receives, answer ("ok", stored) or ("error", message).
+    A thread receives (and unpickles) the next batch while this one is written, so the store
+    waits for no transfer (PostgreSQL: the server inserts one batch while the next arrives)."""
+    import queue
+    import threading
+
     from shoplm.store import open_store
 
     # A forked child holds a copy of the parent's end of the pipe too: closed here, so that the
     # parent's death (even by SIGKILL) leaves no writer and recv() below sees EOF and returns.
     parent_end.close()
 
-    store = None
-    try:
-        store = open_store(url)
+    batches: queue.Queue = queue.Queue(maxsize=1)  # at most one batch waits here: memory stays bounded
+
+    def receive() -> None:
         while True:
             try:
                 rows = conn.recv()
-            except EOFError:  # the parent is gone
-                return
+            except (EOFError, OSError):  # the parent is gone
+                rows = None
+            batches.put(rows)
             if rows is None:
                 return
+
+    store = None
+    try:
+        store = open_store(url)
+        threading.Thread(target=receive, name="shoplm-ingest-receiver", daemon=True).start()
+        while (rows := batches.get()) is not None:
             try:
                 conn.send(("ok", store.add_event_rows(rows)))
             except Exception as exc:  # noqa: BLE001 - reported to the parent, which raises it

@@ -16,7 +16,7 @@ from shoplm.errors import NotFound
 import secrets
 
 from shoplm.store.analytics import Aggregates, aggregate_frames
-from shoplm.store.base import SCHEMA_VERSION, Impression, event_row, events_to_frame, impressions_to_frame
+from shoplm.store.base import SCHEMA_VERSION, Change, Impression, event_row, events_to_frame, impressions_to_frame
 
 
 def _belongs(row: tuple, user_id: str | None, session_id: str | None) -> bool:
@@ -28,6 +28,7 @@ def _belongs(row: tuple, user_id: str | None, session_id: str | None) -> bool:
 
 class MemoryStore:
     url = "memory://"
+    change_feed = False  # one process: nothing to follow
 
     def __init__(self) -> None:
         self._items: dict[str, Item] = {}
@@ -178,6 +179,12 @@ class MemoryStore:
             found = self._merchandising[kind].pop(record_id, None) is not None
             self._merchandising_writes += found
         return found
+
+    def changes_after(self, after_id: int, limit: int = 1_000) -> list[Change]:
+        return []
+
+    def last_change_id(self) -> int:
+        return 0
 
     def close(self) -> None:
         pass

@@ -1,8 +1,11 @@
 """`SqlStore`: the `Store` on SQLite (embedded default) or PostgreSQL, via SQLAlchemy Core.
 
 Idempotency comes from unique keys plus `INSERT ... ON CONFLICT`, which both dialects
-speak; each write method runs in one transaction. The schema carries a version in
-`shoplm_meta` so an old store is refused with a clear message instead of misread.
+speak; each write method runs in one transaction. Large event batches take a bulk path on
+each: sqlite3's executemany, PostgreSQL's COPY (shoplm/store/bulk.py). On PostgreSQL every
+catalog write also logs itself to the change feed, in its transaction (shoplm/store/feed.py).
+The schema carries a version in `shoplm_meta`: an older store is upgraded in place, a newer
+one refused with a clear message instead of misread.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import secrets
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import polars as pl
 import sqlalchemy as sa
@@ -25,7 +28,9 @@ from shoplm.data.records import EVENT_FIELDS, Event, Item, Judgment
 from shoplm.data.experiments import Experiment
 from shoplm.data.rules import Rule, Synonym
 from shoplm.store.analytics import ARMS, ENGAGED, ENGAGED_SCHEMA, LENGTHS, LISTS, POSITIONS, Aggregates
-from shoplm.store.base import SCHEMA_VERSION, Impression, event_row, events_to_frame, impressions_to_frame, without_password
+from shoplm.store.base import SCHEMA_VERSION, Change, Impression, event_row, events_to_frame, impressions_to_frame, without_password
+from shoplm.store.bulk import COPY_MIN_ROWS, StagedInsert
+from shoplm.store.feed import append_change, feed_metadata, newest_change_id, read_changes
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -130,6 +135,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 _MERCHANDISING = "merchandising_version"  # shoplm_meta key of the token that moves with every rule or synonym write
 _EVENT_COLUMNS = [events_table.c[f.name] for f in dataclasses.fields(Event)]  # in Event's field order
+_COPY_EVENTS = StagedInsert(events_table, ["event_key", *EVENT_FIELDS], "event_key")  # PostgreSQL, large batches
 
 
 class SqlStore:
@@ -138,28 +144,32 @@ class SqlStore:
         try:
             self.engine = _engine_for(url)
             self._insert = (postgresql if self.engine.dialect.name == "postgresql" else sqlite).insert
+            self.change_feed = self.engine.dialect.name == "postgresql"  # SQLite serves one host
             with self.engine.begin() as conn:
                 metadata.create_all(conn)
+                if self.change_feed:
+                    feed_metadata.create_all(conn)
                 self._check_version(conn)
         except sa.exc.SQLAlchemyError as exc:
             raise StoreError(f"cannot open store {without_password(url)}: {exc.__class__.__name__}: {exc.orig if hasattr(exc, 'orig') else exc}; "
                              "check that the server runs and the URL is right") from exc
 
     def _check_version(self, conn: sa.Connection) -> None:
+        """Record the version in a new store, upgrade an older one in place, refuse a newer one."""
         found = conn.execute(sa.select(meta_table.c.value).where(meta_table.c.key == "schema_version")).scalar()
-        if found is not None and int(found) == 1:  # version 1 lacks events.list_id; the impressions table is new
-            conn.execute(sa.text("ALTER TABLE events ADD COLUMN list_id VARCHAR(64)"))
-            conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_list_id ON events (list_id)"))
-            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
-            found = str(SCHEMA_VERSION)
         if found is None:
             stmt = self._insert(meta_table).values(key="schema_version", value=str(SCHEMA_VERSION))
             conn.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
-        elif int(found) != SCHEMA_VERSION:
+            return
+        if not 1 <= int(found) <= SCHEMA_VERSION:
             raise SchemaVersionMismatch(
                 f"store {without_password(self.url)} has schema version {found}, this shoplm expects {SCHEMA_VERSION}; "
                 "ingest into a new store or upgrade shoplm to the version that wrote it"
             )
+        for version in range(int(found), SCHEMA_VERSION):
+            _UPGRADES[version](conn)
+        if int(found) != SCHEMA_VERSION:
+            conn.execute(sa.update(meta_table).where(meta_table.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
@@ -176,11 +186,18 @@ class SqlStore:
         )
         with self.engine.begin() as conn:
             conn.execute(stmt, rows)
+            self._changed(conn, "items_upserted", {"item_ids": [row["item_id"] for row in rows]})
         return len(rows)
 
     def delete_items(self, item_ids: Sequence[str]) -> int:
+        doomed = sa.delete(items_table).where(items_table.c.item_id.in_(set(item_ids)))
         with self.engine.begin() as conn:
-            return conn.execute(sa.delete(items_table).where(items_table.c.item_id.in_(set(item_ids)))).rowcount
+            if not self.change_feed:
+                return conn.execute(doomed).rowcount
+            deleted = sorted(conn.execute(doomed.returning(items_table.c.item_id)).scalars())
+            if deleted:
+                self._changed(conn, "items_deleted", {"item_ids": deleted})
+            return len(deleted)
 
     def add_events(self, events: Sequence[Event]) -> int:
         return self.add_event_rows([(e.key, *event_row(e)) for e in events])
@@ -192,6 +209,9 @@ class SqlStore:
             return 0
         if self.engine.dialect.name == "sqlite":
             return self._add_events_sqlite(rows)
+        if len(rows) >= COPY_MIN_ROWS:  # COPY + one INSERT ... SELECT: shoplm/store/bulk.py
+            with self.engine.begin() as conn:
+                return _COPY_EVENTS(conn, rows)
         rows = [dict(zip(EVENT_FIELDS, row[1:]), event_key=row[0]) for row in rows]
         stmt = (
             self._insert(events_table)
@@ -200,7 +220,7 @@ class SqlStore:
         )
         with self.engine.begin() as conn:
             # RETURNING yields one row per event actually inserted: an exact count of
-            # new events on both dialects, where executemany's rowcount is not reliable.
+            # new events, where executemany's rowcount is not reliable.
             return len(conn.execute(stmt, rows).all())
 
     def _add_events_sqlite(self, rows: Sequence[tuple]) -> int:
@@ -422,6 +442,7 @@ class SqlStore:
                 if created is None:
                     raise NotFound(f"no {table.name[:-1]} with id {record_id}")
             self._moved(conn)
+            self._changed(conn, f"{table.name[:-1]}_put", {"id": int(record_id)})
         return body, int(record_id), created, now
 
     def _delete(self, table: sa.Table, record_id: int) -> bool:
@@ -429,7 +450,25 @@ class SqlStore:
             found = conn.execute(sa.delete(table).where(table.c.id == record_id)).rowcount > 0
             if found:
                 self._moved(conn)
+                self._changed(conn, f"{table.name[:-1]}_deleted", {"id": int(record_id)})
         return found
+
+    def _changed(self, conn: sa.Connection, kind: str, payload: dict[str, Any]) -> None:
+        """Log a catalog write to the change feed, in its transaction (PostgreSQL; see feed.py)."""
+        if self.change_feed:
+            append_change(conn, kind, payload)
+
+    def changes_after(self, after_id: int, limit: int = 1_000) -> list[Change]:
+        if not self.change_feed:
+            return []
+        with self.engine.connect() as conn:
+            return read_changes(conn, after_id, limit)
+
+    def last_change_id(self) -> int:
+        if not self.change_feed:
+            return 0
+        with self.engine.connect() as conn:
+            return newest_change_id(conn)
 
     def _moved(self, conn: sa.Connection) -> None:
         stmt = self._insert(meta_table).values(key=_MERCHANDISING, value=uuid.uuid4().hex)
@@ -437,6 +476,19 @@ class SqlStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _add_list_ids(conn: sa.Connection) -> None:
+    """Version 1 -> 2: events.list_id (`create_all` has made the impressions table)."""
+    conn.execute(sa.text("ALTER TABLE events ADD COLUMN list_id VARCHAR(64)"))
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_list_id ON events (list_id)"))
+
+
+# version -> the in-place upgrade to the next one, applied oldest first when a store is opened
+_UPGRADES: dict[int, Callable[[sa.Connection], None]] = {
+    1: _add_list_ids,
+    2: lambda conn: None,  # -> 3: the changes table, which `create_all` has made (PostgreSQL only)
+}
 
 
 def _frame(result: Any, schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -61,6 +61,43 @@ def test_events_differing_in_one_field_are_distinct(store):
     assert store.add_events(variants) == 5
 
 
+def _large_batch(n: int = 2_000) -> list[Event]:
+    """Larger than any backend's small-batch path (PostgreSQL COPYs from 100 rows on), every
+    field used, the clock running backwards so that insertion order and time order differ."""
+    return [Event(10_000.0 - i, ("view", "click", "purchase")[i % 3], user_id=f"u{i % 7}",
+                  session_id=None if i % 5 else f"s{i}", item_id=f"i{i % 11}", query="saw" if i % 4 == 0 else None,
+                  position=i % 9 if i % 2 else None, value=1.5 * i if i % 3 == 2 else None,
+                  list_id=f"l{i}" if i % 6 == 0 else None) for i in range(n)]
+
+
+def test_a_large_batch_is_stored_whole_in_order_and_once(store):
+    events = _large_batch()
+    assert store.add_events(events[:500]) == 500
+    # a repeat within the batch and 500 events already stored: each counted as not new
+    assert store.add_events(events + events[1_000:1_010]) == 1_500
+    assert store.add_events(events) == 0
+    frame = store.events_frame()
+    assert frame["seq"].is_sorted() and frame.height == 2_000
+    assert frame["timestamp"].to_list() == [e.timestamp for e in events]  # insertion order
+    stored = frame.drop("seq").rows()
+    assert stored == [tuple(getattr(e, name) for name in frame.columns[1:]) for e in events]
+
+
+def test_a_position_beyond_the_column_is_refused_whole(pg_url):
+    """PostgreSQL's int4: psycopg's binary COPY would wrap 2**40 silently; the batch must fail."""
+    store = open_store(pg_url)
+    events = _large_batch(300)
+    events[150] = Event(1.0, "click", user_id="u", item_id="a", position=2**40)
+    with pytest.raises(sa.exc.DataError):
+        store.add_events(events)
+    assert store.counts()["events"] == 0  # nothing of the batch, not the rest of it
+    events[150] = Event(1.0, "click", user_id="u", item_id="a", position=2**70)
+    with pytest.raises(sa.exc.DataError):
+        store.add_events(events)
+    assert store.add_events(events[:150]) == 150
+    store.close()
+
+
 def test_judgments_upsert(store):
     store.upsert_judgments([Judgment("saw", "a", 1.0), Judgment("saw", "b", 0.0)])
     store.upsert_judgments([Judgment("saw", "a", 2.0)])
