@@ -32,7 +32,9 @@ def service(tmp_path_factory):
     store = open_store(url)
     store.upsert_items([Item(i, title) for i, title, _, _ in WANTS] + [Item(f"d-{i}", d) for i, _, _, d in WANTS])
     store.close()
-    with ServiceProcess(url, work, env={"SHOPLM_ADMIN_KEY": ADMIN["X-API-Key"], "SHOPLM_RULES_REFRESH_S": "0.01"}) as s:
+    # thousands of simulated shoppers share one client: no per-key rate limit (0 = off)
+    with ServiceProcess(url, work, env={"SHOPLM_ADMIN_KEY": ADMIN["X-API-Key"], "SHOPLM_RULES_REFRESH_S": "0.01",
+                                        "SHOPLM_RATE_LIMIT_PER_SECOND": "0"}) as s:
         with httpx.Client(base_url=s.url, timeout=30) as client:
             yield client
 
