@@ -560,9 +560,10 @@ class Engine:
         complements = self.shop_lists().complements
         n = self.catalog.n_rows
         vectors = self.catalog.vectors
-        stand_in = (self.settings.complements_text_neighbours, self.settings.complements_text_floor)
-        together = complements.scores(context, vectors, *stand_in, n_rows=n)
-        sources = list(complements.context_weights(context, vectors, *stand_in))
+        weights = complements.context_weights(context, vectors, self.settings.complements_text_neighbours,
+                                              self.settings.complements_text_floor)
+        together = complements.weighted(weights, n)
+        sources = list(weights)
         mask = self.catalog.servable()
         mask[context] = False
         mask[sources] = False  # a new item's stand-ins are its look-alikes: substitutes, not complements

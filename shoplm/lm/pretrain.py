@@ -47,6 +47,7 @@ from shoplm.device import autocast, pick_device, use_bf16
 from shoplm.errors import NoTrainingData
 from shoplm.lm.encoder import model_dir
 from shoplm.progress import Progress, quiet
+from shoplm.lm.schedule import lr_at
 
 Kind = Literal["title", "category", "description"]
 KINDS: tuple[Kind, ...] = ("title", "category", "description")
@@ -203,17 +204,6 @@ def make_batch(items: Sequence[ItemText], order: list[int], rng: random.Random, 
         batch.append(Pair(anchor, positive, kind))
     order[:0] = later
     return batch
-
-
-def lr_at(step: int, steps: int, cfg: PretrainConfig, spent: float) -> float:
-    """Linear warmup over `warmup * steps`, then linear decay to 0, following the clock when
-    `spent` (the share of max_minutes used) says the cap comes first, as search fine-tuning does."""
-    warm = max(1, int(cfg.warmup * steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    by_step = (steps - step) / max(1, steps - warm)
-    by_clock = (1.0 - spent) / (1.0 - cfg.warmup)
-    return cfg.lr * max(0.0, min(by_step, by_clock))
 
 
 def pretrain(items: Sequence[ItemText], out: Path, cfg: PretrainConfig, encoder_dir: Path | None = None,

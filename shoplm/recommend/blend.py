@@ -94,7 +94,7 @@ def tune_weight(grid: Sequence[float], evaluate) -> tuple[float, float]:
 POPULARITY_GRID = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 
 
-def _row_zscore(scores: np.ndarray) -> np.ndarray:
+def row_zscore(scores: np.ndarray) -> np.ndarray:
     """Per row (B, n): (s - mean) / std, as the engine z-scores one visitor's scores."""
     mean = scores.mean(axis=1, keepdims=True)
     std = scores.std(axis=1, keepdims=True)
@@ -118,7 +118,7 @@ def tune_recommend_blend(score, valid, popularity: np.ndarray, blend: Blend | No
         if len(cases) < min_cases:
             continue
         subset = valid.subset(buckets == bucket)
-        behaviour = np.concatenate([_row_zscore(score(subset.histories.slice(s, s + batch)))
+        behaviour = np.concatenate([row_zscore(score(subset.histories.slice(s, s + batch)))
                                     for s in range(0, len(subset), batch)])  # (m, n)
 
         def ndcg(w: float) -> float:

@@ -137,16 +137,18 @@ class Complements:
     def scores(self, context: Sequence[int], vectors: np.ndarray | None = None, neighbours: int = 5,
                floor: float = 0.5, n_rows: int | None = None) -> np.ndarray:
         """float64[n_rows or n]: the summed complement rows of the context (see `context_weights`)."""
-        n = self.n_items if n_rows is None else n_rows
-        weights = self.context_weights(context, vectors, neighbours, floor)
-        out = np.zeros(n)
+        return self.weighted(self.context_weights(context, vectors, neighbours, floor), n_rows)
+
+    def weighted(self, weights: dict[int, float], n_rows: int | None = None) -> np.ndarray:
+        """float64[n_rows or n]: sum of weight * the row's complements over `weights` ({row: weight})."""
+        out = np.zeros(self.n_items if n_rows is None else n_rows)
         if not weights:
             return out
         rows = np.fromiter(weights, dtype=np.int64)
         query = sparse.csr_matrix((np.fromiter(weights.values(), dtype=np.float64),
                                    (np.zeros(len(rows), dtype=np.int64), rows)), shape=(1, self.n_items))
         summed = (query @ self.matrix).toarray()[0]  # (n,)
-        m = min(n, len(summed))
+        m = min(len(out), len(summed))
         out[:m] = summed[:m]
         return out
 

@@ -32,7 +32,7 @@ from shoplm.lm.encoder import Encoder
 from shoplm.progress import Progress, quiet
 from shoplm.recommend.checkpoint import check_same_catalog, load_model
 from shoplm.recommend.train import TrainedUserModel, model_config, serving_blend, train_config
-from shoplm.recommend.blend import Blend, popularity_prior, zscore
+from shoplm.recommend.blend import Blend, popularity_prior, row_zscore, zscore
 from shoplm.recommend.sequences import Histories, Sequences
 from shoplm.recommend.baselines.item_knn import ItemKNN
 from shoplm.recommend.baselines.popularity import Popularity
@@ -160,9 +160,7 @@ class ServedMix:
         """Nothing to learn: the model is fitted already."""
 
     def score(self, histories: Histories) -> np.ndarray:
-        raw = np.asarray(self.model.score(histories), dtype=np.float64)  # (B, n)
-        mean, std = raw.mean(axis=1, keepdims=True), raw.std(axis=1, keepdims=True)
-        out = (raw - mean) / np.where(std > 1e-12, std, 1.0)
+        out = row_zscore(np.asarray(self.model.score(histories), dtype=np.float64))  # (B, n)
         for row, items in enumerate(histories.items):
             out[row] = self.prior if not len(items) else \
                 out[row] + self.blend.popularity.get(history_bucket(len(items)), 0.0) * self.prior

@@ -40,6 +40,7 @@ from shoplm.data.text import item_texts
 from shoplm.data.readers import read_events, read_items, read_judgments
 from shoplm.search.data import Pair, SearchInputs, pairs_from_events, pairs_from_judgments, qrels_by_query, split_queries
 from shoplm.search.rerank_train import fit_reranker, ranker_seconds
+from shoplm.lm.schedule import lr_at
 
 
 @dataclass
@@ -89,19 +90,6 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     ranker: dict | None = None  # the re-ranker's summary (`fit_reranker`), when one was trained
-
-
-def lr_at(step: int, steps: int, cfg: SearchTrainConfig, spent: float = 0.0) -> float:
-    """Linear warmup over `warmup * steps`, then linear decay to 0. `spent`: the share of
-    `max_minutes` used so far; when the time limit comes before the last step, the decay
-    follows the clock instead, so the rate still reaches 0 at the end (a CPU's speed varies
-    with load; cut mid-schedule, a run kept a high rate to the end)."""
-    warm = max(1, int(cfg.warmup * steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    by_step = (steps - step) / max(1, steps - warm)
-    by_clock = (1.0 - spent) / (1.0 - cfg.warmup)
-    return cfg.lr * max(0.0, min(by_step, by_clock))
 
 
 def mine_negatives(pairs: Sequence[Pair], qrels: Mapping[str, Mapping[str, float]], lexical: LexicalIndex,
