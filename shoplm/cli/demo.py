@@ -40,11 +40,13 @@ from shoplm.cli.common import ProgressBars, err, out, set_search_threads, settin
 from shoplm.config import Settings
 from shoplm.data.convert import CONVERTERS
 from shoplm.data.convert import convert as run_convert
+from shoplm.data.convert.base import json_records
 from shoplm.data.readers import READERS, count_rows
 from shoplm.errors import ConfigError, ConvertError, InputFileMissing, RecommendDataError, SourceFileMissing
 
 SHOPLM_FORMAT = "shoplm"  # the files are shoplm's own items/events format: nothing to convert
 FORMATS = (SHOPLM_FORMAT, *CONVERTERS)
+JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".json.gz", ".jsonl.gz", ".ndjson.gz")
 GOOGLE_NS = "http://base.google.com/ns/1.0"  # the g: namespace of every Merchant Center XML feed
 # Fewer distinct judged or clicked queries than this and search is served zero-shot: a fifth go
 # to the test set, and the rest, split again into fine-tuning, dev and re-ranker queries, would
@@ -91,7 +93,9 @@ def demo(
     items: Annotated[Optional[Path], typer.Option(help="Your catalog (make: ITEMS=): shoplm items (.csv, .jsonl, "
                                                   ".parquet), a Merchant Center feed (.xml, .tsv), a Shopify or "
                                                   "WooCommerce product CSV. Default: Amazon Scientific.")] = None,
-    events: Annotated[Optional[Path], typer.Option(help="Behaviour log in the shoplm format (EVENTS=).")] = None,
+    events: Annotated[Optional[Path], typer.Option(help="Behaviour log (EVENTS=): shoplm events, a GA4 BigQuery "
+                                                   "export or OpenSearch UBI events (detected). A GA4 export "
+                                                   "without --items brings its own catalog.")] = None,
     judgments: Annotated[Optional[Path], typer.Option(help="Judged query,item_id,relevance file (JUDGMENTS=).")] = None,
     fmt: Annotated[Optional[str], typer.Option("--format", help=f"What --items is (FORMAT=): {', '.join(FORMATS)}. "
                                                "Default: detected from the file.")] = None,
@@ -145,10 +149,21 @@ def resolve_input(settings: Settings, demo_dir: Path, items: Path | None, events
     if fmt is not None and fmt not in FORMATS:
         raise ConvertError(f"--format (FORMAT=) {fmt!r} is not a format the demo reads; expected one of "
                            f"{', '.join(FORMATS)}")
+    events_fmt = detect_events_format(events) if events is not None else SHOPLM_FORMAT
     if items is None:
+        if events_fmt == "ga4" and fmt is None:  # a GA4 export names its items: the catalog comes with it
+            name = _slug(events.name.split(".")[0])
+            _say(f"input: {events}, a GA4 export (detected), its items the catalog; converting it")
+            files = convert_input("ga4", events, demo_dir / name)
+            return DemoInput(name, f"{events} (ga4)", files["items"], files["events"], judgments)
         if events or fmt:
-            raise ConfigError("--events and --format describe your own catalog; give --items (ITEMS=) too")
+            raise ConfigError("--events and --format describe your own catalog; give --items (ITEMS=) too "
+                              "(a GA4 export alone will do: its items become the catalog)")
         return amazon_scientific(settings, demo_dir, judgments)
+    if events is not None and events_fmt != SHOPLM_FORMAT:
+        _say(f"events: {events}, format {events_fmt} (detected); converting them")
+        events = convert_input(events_fmt, events, demo_dir / _slug(items.name.split(".")[0]) / f"events-{events_fmt}",
+                               what="events")["events"]
     detected = fmt or detect_format(items)
     how = "named by --format" if fmt else "detected"
     if detected == SHOPLM_FORMAT:
@@ -210,7 +225,29 @@ def detect_format(path: Path) -> str:
                        f"(FORMAT=): {', '.join(FORMATS)}")
 
 
-def convert_input(fmt: str, src: Path, dest: Path) -> dict[str, Path]:
+def detect_events_format(path: Path) -> str:
+    """What a behaviour log is, from its first record: GA4's BigQuery export (`event_name`,
+    `event_timestamp`), OpenSearch UBI (`action_name`), else shoplm's own events."""
+    first = path
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(JSON_SUFFIXES))
+        if not found:
+            return SHOPLM_FORMAT
+        first = found[0]
+    if not first.name.lower().endswith(JSON_SUFFIXES):
+        return SHOPLM_FORMAT
+    for _, record, error in json_records(first):
+        if error is None and isinstance(record, dict):
+            record = record.get("_source", record)  # a UBI record dumped from OpenSearch
+            if {"event_name", "event_timestamp"} <= record.keys():
+                return "ga4"
+            if "action_name" in record or "user_query" in record:
+                return "ubi"
+        break
+    return SHOPLM_FORMAT
+
+
+def convert_input(fmt: str, src: Path, dest: Path, what: str = "items") -> dict[str, Path]:
     """`shoplm data convert FMT SRC DEST`, its accepted/rejected summary printed; the files written."""
     _say(f"$ {shlex.join(['shoplm', 'data', 'convert', fmt, str(src), str(dest)])}")
     report = run_convert(fmt, src, dest)
@@ -221,9 +258,9 @@ def convert_input(fmt: str, src: Path, dest: Path) -> dict[str, Path]:
     if len(report.rejected) > 5:
         err.print(f"... and {len(report.rejected) - 5} more rejected rows in {report.files.get('rejected')}",
                   markup=False, highlight=False)
-    if "items" not in report.files or report.counts.get("items", 1) == 0:
-        raise ConvertError(f"{src}: no product could be converted by the {fmt} converter (rejected rows above); "
-                           "fix the export or name another --format")
+    if what not in report.files or report.counts.get(what, 1) == 0:
+        raise ConvertError(f"{src}: no {'product' if what == 'items' else 'event'} could be converted by the {fmt} "
+                           "converter (rejected rows above); fix the export or name another --format")
     return report.files
 
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shoplm.cli import app
-from shoplm.cli.demo import detect_format
+from shoplm.cli.demo import detect_events_format, detect_format
 from shoplm.errors import ConvertError
 from tests.service import free_port
 
@@ -100,6 +100,41 @@ def test_with_events_the_figure_is_of_the_served_model_directory(tmp_path, cache
 ])
 def test_detects_the_format_from_the_file(path, expected):
     assert detect_format(path) == expected
+
+
+@pytest.mark.parametrize("path, expected", [
+    (CONVERT / "ga4" / "events_20240502.jsonl", "ga4"),
+    (CONVERT / "ga4", "ga4"),
+    (CONVERT / "ubi" / "ubi_events.json", "ubi"),
+    (CONVERT / "ubi", "ubi"),
+    (Path(__file__).parents[1] / "fixtures" / "bad_events.jsonl", "shoplm"),
+])
+def test_detects_the_events_format_from_the_first_record(path, expected):
+    assert detect_events_format(path) == expected
+
+
+def test_a_ga4_export_alone_is_a_shop_and_ubi_events_go_with_a_feed(tmp_path, cache):
+    result = demo("--events", str(CONVERT / "ga4" / "events_20240502.jsonl"), "--dir", str(tmp_path / "demo"))
+    assert result.exit_code == 0, result.output
+    assert "a GA4 export (detected), its items the catalog; converting it" in result.stdout
+    [run] = (tmp_path / "demo" / "events-20240502").glob("run-*")
+    from shoplm.store import open_store
+
+    db = open_store(f"sqlite:///{run / 'shop.db'}")
+    try:
+        counts = db.counts()
+        assert counts["items"] > 0 and counts["events"] > 0
+    finally:
+        db.close()
+    with_feed = demo("--items", str(FEED), "--events", str(CONVERT / "ubi"), "--dir", str(tmp_path / "demo"))
+    assert with_feed.exit_code == 0, with_feed.output
+    assert f"events: {CONVERT / 'ubi'}, format ubi (detected); converting them" in with_feed.stdout
+    [run] = (tmp_path / "demo" / "feed").glob("run-*")
+    db = open_store(f"sqlite:///{run / 'shop.db'}")
+    try:
+        assert db.counts()["events"] > 0 and {i.item_id for i in db.items()} >= {"DRL-18V-01"}
+    finally:
+        db.close()
 
 
 def test_detects_shoplm_items_csv_and_refuses_unknown_columns(tmp_path):
