@@ -251,6 +251,12 @@ class Settings(BaseSettings):
                                           "close by text (cosine) lend their complements to a new one.")
     suggest_personal_boost: float = Field(1.5, ge=1, description="Suggestions naming a brand or category of the "
                                           "visitor's history score this many times more.")
+    popularity_refresh_s: float = Field(300.0, gt=0, description="Where several hosts serve one PostgreSQL store, "
+                                        "each recomputes popularity from all the store's events this often, so "
+                                        "events posted to another host count here within this delay (its own count "
+                                        "at once).")
+    changes_retention_days: float = Field(7.0, gt=0, description="The change feed keeps catalog writes this long; "
+                                          "a host away for longer reloads its whole catalog when it comes back.")
     rules_refresh_s: float = Field(5.0, gt=0, description="How often (at most) an engine asks the store whether "
                                    "merchandising rules or synonyms changed elsewhere (the CLI, another host); changes "
                                    "made through the API reach every worker at once.")

@@ -43,6 +43,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
             app.state.engine = Engine.open(settings, open_store(settings.store_url))
             app.state.engine.warm()  # the first /v1/suggest then answers in microseconds, not seconds
+            app.state.engine.follow()  # other hosts' catalog writes (PostgreSQL's change feed)
             # Requests beyond a worker's cores would only take turns at the GIL, each slowing all.
             concurrency = settings.serve_concurrency or max(1, (os.cpu_count() or 1) // settings.serve_workers)
         else:  # an engine handed in (tests, embedding in another app): only as configured

@@ -28,8 +28,11 @@ def serve(
     overrides = {k: v for k, v in {"store_url": store, "host": host, "port": port}.items() if v}
     workers = workers or settings.serve_workers
     settings = settings.model_copy(update=overrides | {"torch_threads": settings.serve_threads, "serve_workers": workers})
+    hosts = ("; catalog writes of other hosts are followed through the store's change feed"
+             if settings.store_url.startswith("postgresql") else "; one host (SQLite keeps no change feed)"
+             if settings.store_url.startswith("sqlite") else "")
     err.print(f"shoplm serving {settings.store_url} at http://{settings.host}:{settings.port}"
-              + (f" with {workers} worker processes" if workers > 1 else ""), highlight=False)
+              + (f" with {workers} worker processes" if workers > 1 else "") + hosts, highlight=False)
     if workers == 1:
         import uvicorn
 

@@ -34,6 +34,7 @@ from shoplm.engine.attribution import ImpressionLog, ListIds
 from shoplm.engine.experiments import results as experiment_results
 from shoplm.engine.catalog import LiveCatalog
 from shoplm.engine.background import Rebuilt
+from shoplm.engine.follow import Follower
 from shoplm.engine.listing import Page, PageRequest, search_page
 from shoplm.engine.lists import ListName, ShopLists
 from shoplm.engine.pick import Rec, pick, pick_from, reasons
@@ -70,9 +71,13 @@ class ModelState(NamedTuple):
 
 class Engine:
     def __init__(self, settings: Settings, store: Store, search: SearchPipeline | None = None,
-                 scorer: UserModelScorer | None = None):
+                 scorer: UserModelScorer | None = None, change_id: int | None = None):
         self.settings = settings
         self.store = store
+        # The feed's newest change before the catalog below was read: `follow` applies the later ones.
+        self.change_id = store.last_change_id() if change_id is None else change_id
+        self.announced: set[int] = set()  # ids of the model_reloaded changes this engine made itself
+        self.follower: Follower | None = None
         self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
         self.catalog = LiveCatalog(store.items(), search.vectors if search is not None else None)
         self.peers: list[Callable[[dict[str, Any]], None]] = []  # told of every committed write
@@ -103,6 +108,7 @@ class Engine:
         Several processes may open engines on one directory at once (`shoplm serve --workers N`,
         a Ray job's workers): they take turns under a lock, so one builds, the others find the
         indexes current, and none reads the directory while another swaps it in."""
+        change_id = store.last_change_id()  # before the catalog is read: no write falls in between
         items = store.items()
         if items:
             with dir_lock(settings.search_index_dir):
@@ -111,7 +117,14 @@ class Engine:
         else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
             search = SearchPipeline.empty(settings)
         scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None
-        return cls(settings, store, search, scorer)
+        return cls(settings, store, search, scorer, change_id)
+
+    def follow(self, **listener_options) -> "Follower":
+        """Apply the catalog writes of every other host from now on (shoplm/engine/follow.py);
+        on a store without a change feed (SQLite, memory) this says so and follows nothing."""
+        if self.follower is None:
+            self.follower = Follower(self, **listener_options)
+        return self.follower
 
     @property
     def items(self) -> dict[str, Item]:
@@ -140,6 +153,8 @@ class Engine:
         """Swap in a newly trained model directory atomically: the new state is built aside
         and replaces the old one in a single assignment; requests in flight keep the old."""
         self._load_model(directory)
+        if self.store.change_feed:  # the other hosts load it too (at the same path)
+            self.announced.add(self.store.announce("model_reloaded", {"directory": str(directory)}))
         self._publish({"model": str(directory)})
 
     def _load_model(self, directory) -> None:
@@ -152,6 +167,15 @@ class Engine:
         pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
                               self.settings.popularity_half_life_days)
         self.catalog.set_popularity(pop.iter_rows())
+
+    def refresh_popularity(self) -> None:
+        """Recompute popularity from every event in the store (other hosts' included)."""
+        if self.search_pipeline is None:
+            return
+        pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
+                              self.settings.popularity_half_life_days)  # read outside the lock: requests go on
+        with self._lock:
+            self.catalog.set_popularity(pop.iter_rows())
 
     # --- catalog -------------------------------------------------------------------------
     def get_item(self, item_id: str) -> Item:
@@ -291,7 +315,9 @@ class Engine:
         return analytics(self.store, since, until, self.settings.attribution_window_s)
 
     def close(self) -> None:
-        """Write the impressions still buffered, then close the store."""
+        """Stop following the feed, write the impressions still buffered, then close the store."""
+        if self.follower is not None:
+            self.follower.stop()
         self.impressions.close()
         self.store.close()
 
@@ -705,6 +731,12 @@ class Engine:
 
     # --- several engines over one store ----------------------------------------------------
     def _publish(self, change: dict[str, Any]) -> None:
+        """Tell this process's peer workers (`shoplm serve --workers`). Where the store keeps a
+        change feed, the peers follow it for catalog writes; popularity gains still go here."""
+        if self.follower is not None and self.follower.listener is not None:
+            change = {"popularity": change["popularity"]} if "popularity" in change else {}
+            if not change:
+                return
         for peer in self.peers:
             try:
                 peer(change)
@@ -718,6 +750,7 @@ class Engine:
         with self._lock:  # read and take together: a local write cannot land in between
             found = self.store.items(item_ids)
             gone = (set(item_ids) - {item.item_id for item in found}) & self.items.keys()
+            found = [item for item in found if self.catalog.get(item.item_id) != item]  # e.g. its own write, back
             if found:
                 self._take_items(found)
             if gone:

@@ -48,9 +48,11 @@ class Impression(NamedTuple):
 
 
 # What a change records: items upserted or deleted ({"item_ids": [...]}), a rule, synonym or
-# experiment created/replaced or deleted ({"id": n}).
+# experiment created/replaced or deleted ({"id": n}), a recommendation model swapped in
+# ({"directory": path}), a visitor's events erased ({}: the feed keeps no personal data).
 ChangeKind = Literal["items_upserted", "items_deleted", "rule_put", "rule_deleted", "synonym_put",
-                     "synonym_deleted", "experiment_put", "experiment_deleted"]
+                     "synonym_deleted", "experiment_put", "experiment_deleted", "model_reloaded",
+                     "events_erased"]
 CHANGE_KINDS: tuple[str, ...] = get_args(ChangeKind)
 
 
@@ -59,7 +61,7 @@ class Change(NamedTuple):
 
     id: int  # increases in commit order; gaps are rolled-back writes
     kind: str  # a ChangeKind
-    payload: dict[str, Any]  # items_*: {"item_ids": [...]}; the others: {"id": n}
+    payload: dict[str, Any]  # items_*: {"item_ids": [...]}; model_reloaded: {"directory": ...}; events_erased: {}; the others: {"id": n}
     created_at: float  # Unix seconds
 
 
@@ -159,6 +161,18 @@ class Store(Protocol):
     def last_change_id(self) -> int:
         """The newest change's id (0: none, or no feed). A process reads it before it loads the
         catalog and follows the changes after it, so no write falls in between."""
+
+    def announce(self, kind: str, payload: dict[str, Any]) -> int:
+        """Log a change that writes nothing in the store (a model swapped in) for the other
+        hosts to follow; returns its id (0 without a feed)."""
+
+    def note_host(self, host: str) -> list[str]:
+        """Record that `host` serves this store now; returns the other hosts that did in the
+        last day (for a store without a feed, a warning: their catalog writes are not seen here)."""
+
+    def prune_changes(self, before: float) -> int:
+        """Delete the changes logged before Unix time `before`; returns how many. A host that
+        was away longer than that reloads its catalog instead of catching up (see feed.py)."""
 
     def close(self) -> None: ...
 

@@ -20,6 +20,7 @@ that id. SQLite and `memory://` serve one host and keep no feed (`follow_changes
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import Any, Callable
@@ -28,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import make_url
 
+from shoplm.errors import StoreError
 from shoplm.store.base import CHANGE_KINDS, Change, Store, without_password
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,20 @@ changes_table = sa.Table(
     sa.Column("payload", postgresql.JSONB, nullable=False),
     sa.Column("created_at", sa.Double, nullable=False),  # Unix seconds
 )
+pruned_table = sa.Table(  # one row: the newest id `prune_changes` deleted (a reader behind it has a gap)
+    "changes_pruned", feed_metadata,
+    sa.Column("one", sa.Integer, primary_key=True),  # always 1
+    sa.Column("through", sa.BigInteger, nullable=False),
+)
+
+
+class ChangesPruned(StoreError):
+    """The changes after the reader's id were pruned: it can only reload everything."""
+
+    def __init__(self, after_id: int, through: int):
+        super().__init__(f"the changes after {after_id} up to {through} were pruned (SHOPLM_CHANGES_RETENTION_DAYS); "
+                         "a host that was away that long reloads its catalog")
+        self.after_id, self.through = after_id, through
 
 
 def append_change(conn: sa.Connection, kind: str, payload: dict[str, Any]) -> int:
@@ -57,10 +73,27 @@ def append_change(conn: sa.Connection, kind: str, payload: dict[str, Any]) -> in
 
 
 def read_changes(conn: sa.Connection, after_id: int, limit: int) -> list[Change]:
+    """The changes after `after_id`; ChangesPruned if some of them are gone."""
+    through = conn.execute(sa.select(pruned_table.c.through)).scalar() or 0
+    if after_id < through:
+        raise ChangesPruned(after_id, through)
     t = changes_table
     query = (sa.select(t.c.id, t.c.kind, t.c.payload, t.c.created_at)
              .where(t.c.id > after_id).order_by(t.c.id).limit(limit))
     return [Change(*row) for row in conn.execute(query)]
+
+
+def prune_changes(conn: sa.Connection, before: float) -> int:
+    """Delete the changes logged before `before` (Unix time), always keeping the newest (so ids
+    never restart), and remember the newest id deleted."""
+    t = changes_table
+    newest = newest_change_id(conn)
+    deleted = conn.execute(sa.delete(t).where(t.c.created_at < before, t.c.id < newest).returning(t.c.id)).scalars().all()
+    if deleted:
+        stmt = postgresql.insert(pruned_table).values(one=1, through=max(deleted))
+        conn.execute(stmt.on_conflict_do_update(index_elements=["one"],
+                                                set_={"through": sa.func.greatest(pruned_table.c.through, max(deleted))}))
+    return len(deleted)
 
 
 def newest_change_id(conn: sa.Connection) -> int:
@@ -76,11 +109,14 @@ class ChangeListener:
     `max_retry_s`). Keep `last_id` with what was applied and pass it as `after_id` next time:
     a listener that was down then catches up from there. Besides LISTEN it reads the feed every
     `poll_s` seconds: a connection that died without a word (a network partition) delays a
-    change by at most that long (TCP keepalives end such a connection within about 25 s)."""
+    change by at most that long (TCP keepalives end such a connection within about 25 s).
+    When the changes it needs were pruned (`prune_changes`: it was away longer than their
+    retention) it calls `resync()`, which must reload everything, and goes on from there."""
 
     def __init__(self, store: Store, apply: Callable[[list[Change]], None], *, after_id: int,
-                 poll_s: float = 5.0, retry_s: float = 0.5, max_retry_s: float = 30.0, batch: int = 1_000):
-        self.store, self.apply = store, apply
+                 resync: Callable[[], None] | None = None, poll_s: float = 5.0, retry_s: float = 0.5,
+                 max_retry_s: float = 30.0, batch: int = 1_000):
+        self.store, self.apply, self.resync = store, apply, resync
         self.last_id = after_id
         self.poll_s, self.retry_s, self.max_retry_s, self.batch = poll_s, retry_s, max_retry_s, batch
         self.connections = 0  # LISTEN connections made so far (more than 1: it reconnected)
@@ -94,7 +130,16 @@ class ChangeListener:
         applied = 0
         with self._applying:
             while True:
-                changes = self.store.changes_after(self.last_id, self.batch)
+                try:
+                    changes = self.store.changes_after(self.last_id, self.batch)
+                except ChangesPruned as gap:
+                    if self.resync is None:
+                        raise
+                    log.warning("%s; reloading", gap)
+                    newest = self.store.last_change_id()  # first: a write during the reload is applied after it
+                    self.resync()
+                    self.last_id = max(newest, gap.through)
+                    continue
                 if not changes:
                     return applied
                 self.apply(changes)
@@ -160,12 +205,15 @@ class ChangeListener:
 
 def follow_changes(store: Store, apply: Callable[[list[Change]], None], *, after_id: int,
                    **options: Any) -> ChangeListener | None:
-    """A started `ChangeListener` on `store`, or None, with a warning, where the store keeps no
-    feed: SQLite and memory:// serve one host, whose own writes need no feed."""
+    """A started `ChangeListener` on `store`, or None where the store keeps no feed: SQLite
+    and memory:// serve one host, whose own writes need no feed. Such a store remembers the
+    hosts that serve it, and a second one gets a warning."""
     if not store.change_feed:
-        log.warning("store %s keeps no change feed: catalog writes made through other hosts reach this one "
-                    "only when it restarts. SQLite serves one host (any number of workers); to serve one "
-                    "catalog from several machines, use PostgreSQL (SHOPLM_STORE_URL=postgresql://...)",
-                    without_password(store.url))
+        others = store.note_host(socket.gethostname())
+        (log.warning if others else log.info)(
+            "store %s keeps no change feed: it serves one host (any number of workers)%s. To serve one catalog "
+            "from several machines, use PostgreSQL (SHOPLM_STORE_URL=postgresql://...)", without_password(store.url),
+            f"; hosts {', '.join(others)} served it in the last day, and their catalog writes reach this host only "
+            "when it restarts" if others else "")
         return None
     return ChangeListener(store, apply, after_id=after_id, **options).start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import replace
-from typing import Sequence
+from typing import Any, Sequence
 
 import polars as pl
 
@@ -185,6 +185,15 @@ class MemoryStore:
 
     def last_change_id(self) -> int:
         return 0
+
+    def announce(self, kind: str, payload: dict[str, Any]) -> int:
+        return 0
+
+    def prune_changes(self, before: float) -> int:
+        return 0
+
+    def note_host(self, host: str) -> list[str]:
+        return []  # one process
 
     def close(self) -> None:
         pass

@@ -30,7 +30,7 @@ from shoplm.data.rules import Rule, Synonym
 from shoplm.store.analytics import ARMS, ENGAGED, ENGAGED_SCHEMA, LENGTHS, LISTS, POSITIONS, Aggregates
 from shoplm.store.base import SCHEMA_VERSION, Change, Impression, event_row, events_to_frame, impressions_to_frame, without_password
 from shoplm.store.bulk import COPY_MIN_ROWS, StagedInsert
-from shoplm.store.feed import append_change, feed_metadata, newest_change_id, read_changes
+from shoplm.store.feed import append_change, prune_changes, feed_metadata, newest_change_id, read_changes
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid alias).
 _SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -305,6 +305,8 @@ class SqlStore:
             for start in range(0, len(sessions), 10_000):
                 chunk = sessions[start:start + 10_000]
                 deleted += conn.execute(sa.delete(events_table).where(events_table.c.session_id.in_(chunk))).rowcount
+            if deleted:  # every host recomputes what it derived from events (popularity)
+                self._changed(conn, "events_erased", {})
             return deleted
 
     def counts(self) -> dict[str, int]:
@@ -463,6 +465,27 @@ class SqlStore:
             return []
         with self.engine.connect() as conn:
             return read_changes(conn, after_id, limit)
+
+    def announce(self, kind: str, payload: dict[str, Any]) -> int:
+        if not self.change_feed:
+            return 0
+        with self.engine.begin() as conn:
+            return append_change(conn, kind, payload)
+
+    def note_host(self, host: str) -> list[str]:
+        now = time.time()
+        key = meta_table.c.key
+        with self.engine.begin() as conn:
+            stmt = self._insert(meta_table).values(key=f"host:{host}", value=repr(now))
+            conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": repr(now)}))
+            rows = conn.execute(sa.select(key, meta_table.c.value).where(key.like("host:%"))).all()
+        return sorted(k[5:] for k, seen in rows if k != f"host:{host}" and now - float(seen) < 86_400)
+
+    def prune_changes(self, before: float) -> int:
+        if not self.change_feed:
+            return 0
+        with self.engine.begin() as conn:
+            return prune_changes(conn, before)
 
     def last_change_id(self) -> int:
         if not self.change_feed:

@@ -7,6 +7,7 @@ feed and say so."""
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from dataclasses import replace
@@ -212,9 +213,19 @@ def test_single_host_stores_keep_no_feed_and_say_so(kind, tmp_path, caplog):
     store = open_store("memory://" if kind == "memory" else f"sqlite:///{tmp_path / 'shop.db'}")
     _write_everything(store)
     assert not store.change_feed and store.changes_after(0) == [] and store.last_change_id() == 0
-    with caplog.at_level(logging.WARNING, logger="shoplm.store.feed"):
+    with caplog.at_level(logging.INFO, logger="shoplm.store.feed"):
         assert follow_changes(store, lambda changes: None, after_id=0) is None
     assert "keeps no change feed" in caplog.text and "use PostgreSQL" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # one host so far: no alarm
+    caplog.clear()
+    if kind == "sqlite":  # a second machine opened the same file (a network share): a warning naming it
+        other = open_store(f"sqlite:///{tmp_path / 'shop.db'}")
+        assert other.note_host("till-2.shop.example") == [socket.gethostname()]
+        other.close()
+        with caplog.at_level(logging.INFO, logger="shoplm.store.feed"):
+            assert follow_changes(store, lambda changes: None, after_id=0) is None
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "till-2.shop.example" in warned[0] and "only when it restarts" in warned[0]
     store.close()
 
 
