@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 
 from shoplm.cli.common import (
-    EpochsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, ProgressBars, SearchEventsOpt, SearchItemsOpt, out,
+    EpochsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, ProgressBars, SearchEventsOpt, SearchItemsOpt, err, out,
     set_search_threads, settings_of,
 )
 
@@ -47,7 +47,9 @@ def train_search(
 
     [bold]Example:[/bold] shoplm train search --items data/hd/items.csv --judgments data/hd/judgments.csv --out var/models/hd
     """
-    from shoplm.search.train import run_training, search_train_config
+    from dataclasses import asdict
+
+    from shoplm.search.train import cut_short_warning, run_training, search_train_config
 
     settings = settings_of(ctx)
     if not (judgments or events):
@@ -63,6 +65,12 @@ def train_search(
               f"{result.best_dev_ndcg:.4f}")
     if result.ranker:
         out.print(f"re-ranker: {result.ranker['queries']} held-out queries, {result.ranker['rounds']} rounds")
+    warning = cut_short_warning(asdict(result), cfg.max_minutes)
+    if warning:  # on the console and at the exit summary's end, in the model's shoplm_train.json, in eval reports
+        err.print(f"[bold yellow]{warning}[/bold yellow]", highlight=False)
+    else:
+        out.print(f"fine-tuning did its plan: {result.steps:,} of {result.planned_steps:,} planned steps "
+                  "(fewer when the dev score stopped improving)", highlight=False)
 
 
 def eval_search(
@@ -93,6 +101,7 @@ def eval_search(
     from shoplm.data.readers import read_items, read_judgments
     from shoplm.engine.evaluate import served_search
     from shoplm.search.evaluate import evaluate_held_out, evaluate_search, write_search_report
+    from shoplm.search.train import cut_short_warning, model_training
 
     settings = settings_of(ctx)
     set_search_threads(settings)
@@ -109,6 +118,11 @@ def eval_search(
     for name, values in result.models.items():
         table.add_row(name, *(f"{v:.4f}" for v in values.values()))
     out.print(table)
+    training = model_training(model)
+    if training is not None:
+        warning = cut_short_warning(training)
+        result.how["model"] = warning or (f"{model}: fine-tuning did its plan ({training.get('steps', 0):,} of "
+                                          f"{training.get('planned_steps', 0):,} planned steps)")
     for name, how in result.how.items():
         out.print(f"{name}: {how}", highlight=False)
     out.print(f"as served: {', '.join(result.served)}" if result.served else

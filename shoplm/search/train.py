@@ -90,6 +90,35 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     ranker: dict | None = None  # the re-ranker's summary (`fit_reranker`), when one was trained
+    planned_steps: int = 0  # epochs x batches: what the run set out to do
+    cut_short: bool = False  # True when the wall-clock cap (`max_minutes`) stopped it before planned_steps
+
+    @property
+    def share_done(self) -> float:
+        """The share of the planned steps done (1.0 for a run that finished or stopped early on dev)."""
+        return 1.0 if not self.cut_short else self.steps / max(1, self.planned_steps)
+
+
+def cut_short_warning(summary: Mapping, max_minutes: float | None = None) -> str | None:
+    """A loud line for a fine-tuning run the wall-clock cap cut short (`shoplm_train.json`'s
+    summary or a TrainResult as a dict), else None."""
+    if not summary.get("cut_short"):
+        return None
+    done, planned = summary["steps"], summary["planned_steps"]
+    cap = f" ({max_minutes:g} minutes)" if max_minutes else ""
+    return (f"CUT SHORT: the wall-clock cap{cap} stopped fine-tuning after {done:,} of {planned:,} planned steps "
+            f"({done / max(1, planned):.0%}); this model is weaker than a full run. Give more time "
+            "(--max-minutes, SHOPLM_SEARCH_MAX_MINUTES), fewer --epochs, or a GPU")
+
+
+def model_training(model_dir: Path | None) -> dict | None:
+    """What `shoplm_train.json` of a fine-tuned model says about its run (steps done, planned,
+    cut short), or None without one."""
+    path = Path(model_dir) / "shoplm_train.json" if model_dir else None
+    if path is None or not path.is_file():
+        return None
+    summary = json.loads(path.read_text())
+    return {key: summary[key] for key in ("steps", "planned_steps", "cut_short", "seconds") if key in summary}
 
 
 def mine_negatives(pairs: Sequence[Pair], qrels: Mapping[str, Mapping[str, float]], lexical: LexicalIndex,
@@ -219,7 +248,8 @@ def train_search(
     best.history.append({"step": 0, "dev_ndcg@10": best.best_dev_ndcg})
     best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.train()
-    since_best, losses = 0, []
+    since_best, losses, out_of_time = 0, [], False
+    best.planned_steps = steps
     for step in range(steps):
         if step and step % len(batches) == 0:
             batches = make_batches(pairs, negatives, texts, cfg.batch_size, rng)
@@ -246,6 +276,7 @@ def train_search(
         progress("fine-tune", step + 1, steps, {"loss": losses[-1], "dev_ndcg@10": best.history[-1]["dev_ndcg@10"]})
         if out_of_time or since_best >= cfg.patience:
             break
+    best.cut_short = out_of_time and best.steps < steps
     model.load_state_dict(best_state)
     model.max_seq_length = saved_max_len  # read whole item texts at inference; titles fit either way
     best.seconds = time.monotonic() - started

@@ -46,6 +46,8 @@ def test_tiny_training_run_writes_a_loadable_model(catalog_files, tmp_path, monk
     assert result.exit_code == 0, result.output
     summary = json.loads((out / "shoplm_train.json").read_text())
     assert summary["steps"] >= 1 and summary["pairs"] > 0 and summary["config"]["seed"] == 1
+    assert summary["planned_steps"] >= summary["steps"] and summary["cut_short"] is False
+    assert "fine-tuning did its plan" in result.stdout and "CUT SHORT" not in result.output
     encoder = Encoder(out, bf16=False)
     vectors = encoder.encode(["cordless drill", "deck stain"])
     assert vectors.shape == (2, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
@@ -87,3 +89,28 @@ def test_the_cross_encoder_trains_for_less_when_the_whole_would_not_fit():
     assert (fine_tune, cross) == (4.5, 7.5) and fine_tune + (15 - 9) + cross == 18
     assert split_budget(18, 22.2, 9) == (4.5, 1.0)  # a CPU so slow the reserve passes the total: both floors, as close as it gets
     assert split_budget(18, 3, 2) == (15, 2)
+
+
+def test_a_run_the_wall_clock_cap_cuts_short_says_so_everywhere(catalog_files, tmp_path, monkeypatch):
+    """A cap far below the plan: the console, shoplm_train.json and `eval search` all say how
+    much of the plan was done."""
+    from shoplm.cli import app
+
+    items_path, judgments_path = catalog_files
+    for name, value in {"SEARCH_BATCH_SIZE": "2", "SEARCH_EPOCHS": "50", "SEARCH_DEV_FRACTION": "0.5",
+                        "ENCODER_BF16": "false", "TORCH_THREADS": "1", "SEARCH_PATIENCE": "1000"}.items():
+        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    out = tmp_path / "model"
+    result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path),
+                                      "--out", str(out), "--max-minutes", "0.001"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "shoplm_train.json").read_text())
+    assert summary["cut_short"] is True and 1 <= summary["steps"] < summary["planned_steps"]
+    said = " ".join(result.output.split())
+    assert f"CUT SHORT: the wall-clock cap (0.001 minutes) stopped fine-tuning after {summary['steps']:,} of " \
+           f"{summary['planned_steps']:,} planned steps" in said
+    evaluated = CliRunner().invoke(app, ["eval", "search", "--items", str(items_path), "--judgments",
+                                         str(judgments_path), "--model", str(out), "--report", str(tmp_path / "report")])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "model: CUT SHORT" in " ".join(evaluated.stdout.split())
+    assert "CUT SHORT" in (tmp_path / "report" / "report.md").read_text()
