@@ -1352,7 +1352,8 @@ def bench_hosts(settings: Settings, pg_url: str | None, writes: int) -> dict:
     delays: dict[str, list[float]] = {"created": [], "changed": [], "deleted": []}
     admin = {"X-API-Key": "bench"}
     try:
-        with httpx.Client(base_url=a_host.url, timeout=60) as a, httpx.Client(base_url=b_host.url, timeout=60) as b:
+        with httpx.Client(base_url=a_host.url, timeout=60) as a, \
+                httpx.Client(base_url=b_host.url, timeout=60, headers=admin) as b:  # the read key: "bench" too
             for i in range(writes):
                 kind = list(delays)[i % 3]
                 item_id = f"bench-{i // 3}"
