@@ -98,7 +98,7 @@ class Engine:
                                            settings.rules_refresh_s)  # rules and synonyms (shoplm/engine/rules.py)
         if search is not None:
             self._sync_rows()
-            self._init_popularity()
+            self.refresh_popularity()
 
     @classmethod
     def open(cls, settings: Settings, store: Store) -> "Engine":
@@ -162,14 +162,8 @@ class Engine:
         with self._lock:
             self.model = self._model_state(scorer, Blend.load(directory))
 
-    def _init_popularity(self) -> None:
-        """Popularity of every row, from all the events in the store."""
-        pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
-                              self.settings.popularity_half_life_days)
-        self.catalog.set_popularity(pop.iter_rows())
-
     def refresh_popularity(self) -> None:
-        """Recompute popularity from every event in the store (other hosts' included)."""
+        """Popularity of every row, recomputed from all the events in the store (other hosts' included)."""
         if self.search_pipeline is None:
             return
         pop = item_popularity(self.store.events_frame(), self.settings.event_weights,
@@ -725,7 +719,7 @@ class Engine:
         deleted = self.store.delete_user(user_id)
         if deleted and self.search_pipeline is not None:
             with self._lock:
-                self._init_popularity()
+                self.refresh_popularity()
             self._publish({"erased": True})
         return deleted
 
@@ -765,7 +759,7 @@ class Engine:
             self._add_popularity(change["popularity"])
         if "erased" in change and self.search_pipeline is not None:
             with self._lock:
-                self._init_popularity()
+                self.refresh_popularity()
         if "model" in change:
             self._load_model(change["model"])
         if "merchandising" in change:

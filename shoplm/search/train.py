@@ -93,11 +93,6 @@ class TrainResult:
     planned_steps: int = 0  # epochs x batches: what the run set out to do
     cut_short: bool = False  # True when the wall-clock cap (`max_minutes`) stopped it before planned_steps
 
-    @property
-    def share_done(self) -> float:
-        """The share of the planned steps done (1.0 for a run that finished or stopped early on dev)."""
-        return 1.0 if not self.cut_short else self.steps / max(1, self.planned_steps)
-
 
 def cut_short_warning(summary: Mapping, max_minutes: float | None = None) -> str | None:
     """A loud line for a fine-tuning run the wall-clock cap cut short (`shoplm_train.json`'s

@@ -33,13 +33,19 @@ def test_lr_warmup_then_decay():
     assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
 
 
+def _tiny(monkeypatch, **settings: str) -> None:
+    """Settings of a fine-tuning run small enough for a test: SHOPLM_* as given over the defaults here."""
+    tiny = {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.5", "ENCODER_BF16": "false",
+            "TORCH_THREADS": "1"}
+    for name, value in (tiny | settings).items():
+        monkeypatch.setenv(f"SHOPLM_{name}", value)
+
+
 def test_tiny_training_run_writes_a_loadable_model(catalog_files, tmp_path, monkeypatch):
     from shoplm.cli import app
 
     items_path, judgments_path = catalog_files
-    for name, value in {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.5",
-                        "ENCODER_BF16": "false", "TORCH_THREADS": "1"}.items():
-        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    _tiny(monkeypatch)
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path),
                                       "--out", str(out), "--seed", "1"])
@@ -69,9 +75,7 @@ def test_training_from_events_only(catalog_files, tmp_path, monkeypatch):
         for n, (query, item, relevance) in enumerate(j for j in JUDGMENTS if j[2] >= 1):
             writer.writerow([1_700_000_000 + 100 * n, f"s{n}", "search", "", query])
             writer.writerow([1_700_000_000 + 100 * n + 5, f"s{n}", "purchase" if relevance == 2 else "click", item, ""])
-    for name, value in {"SEARCH_BATCH_SIZE": "4", "SEARCH_EPOCHS": "1", "SEARCH_DEV_FRACTION": "0.3",
-                        "ENCODER_BF16": "false", "TORCH_THREADS": "1"}.items():
-        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    _tiny(monkeypatch, SEARCH_DEV_FRACTION="0.3")
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--events", str(events_path),
                                       "--out", str(out)])
@@ -97,9 +101,7 @@ def test_a_run_the_wall_clock_cap_cuts_short_says_so_everywhere(catalog_files, t
     from shoplm.cli import app
 
     items_path, judgments_path = catalog_files
-    for name, value in {"SEARCH_BATCH_SIZE": "2", "SEARCH_EPOCHS": "50", "SEARCH_DEV_FRACTION": "0.5",
-                        "ENCODER_BF16": "false", "TORCH_THREADS": "1", "SEARCH_PATIENCE": "1000"}.items():
-        monkeypatch.setenv(f"SHOPLM_{name}", value)
+    _tiny(monkeypatch, SEARCH_BATCH_SIZE="2", SEARCH_EPOCHS="50", SEARCH_PATIENCE="1000")
     out = tmp_path / "model"
     result = CliRunner().invoke(app, ["train", "search", "--items", str(items_path), "--judgments", str(judgments_path),
                                       "--out", str(out), "--max-minutes", "0.001"])
