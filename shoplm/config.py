@@ -270,8 +270,8 @@ class Settings(BaseSettings):
                                       "often (a crash loses at most this much of them, never an event).")
     attribution_window_s: float = Field(
         1800.0, gt=0, description="Analytics: a click, cart or purchase without a list_id is credited to the last "
-        "list that showed the item to the same session within this many seconds (a purchase: to the list its "
-        "click came from).")
+        "list that showed the item to the same session within this many seconds (a cart or purchase: first to "
+        "the list of its item's click with a list_id, if one came within the window).")
     search_max_window: int = Field(10_000, ge=100, description="offset + limit a search may ask for (deeper pages get 422).")
     search_rerank: bool = Field(
         True, description="Order search candidates with the re-ranker a fine-tuned model directory carries "

@@ -710,12 +710,13 @@ class Engine:
         return cached[1], cached[2]
 
     def delete_user(self, user_id: str) -> int:
-        """Erase every event of the user and of their sessions, and everything this process
-        derived from them; returns how many events. Histories and profiles are read from
+        """Erase every event of the user and of their sessions, the impressions of the lists
+        shown to them, and everything this process derived from them; returns how many events. Histories and profiles are read from
         the store on each request, so the one derived cache is the popularity vector: it is
         recomputed from the remaining events, so no later answer depends on the user.
         (A trained model learned from its training events; retraining purges them, see
         docs/operations.md.)"""
+        self.impressions.flush()  # the lists shown to them and not yet written go with the rest
         deleted = self.store.delete_user(user_id)
         if deleted and self.search_pipeline is not None:
             with self._lock:

@@ -6,15 +6,17 @@ What is counted, over impressions and events with a timestamp in [since, until):
 - an **impression** is a result list the service answered (`Impression`: surface, query,
   arm, the items shown); a search list with no item is a **zero-result** search;
 - a **click**, **add-to-cart** or **purchase** is credited to a list when it carries that
-  list's `list_id`; a cart or purchase without one is credited to the list of the latest
-  click on the same item by the same session (else user) at most `window_s` seconds before
-  it. A click without a `list_id` is credited to no list (the storefront and the tracking
-  snippet send it);
+  list's `list_id`. A click without one is credited to the last list that showed its item to
+  the same session (else, without a session, the same user) at most `window_s` seconds
+  before it, at the item's position there. A cart or purchase without one is credited to the
+  list of the latest click with a `list_id` on the same item by the same visitor within the
+  window, else, as a click, to the last list that showed the item;
 - **revenue** sums the credited purchases' `value`; **CTR** = clicks / impressions,
   **conversion** = purchases / impressions, per surface, per query and per experiment arm.
 
 On SQLite and PostgreSQL (`SqlStore`) everything is aggregated by SQL (GROUP BY over the
-indexed tables, a correlated sub-select per uncredited purchase), so only the aggregates
+indexed tables, correlated sub-selects per event without a list_id: over the clicks, and over
+`impression_items`, one row per item shown), so only the aggregates
 reach Python; the in-memory store computes the same with polars. Both return the same
 `Aggregates`, and `summarise` turns them into the report.
 """
@@ -119,19 +121,23 @@ def aggregate_frames(events: pl.DataFrame, impressions: pl.DataFrame, window_s: 
     clicks = (events.filter((pl.col("event_type") == "click") & pl.col("list_id").is_not_null())
               .select("item_id", "session_id", "user_id", pl.col("timestamp").alias("clicked"),
                       pl.col("list_id").alias("via")))
-    later = engaged.filter(pl.col("list_id").is_null() & (pl.col("event_type") != "click")).with_row_index("row")
-    found = []
-    for key in ("session_id", "user_id"):  # the session's click first, else the user's
-        side = later.filter(pl.col(key).is_not_null()) if key == "session_id" else \
-            later.filter(pl.col("session_id").is_null() & pl.col("user_id").is_not_null())
-        matched = side.join(clicks.drop([k for k in ("session_id", "user_id") if k != key]), on=["item_id", key])
-        matched = matched.filter((pl.col("clicked") <= pl.col("timestamp")) & (pl.col("clicked") >= pl.col("timestamp") - window_s))
-        found.append(matched.sort("clicked").group_by("row").agg(pl.col("via").last()))
-    via = pl.concat(found) if found else pl.DataFrame(schema={"row": pl.UInt32, "via": pl.String})
+    later = engaged.filter(pl.col("list_id").is_null()).with_row_index("row")
+    items_shown = (lists.select("list_id", "item_ids", "session_id", "user_id", pl.col("timestamp").alias("seen"))
+                   .with_columns(pl.int_ranges(pl.col("item_ids").list.len()).alias("at"))
+                   .explode("item_ids", "at").rename({"item_ids": "item_id", "at": "shown_at"})
+                   .filter(pl.col("item_id").is_not_null()))
+    first_at = items_shown.group_by("list_id", "item_id").agg(pl.col("shown_at").min())
+    via_click = _latest(later.filter(pl.col("event_type") != "click"), clicks, "clicked", ["clicked"], window_s)
+    via_list = _latest(later, items_shown.rename({"list_id": "via"}), "seen", ["seen", "via"], window_s)
+    via = (later.select("row").join(via_click.rename({"via": "by_click"}), on="row", how="left")
+           .join(via_list.rename({"via": "by_list"}), on="row", how="left")
+           .select("row", pl.coalesce("by_click", "by_list").alias("via")).filter(pl.col("via").is_not_null()))
     credited = pl.concat([
-        engaged.filter(pl.col("list_id").is_not_null()).select("event_type", "value", "position", "list_id"),
-        later.join(via, on="row").select("event_type", "value", "position", pl.col("via").alias("list_id")),
+        engaged.filter(pl.col("list_id").is_not_null()).select("event_type", "value", "position", "item_id", "list_id"),
+        later.join(via, on="row").select("event_type", "value", "position", "item_id", pl.col("via").alias("list_id")),
     ])
+    credited = (credited.join(first_at, on=["list_id", "item_id"], how="left")
+                .with_columns(pl.coalesce(pl.col("position"), pl.col("shown_at").cast(pl.Int64)).alias("position")))
     shown = lists.select("list_id", *GROUP, "actor")
     joined = credited.join(shown, on="list_id")
     acted = joined.filter(pl.col("arm").is_not_null()).group_by("arm").agg(
@@ -152,6 +158,22 @@ def aggregate_frames(events: pl.DataFrame, impressions: pl.DataFrame, window_s: 
         arms=lists.filter(pl.col("arm").is_not_null()).group_by("arm").agg(pl.col("actor").n_unique().alias("visitors"))
         .join(acted, on="arm", how="left").fill_null(0),
     )
+
+
+def _latest(events: pl.DataFrame, sources: pl.DataFrame, when: str, order: list[str], window_s: float) -> pl.DataFrame:
+    """(row, via): for each event, the `sources` row on its item by the same session (else,
+    without a session, the same user) at most `window_s` before it, the latest by `order`
+    (a stable sort: ties go to the later row, as the SQL's `seq`). `sources` has item_id,
+    session_id, user_id, `when` and the list id `via`."""
+    window = pl.col("timestamp") - window_s
+    found = []
+    for key in ("session_id", "user_id"):  # the session's first, else the user's
+        side = events.filter(pl.col(key).is_not_null()) if key == "session_id" else \
+            events.filter(pl.col("session_id").is_null() & pl.col("user_id").is_not_null())
+        matched = side.join(sources.drop([k for k in ("session_id", "user_id") if k != key]), on=["item_id", key])
+        matched = matched.filter((pl.col(when) <= pl.col("timestamp")) & (pl.col(when) >= window))
+        found.append(matched.sort(order, maintain_order=True).group_by("row").agg(pl.col("via").last()))
+    return pl.concat(found)
 
 
 def _typed(**frames: pl.DataFrame) -> Aggregates:
@@ -180,9 +202,10 @@ def write_analytics_report(report: dict[str, Any], out_dir: Path) -> Path:
                  for title, rows in tables if rows]
     span = " to ".join(_when(t) for t in (report.get("since"), report.get("until")))
     return write_report(out_dir, "Search and recommendation analytics", sections, preamble=f"Time range: {span}. "
-                        "A click, cart or purchase counts for the list whose list_id it carries (a cart or "
-                        "purchase without one: for the list of the session's click on the item, within the "
-                        "attribution window); see shoplm/store/analytics.py.")
+                        "A click, cart or purchase counts for the list whose list_id it carries; one without a "
+                        "list_id counts for the last list that showed the item to the session within the "
+                        "attribution window (a cart or purchase: first for the list of its click); see "
+                        "shoplm/store/analytics.py.")
 
 
 def _when(seconds: float | None) -> str:

@@ -16,9 +16,11 @@ from shoplm.data.rules import Rule, Synonym
 from shoplm.store.analytics import Aggregates
 
 # 2: events.list_id and the impressions table; 3: the `changes` table, PostgreSQL's feed of
-# catalog writes (shoplm/store/feed.py). An older store is upgraded in place; a newer one is
-# refused, so no process that predates the feed can write the catalog without logging it.
-SCHEMA_VERSION = 3
+# catalog writes (shoplm/store/feed.py); 4: `impression_items`, each item a list showed (a
+# click without a list_id is credited through it). An older store is upgraded in place; a
+# newer one is refused, so no process that predates the feed can write the catalog without
+# logging it, nor an impression without its items.
+SCHEMA_VERSION = 4
 
 EVENT_SCHEMA: dict[str, pl.DataType] = {
     "seq": pl.Int64,
@@ -98,7 +100,8 @@ class Store(Protocol):
         oldest first, ties in insertion order. The real-time path reads histories here."""
 
     def delete_user(self, user_id: str) -> int:
-        """Erase the user: their events and every event of their sessions; returns how many."""
+        """Erase the user: their events and every event of their sessions, and the impressions
+        of the lists shown to them or their sessions; returns how many events."""
 
     def counts(self) -> dict[str, int]:
         """{"items": n, "events": n, "judgments": n}."""

@@ -117,6 +117,8 @@ class MemoryStore:
             doomed = [k for k, r in self._events.items() if r[2] == user_id or (r[3] is not None and r[3] in sessions)]
             for key in doomed:
                 del self._events[key]
+            for list_id in [k for k, i in self._impressions.items() if i.user_id == user_id or i.session_id in sessions]:
+                del self._impressions[list_id]  # the lists shown to them name the visitor and the query
         return len(doomed)
 
     def counts(self) -> dict[str, int]:

@@ -75,9 +75,18 @@ impressions_table = sa.Table(
     sa.Column("item_ids", sa.Text, nullable=False),  # JSON list, in the order shown
     sa.Column("n_items", sa.Integer, nullable=False),  # its length, for aggregates (zero results, CTR by position)
     sa.Column("query", sa.Text),
-    sa.Column("user_id", sa.String(256)),
-    sa.Column("session_id", sa.String(256)),
+    sa.Column("user_id", sa.String(256), index=True),
+    sa.Column("session_id", sa.String(256), index=True),
     sa.Column("arm", sa.String(256)),
+)
+# One row per item shown: what lets SQL find "the last list that showed this item to this
+# visitor" for a click without a list_id (JSON containment is spelled differently by each
+# dialect; a plain join is not).
+impression_items_table = sa.Table(
+    "impression_items", metadata,
+    sa.Column("list_id", sa.String(64), primary_key=True),
+    sa.Column("position", sa.Integer, primary_key=True),
+    sa.Column("item_id", sa.String(256), nullable=False, index=True),
 )
 judgments_table = sa.Table(
     "judgments", metadata,
@@ -305,6 +314,14 @@ class SqlStore:
             for start in range(0, len(sessions), 10_000):
                 chunk = sessions[start:start + 10_000]
                 deleted += conn.execute(sa.delete(events_table).where(events_table.c.session_id.in_(chunk))).rowcount
+            i = impressions_table  # and the lists shown to them (they name the visitor and the query)
+            lists = list(conn.execute(sa.select(i.c.list_id).where(i.c.user_id == user_id)).scalars())
+            for start in range(0, len(sessions), 10_000):
+                lists += conn.execute(sa.select(i.c.list_id).where(i.c.session_id.in_(sessions[start:start + 10_000]))).scalars()
+            for start in range(0, len(lists), 10_000):
+                chunk = lists[start:start + 10_000]
+                conn.execute(sa.delete(impression_items_table).where(impression_items_table.c.list_id.in_(chunk)))
+                conn.execute(sa.delete(i).where(i.c.list_id.in_(chunk)))
             if deleted:  # every host recomputes what it derived from events (popularity)
                 self._changed(conn, "events_erased", {})
             return deleted
@@ -324,7 +341,12 @@ class SqlStore:
         stmt = (self._insert(impressions_table).on_conflict_do_nothing(index_elements=["list_id"])
                 .returning(impressions_table.c.list_id))
         with self.engine.begin() as conn:
-            return len(conn.execute(stmt, rows).all())
+            new = set(conn.execute(stmt, rows).scalars())
+            shown = [{"list_id": i.list_id, "position": p, "item_id": item}
+                     for i in impressions if i.list_id in new for p, item in enumerate(i.item_ids)]
+            if shown:
+                conn.execute(self._insert(impression_items_table).on_conflict_do_nothing(), shown)
+            return len(new)
 
     def impressions_frame(self, since: float | None = None, until: float | None = None) -> pl.DataFrame:
         query = sa.select(*(impressions_table.c[name] for name in Impression._fields)).order_by(impressions_table.c.timestamp)
@@ -355,12 +377,22 @@ class SqlStore:
             c.c.item_id == e.c.item_id, c.c.event_type == "click", c.c.list_id.is_not(None), same_actor,
             c.c.timestamp <= e.c.timestamp, c.c.timestamp >= e.c.timestamp - window_s)
             .order_by(c.c.timestamp.desc(), c.c.seq.desc()).limit(1).scalar_subquery())
-        credited = sa.select(e.c.event_type, e.c.value, e.c.position, sa.case(
-            (e.c.list_id.is_not(None), e.c.list_id), (e.c.event_type == "click", sa.null()), else_=via_click,
+        ii, seen = impression_items_table, i.alias("seen")  # the last list that showed the item to the visitor
+        seen_by = sa.or_(sa.and_(e.c.session_id.is_not(None), seen.c.session_id == e.c.session_id),
+                         sa.and_(e.c.session_id.is_(None), seen.c.user_id == e.c.user_id))
+        via_list = (sa.select(ii.c.list_id).join_from(ii, seen, seen.c.list_id == ii.c.list_id).where(
+            ii.c.item_id == e.c.item_id, seen_by, seen.c.timestamp <= e.c.timestamp,
+            seen.c.timestamp >= e.c.timestamp - window_s)
+            .order_by(seen.c.timestamp.desc(), seen.c.list_id.desc()).limit(1).scalar_subquery())
+        credited = sa.select(e.c.event_type, e.c.value, e.c.position, e.c.item_id, sa.case(
+            (e.c.list_id.is_not(None), e.c.list_id), (e.c.event_type == "click", via_list),
+            else_=sa.func.coalesce(via_click, via_list),
         ).label("lid")).where(e.c.event_type.in_(ENGAGED), *e_range).subquery()
+        position = sa.func.coalesce(credited.c.position, sa.select(sa.func.min(ii.c.position)).where(
+            ii.c.list_id == credited.c.lid, ii.c.item_id == credited.c.item_id).scalar_subquery())
         joined = sa.select(i.c.surface, i.c.query, i.c.arm, credited.c.event_type, credited.c.value,
-                           credited.c.position, actor.label("actor")).join_from(credited, i, i.c.list_id == credited.c.lid).where(
-            *in_range).subquery()
+                           position.label("position"), actor.label("actor")).join_from(
+            credited, i, i.c.list_id == credited.c.lid).where(*in_range).subquery()
         j = joined.c
         engaged = sa.select(j.surface, j.query, j.arm,
                             sa.func.sum(sa.case((j.event_type == "click", 1), else_=0)).label("clicks"),
@@ -507,10 +539,30 @@ def _add_list_ids(conn: sa.Connection) -> None:
     conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_events_list_id ON events (list_id)"))
 
 
+def _index_impressions(conn: sa.Connection, page: int = 5_000) -> None:
+    """Version 3 -> 4: impressions indexed by visitor, and `impression_items` (made by
+    `create_all`) filled from the impressions' JSON lists, a page at a time."""
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_impressions_user_id ON impressions (user_id)"))
+    conn.execute(sa.text("CREATE INDEX IF NOT EXISTS ix_impressions_session_id ON impressions (session_id)"))
+    i, after = impressions_table, ""
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(impression_items_table)
+    while True:
+        rows = conn.execute(sa.select(i.c.list_id, i.c.item_ids).where(i.c.list_id > after)
+                            .order_by(i.c.list_id).limit(page)).all()
+        if not rows:
+            return
+        shown = [{"list_id": list_id, "position": p, "item_id": item}
+                 for list_id, ids in rows for p, item in enumerate(json.loads(ids))]
+        if shown:
+            conn.execute(insert.on_conflict_do_nothing(), shown)
+        after = rows[-1][0]
+
+
 # version -> the in-place upgrade to the next one, applied oldest first when a store is opened
 _UPGRADES: dict[int, Callable[[sa.Connection], None]] = {
     1: _add_list_ids,
     2: lambda conn: None,  # -> 3: the changes table, which `create_all` has made (PostgreSQL only)
+    3: _index_impressions,
 }
 
 

@@ -239,7 +239,7 @@ def test_a_version_2_store_is_upgraded_to_the_feed(durable_store_url):
         conn.execute(sa.text("UPDATE shoplm_meta SET value = '2' WHERE key = 'schema_version'"))
     engine.dispose()
     again = open_store(durable_store_url)
-    assert again.schema_version() == SCHEMA_VERSION == 3
+    assert again.schema_version() == SCHEMA_VERSION == 4
     assert again.items(["a"]) == [Item("a", "Alpha")] and again.changes_after(0) == []
     again.upsert_items([Item("b", "Beta")])
     assert [c.payload for c in again.changes_after(0)] == ([{"item_ids": ["b"]}] if again.change_feed else [])

@@ -163,8 +163,14 @@ def test_actor_events_by_user_or_session(store):
 
 
 def test_delete_user_erases_their_events_and_sessions(store):
+    from shoplm.store.base import Impression
+
     store.add_events(_history())
+    store.add_impressions([Impression("l1", 1.0, "search", ("a",), query="saw", session_id="s1"),
+                           Impression("l2", 2.0, "recommend", ("b",), user_id="u"),
+                           Impression("l3", 3.0, "search", ("a",), query="fan", session_id="s9")])
     assert store.delete_user("u") == 3
+    assert store.impressions_frame()["list_id"].to_list() == ["l3"]  # the lists shown to them are gone too
     assert store.actor_events(user_id="u") == [] and store.actor_events(session_id="s1") == []
     assert store.counts()["events"] == 2
     assert store.delete_user("u") == 0
@@ -213,4 +219,25 @@ def test_a_version_1_store_is_upgraded_in_place(durable_store_url):
     assert again.actor_events(user_id="u")[0].list_id is None
     again.add_events([Event(2.0, "click", user_id="u", item_id="a", list_id="l9")])
     assert again.actor_events(user_id="u")[1].list_id == "l9"
+    again.close()
+
+
+def test_a_version_3_store_gets_the_items_of_its_impressions(durable_store_url):
+    from shoplm.store.analytics import analytics
+    from shoplm.store.base import Impression
+
+    store = open_store(durable_store_url)
+    store.add_impressions([Impression("l1", 10.0, "search", ("a", "b"), query="fan", session_id="s")])
+    store.close()
+    engine = sa.create_engine(durable_store_url.replace("postgresql://", "postgresql+psycopg://"))
+    with engine.begin() as conn:  # what a version-3 store looked like
+        conn.execute(sa.text("DROP TABLE impression_items"))
+        conn.execute(sa.text("DROP INDEX ix_impressions_session_id"))
+        conn.execute(sa.text("UPDATE shoplm_meta SET value = '3' WHERE key = 'schema_version'"))
+    engine.dispose()
+    again = open_store(durable_store_url)
+    assert again.schema_version() == SCHEMA_VERSION == 4
+    again.add_events([Event(20.0, "click", session_id="s", item_id="b")])  # no list_id: l1 showed b
+    report = analytics(again)
+    assert report["surfaces"]["search"]["clicks"] == 1 and report["ctr_by_position"]["search"][1]["clicks"] == 1
     again.close()
