@@ -36,6 +36,11 @@ class ArmBody(BaseModel):
     share: float = Field(gt=0, le=1, description="The share of visitors; the arms' shares sum to 1.")
     settings: dict[str, Any] = Field(default_factory=dict, description="hybrid_dense_weight, hybrid_method, "
                                      "search_rerank: what this arm changes; {} = the control.")
+    search_model: str | None = Field(None, min_length=1, max_length=1_000, description="A model directory inside "
+                                     "SHOPLM_MODELS_DIR (`shoplm train search --out`) this arm searches with.")
+    recommend_model: str | None = Field(None, min_length=1, max_length=1_000, description="A model directory "
+                                        "inside SHOPLM_MODELS_DIR (`shoplm train recommend --out`) this arm "
+                                        "recommends with.")
 
 
 class ExperimentBody(BaseModel):
@@ -55,15 +60,20 @@ def _parsed(raw: dict[str, Any], id: int | None = None, salt: str | None = None)
     try:
         return Experiment.parse({**raw, **({"salt": salt} if salt else {})}, id)
     except ExperimentError as error:
-        raise RequestValidationError([{"loc": ("body", *error.field.replace("[", ".").replace("]", "").split(".")),
-                                       "msg": str(error), "type": "value_error"}]) from None
+        raise _invalid(error) from None
 
 
 def _stored(engine, experiment: Experiment) -> Experiment:
     try:
         return engine.put_experiment(experiment)
     except ExperimentError as error:
-        raise RequestValidationError([{"loc": ("body", error.field), "msg": str(error), "type": "value_error"}]) from None
+        raise _invalid(error) from None
+
+
+def _invalid(error: ExperimentError) -> RequestValidationError:
+    """A 422 whose loc is the bad field's path: arms[1].share -> ["body", "arms", 1, "share"]."""
+    loc = ("body", *(int(p) if p.isdigit() else p for p in error.field.replace("[", ".").replace("]", "").split(".")))
+    return RequestValidationError([{"loc": loc, "msg": str(error), "type": "value_error"}])
 
 
 def _find(engine, experiment_id: int) -> Experiment:

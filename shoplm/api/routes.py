@@ -188,7 +188,8 @@ async def search(request: Request, engine: EngineDep,
                       bool(assigned[1].settings.get("search_rerank", True))) if assigned else (None, True)
     page_request = PageRequest(q.strip(), user_id, session_id, clauses, _filter(category, min_price, max_price,
                                                                                  available_only),
-                               wanted, sort, offset, size, group, correct, fusion, rerank, rules)
+                               wanted, sort, offset, size, group, correct, fusion, rerank, rules,
+                               engine.arm_search(assigned[1]) if assigned else None)
     shown = [a.strip() for a in (attributes or "").split(",") if a.strip()]
 
     def work() -> Response:

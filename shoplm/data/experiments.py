@@ -9,9 +9,10 @@
 (blake2b -> a number in [0, 1)) into the arms' cumulative shares: sticky without storing
 anything, independent across experiments (each has its own salt), and a visitor without an
 id is in no arm. **An arm** is a named configuration: setting overrides of search among
-`OVERRIDES` (the fusion method and weight, the fine-tuned model's re-ranker on or off) and/or
-a recommendation model directory (recommendations, browse pages and search personalisation
-read it); an empty arm is the control, the service as configured. Every list answered to a visitor in an arm carries the
+`OVERRIDES` (the fusion method and weight, the fine-tuned model's re-ranker on or off), a
+search model directory (a `shoplm train search` output: the arm's searches encode queries
+and items with it, and use its re-ranker) and/or a recommendation model directory
+(recommendations, browse pages and search personalisation read it); an empty arm is the control, the service as configured. Every list answered to a visitor in an arm carries the
 arm in its impression, so analytics split every surface by arm.
 
 The statistics of an experiment's results are in shoplm/engine/experiments.py.
@@ -46,6 +47,7 @@ class Arm:
     share: float
     settings: dict[str, Any] = field(default_factory=dict)
     recommend_model: str | None = None  # a `shoplm train recommend` directory inside SHOPLM_MODELS_DIR
+    search_model: str | None = None  # a `shoplm train search` (or any sentence-transformers) directory there
 
 
 @dataclass(frozen=True)
@@ -89,14 +91,16 @@ class Experiment:
                 raise ExperimentError(f"arms[{i}].settings.hybrid_dense_weight", "a weight in [0, 1]")
             if overrides.get("hybrid_method", "weighted") not in ("weighted", "rrf"):
                 raise ExperimentError(f"arms[{i}].settings.hybrid_method", "weighted or rrf")
-            extra = set(arm) - {"name", "share", "settings", "recommend_model"}
+            extra = set(arm) - {"name", "share", "settings", "recommend_model", "search_model"}
             if extra:
-                raise ExperimentError(f"arms[{i}].{sorted(extra)[0]}", "an arm has name, share, settings and "
-                                      "recommend_model")
-            model = arm.get("recommend_model")
-            if model is not None and (not isinstance(model, str) or not model.strip() or ".." in model.split("/")):
-                raise ExperimentError(f"arms[{i}].recommend_model", "a model directory's name inside SHOPLM_MODELS_DIR")
-            arms.append(Arm(arm_name.strip(), float(share), dict(overrides), model))
+                raise ExperimentError(f"arms[{i}].{sorted(extra)[0]}", "an arm has name, share, settings, "
+                                      "recommend_model and search_model")
+            models = {}
+            for kind in ("recommend_model", "search_model"):
+                model = models[kind] = arm.get(kind)
+                if model is not None and (not isinstance(model, str) or not model.strip() or ".." in model.split("/")):
+                    raise ExperimentError(f"arms[{i}].{kind}", "a model directory's name inside SHOPLM_MODELS_DIR")
+            arms.append(Arm(arm_name.strip(), float(share), dict(overrides), **models))
         if len({a.name for a in arms}) != len(arms):
             raise ExperimentError("arms", "arm names must differ")
         total = sum(a.share for a in arms)

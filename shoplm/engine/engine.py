@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -92,6 +93,7 @@ class Engine:
         self.list_ids = ListIds(store.secret("list_ids"))
         self._experiments: tuple[float, tuple[Experiment, ...]] | None = None
         self._arm_models: dict[str, ModelState] = {}  # an experiment arm's recommendation model, by directory
+        self._arm_searches: dict[str, SearchPipeline] = {}  # an arm's search model beside the configured one
         self.impressions = ImpressionLog(store, settings.impression_sample_rate, settings.impression_flush_s)
         self.model = ModelState(scorer, Blend.load(scorer.directory if scorer else None), np.zeros(0, dtype=np.int64))
         self.merchandising = Merchandising(store, search.lexical if search is not None else None,
@@ -194,6 +196,8 @@ class Engine:
             ids = [item.item_id for item in items]
             kept = [(i, self.popularity[r]) for i, r in zip(ids, self.catalog.rows(ids)) if r >= 0]
             self.search_pipeline.add(items)
+            for pipeline in self._arm_searches.values():  # in step: the same rows in every pipeline
+                pipeline.add(items)
             self.catalog.changed()  # again, now that the index holds them: caches built meanwhile are void
             self._sync_rows()
             for item_id, value in kept:
@@ -210,6 +214,8 @@ class Engine:
         self.catalog.drop(item_ids)
         if self.search_pipeline is not None:
             self.search_pipeline.remove(list(item_ids))
+            for pipeline in self._arm_searches.values():
+                pipeline.remove(list(item_ids))
             self.catalog.changed()
 
     # --- merchandising (shoplm/engine/rules.py) -------------------------------------------
@@ -260,6 +266,15 @@ class Engine:
                     raise ExperimentError(f"arms[{i}].recommend_model", f"no trained model in {directory} (params.json "
                                           "missing); train one with `shoplm train recommend --out DIR` inside "
                                           f"SHOPLM_MODELS_DIR ({root})")
+            if arm.search_model is not None:
+                directory = (root / arm.search_model).resolve()
+                if not directory.is_relative_to(root) or not (directory / "modules.json").is_file():
+                    raise ExperimentError(f"arms[{i}].search_model", f"no sentence-transformers model in {directory} "
+                                          "(modules.json missing); fine-tune one with `shoplm train search --out DIR` "
+                                          f"inside SHOPLM_MODELS_DIR ({root})")
+        if experiment.status in ("running", "promoted"):  # the arms' search models: encoded now, not in a request
+            for arm in experiment.arms:
+                self.arm_search(arm)
         if experiment.status in ("running", "promoted"):
             other = next((e for e in self.store.experiments()
                           if e.status in ("running", "promoted") and e.id != experiment.id), None)
@@ -280,6 +295,22 @@ class Engine:
             with self._lock:
                 state = self._arm_models[str(directory)] = self._model_state(scorer, Blend.load(directory))
         return state
+
+    def arm_search(self, arm: Arm | None) -> SearchPipeline | None:
+        """The search pipeline of the arm's search model, or None (the configured one serves).
+        Built on first use on each process (the catalog encoded through the embedding cache,
+        so once per model and machine; the admin call that starts the experiment and
+        `warm()` do it before any visitor waits), then kept in step with every catalog change."""
+        if arm is None or arm.search_model is None or self.search_pipeline is None:
+            return None
+        directory = str((self.settings.models_dir / arm.search_model).resolve())
+        pipeline = self._arm_searches.get(directory)
+        if pipeline is None:
+            with self._lock:  # no catalog change between reading the rows and joining the updates
+                pipeline = self._arm_searches.get(directory)
+                if pipeline is None:
+                    pipeline = self._arm_searches[directory] = self.search_pipeline.with_model(Path(directory))
+        return pipeline
 
     def arm(self, user_id: str | None, session_id: str | None) -> tuple[str, Arm] | None:
         """("experiment:arm", the arm) of the visitor in the running (or promoted) experiment, if any."""
@@ -374,16 +405,17 @@ class Engine:
     # --- answers ---------------------------------------------------------------------------
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
                filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None,
-               fusion: Fusion | None = None, rerank: bool = True) -> list[Rec]:
+               fusion: Fusion | None = None, rerank: bool = True, pipeline: SearchPipeline | None = None) -> list[Rec]:
         """Hybrid retrieval, re-ranked by the actor's behaviour so far: P(y | x, z). With no
-        history it is exactly the query-only ranking. `keep` (bool[rows]) narrows it further."""
+        history it is exactly the query-only ranking. `keep` (bool[rows]) narrows it further;
+        `pipeline`: an experiment arm's (`arm_search`) instead of the configured one."""
         self._require_search()
         # An unavailable item is never returned, whatever the caller's filter says.
         filter = replace(filter, available_only=True) if filter is not None else ItemFilter(available_only=True)
         depth = max(k, self.settings.hybrid_depth)
         if keep is not None and len(keep) < self.catalog.n_rows:  # rows indexed since the caller's mask: not in it
             keep = np.concatenate([keep, np.zeros(self.catalog.n_rows - len(keep), dtype=bool)])
-        hits = self.search_pipeline.search([query], depth, filter, keep=keep, fusion=fusion, rerank=rerank)
+        hits = (pipeline or self.search_pipeline).search([query], depth, filter, keep=keep, fusion=fusion, rerank=rerank)
         ids = [i for i in hits.ids[0] if i]
         if not ids:
             return []
@@ -445,6 +477,10 @@ class Engine:
         """Build what the first requests would otherwise wait for: the query suggestions, the
         speller's vocabulary, the facet columns and the shop's lists (seconds on a large catalog)."""
         if self.search_pipeline is not None:
+            for experiment in self.experiments():
+                if experiment.status in ("running", "promoted"):
+                    for arm in experiment.arms:
+                        self.arm_search(arm)
             self._suggester()
             self.shop_lists()
             self._speller.correct("warm")

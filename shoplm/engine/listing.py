@@ -59,7 +59,7 @@ class Ranker(Protocol):
 
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,
                filter: ItemFilter | None = None, k: int = 10, keep: np.ndarray | None = None,
-               fusion: Fusion | None = None, rerank: bool = True) -> list[Rec]: ...
+               fusion: Fusion | None = None, rerank: bool = True, pipeline: SearchPipeline | None = None) -> list[Rec]: ...
 
     def browse_scores(self, user_id: str | None, session_id: str | None) -> np.ndarray: ...
 
@@ -82,6 +82,7 @@ class PageRequest:
     fusion: Fusion | None = None  # an experiment arm's fusion instead of the settings'
     rerank: bool = True  # False: an experiment arm without the fine-tuned model's re-ranker
     rules: bool = True  # False: no merchandising rule in force (the dashboard's preview; synonyms still act)
+    pipeline: SearchPipeline | None = None  # an experiment arm's search model (Engine.arm_search) instead
 
 
 @dataclass
@@ -110,7 +111,7 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
     eligible = base.copy()
     corrected, exact = None, True
     if request.query:
-        query, corrected, matches = _spelled(engine, request.query, request.correct)
+        query, corrected, matches = _spelled(engine, request.query, request.correct, request.pipeline)
         # The ranking is the engine's, under the filters only (unfiltered: the plain ANN path),
         # and only then narrowed to the result set: so with no filter page 1 is exactly
         # `engine.search`'s list, less any item that matches the query neither way. Always the
@@ -118,7 +119,7 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         narrowed = request.filter is not None or bool(request.clauses)
         head = engine.search(query, user_id=request.user_id, session_id=request.session_id,
                              keep=base & filtered if narrowed else None, k=engine.settings.hybrid_depth,
-                             fusion=request.fusion, rerank=request.rerank)
+                             fusion=request.fusion, rerank=request.rerank, pipeline=request.pipeline)
         base &= matches.mask[:n]
         base |= eligible & plan.pinned(n)  # an item pinned for the query joins its set, if the filters let it
         exact = matches.exact
@@ -153,10 +154,12 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
                 exact)
 
 
-def _spelled(engine: Ranker, query: str, correct: bool = True):
+def _spelled(engine: Ranker, query: str, correct: bool = True, pipeline: SearchPipeline | None = None):
     """(query to search, the correction shown or None, its matches): a correction is used when
-    its result set is larger than the query's as typed (a word no item has matches nothing)."""
-    pipeline, floor, depth = engine.search_pipeline, engine.settings.search_dense_floor, engine.settings.search_dense_depth
+    its result set is larger than the query's as typed (a word no item has matches nothing).
+    The set is `pipeline`'s (an experiment arm's search model) when given."""
+    pipeline = pipeline or engine.search_pipeline
+    floor, depth = engine.settings.search_dense_floor, engine.settings.search_dense_depth
     matches = pipeline.matches(query, floor, depth)
     fixed = engine.speller().correct(query) if correct else None
     if fixed is None:

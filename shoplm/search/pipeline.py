@@ -144,16 +144,47 @@ class SearchPipeline:
         return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), lexical, settings,
                    settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings, encoder))
 
+    def with_model(self, model: Path, progress: Progress = quiet) -> "SearchPipeline":
+        """The same catalog searched with another model (an experiment arm's): its own encoder,
+        vectors and re-ranker (if the model has one), this pipeline's BM25 index. The vectors
+        are encoded through the embedding cache into exactly this pipeline's rows, tombstones
+        included, so a mask over rows (filters, facets, result sets) means the same in both.
+        Keep it in step by passing every later `add`/`remove` to it as well (the engine does)."""
+        encoder = Encoder.from_settings(self.settings, model)
+        main, n = self.vectors, len(self.vectors.ids)
+        texts = dict(zip(self.lexical.ids, self.lexical.texts))
+        live = np.flatnonzero(main.alive)
+        vectors = np.zeros((n, encoder.dim), dtype=np.float32)
+        if len(live):
+            cache = EmbeddingCache(self.settings.embedding_cache_dir, encoder.fingerprint, encoder.dim)
+            vectors[live] = cache.encode(encoder, [texts[i] for i in main.ids[live]],
+                                         progress=Counter(progress, f"encode items with {Path(model).name}", len(live)))
+        # a tombstone keeps its row under a placeholder id (its item may live on in a later row)
+        ids = [str(main.ids[r]) if main.alive[r] else f"\x00{r}" for r in range(n)]
+        metas = [ItemMeta(main.category[r] or None, None if np.isnan(main.price[r]) else float(main.price[r]),
+                          bool(main.available[r])) for r in range(n)]
+        index = FaissIndex(encoder.dim, self.settings.hnsw_min_items)
+        index.add(ids, vectors, metas)
+        index.remove([i for i in ids if i.startswith("\x00")])
+        sibling = SearchPipeline(encoder, index, self.lexical, self.settings, self.template,
+                                 ranker=_ranker_of(model, self.settings, encoder))
+        sibling.owns_lexical = False
+        return sibling
+
+    owns_lexical = True  # False for a `with_model` sibling: its BM25 index is another pipeline's
+
     def add(self, items: Sequence[Item]) -> None:
         """Add or update items in both indexes; searchable at once, no rebuild."""
         texts = item_texts(items, self.template)
         ids = [i.item_id for i in items]
         self.vectors.add(ids, self.encoder.encode(texts), [ItemMeta.of(i) for i in items])
-        self.lexical.add(ids, texts)
+        if self.owns_lexical:
+            self.lexical.add(ids, texts)
 
     def remove(self, item_ids: Sequence[str]) -> None:
         self.vectors.remove(item_ids)
-        self.lexical.remove(item_ids)
+        if self.owns_lexical:
+            self.lexical.remove(item_ids)
 
     def query_vector(self, text: str) -> np.ndarray:
         """float32[dim]: the query's vector, remembered for the last `QUERY_MEMO` queries (a

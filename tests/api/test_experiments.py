@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from shoplm.api import create_app
 from shoplm.config import Settings
+from shoplm.data.experiments import Experiment
 from shoplm.engine.engine import Engine
 from shoplm.store import open_store
 from tests.api.conftest import ADMIN, READ, A, R
@@ -70,3 +71,71 @@ def test_results_over_a_time_range_and_stop_and_promote(shop):
         assert shop.get(path, headers=A).json()["status"] == "stopped"
     finally:
         assert shop.delete(path, headers=A).status_code == 204
+
+
+def _two_layer_model(out):
+    """A model that ranks differently from the bundled one: its first two transformer layers."""
+    from sentence_transformers import SentenceTransformer
+
+    from shoplm.lm.encoder import default_model_dir
+
+    model = SentenceTransformer(str(default_model_dir()), device="cpu")
+    bert = model[0].auto_model
+    bert.encoder.layer = bert.encoder.layer[:2]
+    bert.config.num_hidden_layers = 2
+    model.save(str(out))
+    return out
+
+
+QUERIES = ["fan", "sofa for the living room", "cordless tools", "something to watch films", "lamp"]
+
+
+def _pages(client, session_id, queries=QUERIES, **params):
+    return [[h["item_id"] for h in client.get("/v1/search", params={"q": q, "session_id": session_id, **params},
+                                              headers=R).json()["items"]] for q in queries]
+
+
+def test_an_arm_searches_with_its_own_model_exactly_as_a_service_configured_with_it(tmp_path):
+    models = tmp_path / "models"
+    small = _two_layer_model(models / "two-layer")
+    dense = {"hybrid_dense_weight": 1.0}  # both arms: the vectors decide, so the model shows
+    common = dict(read_key=READ, admin_key=ADMIN, embedding_cache_dir=tmp_path / "cache", models_dir=models,
+                  impression_flush_s=60.0, hybrid_dense_weight=1.0)
+    references = {}
+    for name, model in (("control", None), ("small", small)):
+        settings = Settings(**common, search_index_dir=tmp_path / f"index-{name}",
+                            **({"encoder_model": model} if model else {}))
+        store = open_store("memory://")
+        store.upsert_items(CATALOG)
+        with TestClient(create_app(settings, Engine.open(settings, store))) as client:
+            references[name] = _pages(client, "nobody-in-particular")
+    assert references["control"] != references["small"]  # the two models do rank differently
+
+    settings = Settings(**common, search_index_dir=tmp_path / "index")
+    store = open_store("memory://")
+    store.upsert_items(CATALOG)
+    with TestClient(create_app(settings, Engine.open(settings, store))) as shop:
+        bad = shop.post("/v1/admin/experiments", json={"name": "model", "arms": [
+            {"name": "control", "share": 0.5, "settings": dense},
+            {"name": "small", "share": 0.5, "settings": dense, "search_model": "missing"}]}, headers=A)
+        assert error(bad, 422)["details"][0]["loc"] == ["body", "arms", 1, "search_model"]
+        assert shop.get("/v1/admin/experiments", headers=A).json() == []  # nothing half-written
+        created = shop.post("/v1/admin/experiments", json={"name": "model", "arms": [
+            {"name": "control", "share": 0.5, "settings": dense},
+            {"name": "small", "share": 0.5, "settings": dense, "search_model": "two-layer"}]}, headers=A)
+        assert created.status_code == 200, created.text
+        experiment = Experiment.from_body(created.json(), created.json()["id"], 0.0, 0.0)
+        visitors = {}
+        for v in range(40):
+            visitors.setdefault(experiment.assign(f"v{v}").name, f"v{v}")
+        for arm in ("control", "small"):
+            assert _pages(shop, visitors[arm]) == references[arm], arm
+        # the arm's pipeline follows the catalog: a new item, then a filter and a second page
+        item = {"item_id": "fan-9", "title": "Bladeless desk fan", "category": "Home > Cooling > Fans", "price": 99.0}
+        assert shop.post("/v1/items", json={"items": [item]}, headers=A).status_code == 200
+        found = _pages(shop, visitors["small"], ["bladeless fan"], category="Home > Cooling > Fans")[0]
+        assert "fan-9" in found and all(i.startswith("fan-") for i in found)
+        second = _pages(shop, visitors["small"], ["fan"], limit=2, offset=2)[0]
+        assert second == _pages(shop, visitors["small"], ["fan"], limit=10)[0][2:4]
+        impression = shop.get("/v1/search", params={"q": "fan", "session_id": visitors["small"]}, headers=R).json()
+        assert impression["list_id"]
