@@ -48,6 +48,9 @@ class ExperimentBody(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     arms: list[ArmBody] = Field(min_length=2, max_length=20)
+    salt: str | None = Field(None, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$", description=(
+        "What visitors are hashed with (default: random). The same salt and arms give every visitor "
+        "the same arm again: a re-created experiment, or a seeded simulation. Kept by PUT."))
 
 
 class Promote(BaseModel):
@@ -92,7 +95,7 @@ def list_experiments(engine: EngineDep) -> list[dict[str, Any]]:
 def create_experiment(body: ExperimentBody, engine: EngineDep) -> dict[str, Any]:
     """Start an experiment (at most one runs at a time): visitors are assigned to arms by
     hashing their user or session id with the experiment's own salt."""
-    return _stored(engine, _parsed(body.model_dump())).to_dict()
+    return _stored(engine, _parsed(body.model_dump(exclude_none=True))).to_dict()
 
 
 @router.get("/{experiment_id}")
@@ -104,7 +107,8 @@ def get_experiment(experiment_id: Id, engine: EngineDep) -> dict[str, Any]:
 def put_experiment(experiment_id: Id, body: ExperimentBody, engine: EngineDep) -> dict[str, Any]:
     """Change the arms (the salt, so every visitor's arm, is kept while the arms keep their shares)."""
     old = _find(engine, experiment_id)
-    return _stored(engine, _parsed({**body.model_dump(), "status": old.status}, experiment_id, old.salt)).to_dict()
+    return _stored(engine, _parsed({**body.model_dump(exclude_none=True), "status": old.status}, experiment_id,
+                                   old.salt)).to_dict()
 
 
 @router.delete("/{experiment_id}", status_code=204)
