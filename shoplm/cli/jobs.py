@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from shoplm.cli.common import (
-    ColdOpt, EpochsOpt, EventsOpt, ItemsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, SearchEventsOpt,
+    ColdOpt, EpochsOpt, EventsOpt, ItemsOpt, JudgmentsOpt, LrOpt, MaxMinutesOpt, ModelOutOpt, SearchEventsOpt, StoreOpt,
     SearchItemsOpt, out,
 )
 from shoplm.errors import ConfigError
@@ -137,3 +137,55 @@ def jobs_train_search(
     out.print(f"fine-tuned on {workers} {'GPU' if summary['gpu'] else 'CPU'} worker(s) in "
               f"{time.perf_counter() - started:.0f} s: {summary['steps']} steps, best step {summary['best_step']}, "
               f"dev NDCG@10 (training pool) {summary['best_dev_ndcg@10']:.4f}; saved to {out_dir}")
+
+
+def retrain(
+    ctx: typer.Context,
+    store: StoreOpt = None,
+    serving: Annotated[Optional[str], typer.Option(
+        "--serving", help="The serving model's directory, relative to SHOPLM_MODELS_DIR (default: "
+                          "SHOPLM_RECOMMEND_MODEL; neither: the candidate is promoted without a comparison).")] = None,
+    name: Annotated[Optional[str], typer.Option(
+        "--name", help="The candidate's directory in SHOPLM_MODELS_DIR (default: recommend-<UTC time>).")] = None,
+    margin: Annotated[float, typer.Option(
+        "--margin", min=0.0, max=0.99, help="Promote when the candidate's hold-out NDCG@10 is at least the "
+                                             "serving model's x (1 - margin).")] = 0.01,
+    reload: Annotated[Optional[list[str]], typer.Option(
+        "--reload", help="A service to switch on promotion (POST /v1/admin/reload with SHOPLM_ADMIN_KEY); "
+                         "repeatable. On PostgreSQL one reaches every host.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(
+        "--epochs", min=1, help="Most passes over the training sequences (default: SHOPLM_RECOMMEND_EPOCHS).")] = None,
+    max_minutes: Annotated[Optional[float], typer.Option(
+        "--max-minutes", min=0.1, help="Training budget (default: SHOPLM_RECOMMEND_MAX_MINUTES).")] = None,
+) -> None:
+    """Train a candidate recommendation model on the store's events up to now, compare it with
+    the serving model on the same hold-out (each actor's latest event), and promote it only if
+    it is not worse than the margin allows: reload the services and point
+    SHOPLM_MODELS_DIR/current at it. Every run writes <candidate>/retrain/report.md and
+    report.json; the exit code is 0 whether it promoted or kept (see the report), 1 on error.
+
+    [bold]Example:[/bold] SHOPLM_MODELS_DIR=/srv/shoplm/models shoplm jobs retrain --store postgresql://shoplm@db/shop --reload http://10.0.0.5:8000
+    """
+    from shoplm.cli.common import ProgressBars, set_recommend_threads, settings_of
+    from shoplm.jobs.retrain import retrain as run_retrain
+    from shoplm.store import open_store
+
+    settings = settings_of(ctx)
+    overrides = {k: v for k, v in (("recommend_epochs", epochs), ("recommend_max_minutes", max_minutes)) if v}
+    settings = settings.model_copy(update=overrides) if overrides else settings
+    set_recommend_threads(settings)
+    db = open_store(store or settings.store_url)
+    try:
+        with ProgressBars(lines=True) as progress:
+            result = run_retrain(settings, db, serving, name, margin, reload or [], progress=progress)
+    finally:
+        db.close()
+    for label, metrics in (("candidate", result.candidate), ("serving", result.serving)):
+        if metrics is not None:
+            out.print(f"{label}: NDCG@10 {metrics['ndcg@10']:.4f}, Recall@10 {metrics['recall@10']:.4f}")
+    out.print(f"{'PROMOTED' if result.promoted else 'KEPT the serving model'}: {result.reason}")
+    for answer in result.reloaded:
+        out.print(f"reload {answer['url']}: {answer['status']} {'' if answer['ok'] else answer['body']}")
+    out.print(f"report: {result.report}")
+    if any(not answer["ok"] for answer in result.reloaded):
+        raise typer.Exit(1)

@@ -34,7 +34,7 @@ def train_recommend(
     [bold]Example:[/bold] shoplm train recommend --items var/data/scientific/items.csv --events var/data/scientific/events.csv --out var/models/scientific
     """
     from shoplm.recommend.evaluate import prepare
-    from shoplm.recommend.train import best_epoch, train_and_save
+    from shoplm.recommend.train import best_epoch, cut_short_warning, train_and_save, train_config, training_stop
 
     settings = settings_of(ctx)
     set_recommend_threads(settings)
@@ -47,6 +47,9 @@ def train_recommend(
     best = best_epoch(log)
     out.print(f"trained in {time.perf_counter() - started:.0f} s ({len(log)} epochs); best epoch "
               f"{best.get('epoch')} with validation NDCG@10 {best.get('valid_ndcg@10', 0):.4f}; saved to {out_dir}")
+    warning = cut_short_warning(training_stop(log, train_config(settings)))
+    if warning:
+        out.print(f"[bold red]{warning}[/bold red]")
 
 
 def eval_recommend(

@@ -39,7 +39,7 @@ from shoplm.recommend.baselines.popularity import Popularity
 from shoplm.recommend.baselines.sasrec import sasrec
 from shoplm.recommend.baselines.text_zero_shot import TextZeroShot
 from shoplm.report import Section, write_report
-from shoplm.recommend.sequences import COLD_USER_KS, Cases, ColdUsers, Split, apply_cold_items, build_sequences, \
+from shoplm.recommend.sequences import COLD_USER_KS, Cases, Catalog, ColdUsers, Split, apply_cold_items, build_sequences, \
     cold_items, hold_out_users, item_frequency, leave_last_out, prefix_cases, read_catalog, training_fingerprint
 from shoplm.data.text import item_texts
 
@@ -60,7 +60,12 @@ def prepare(settings: Settings, items: Path, events: Path, cold_fraction: float 
             progress: Progress = quiet, cold_users: float = 0.0) -> Prepared:
     """The files as the recommenders read them: the leave-last-out split of every actor not
     held out by `cold_users` (`sequences.hold_out_users`), with `cold_fraction` of the items cold."""
-    catalog = read_catalog(items, events)
+    return prepare_catalog(settings, read_catalog(items, events), cold_fraction, progress, cold_users)
+
+
+def prepare_catalog(settings: Settings, catalog: Catalog, cold_fraction: float = 0.0, progress: Progress = quiet,
+                    cold_users: float = 0.0) -> Prepared:
+    """`prepare` of items and events already read (from files, or a store: `shoplm jobs retrain`)."""
     item_ids = catalog.item_ids
     seqs = build_sequences(catalog.events, item_ids, settings.event_weights, settings.recommend_sequences_by)
     held = None

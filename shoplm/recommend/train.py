@@ -228,8 +228,10 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     best, best_state, log, waited = -1.0, None, [], 0
     deadline = time.perf_counter() + 60 * cfg.max_minutes
+    stopped = "epochs"  # all planned epochs ran; else "patience" (early stopping) or "cap" (max_minutes)
     for epoch in range(1, cfg.epochs + 1):
         if replica.any(time.perf_counter() > deadline):
+            stopped = "cap"
             break
         net.train()
         started, total, steps = time.perf_counter(), 0.0, 0
@@ -247,7 +249,10 @@ def fit_user_model(model: UserModel, train: Sequences, valid: Cases, cfg: TrainC
         else:
             waited += 1
             if waited >= cfg.patience:
+                stopped = "patience" if epoch < cfg.epochs else "epochs"
                 break
+    if log:
+        log[-1]["stopped"] = stopped
     if best_state is not None:
         model.load_state_dict(best_state)
     if model.cfg.use_text and cfg.new_item_exposure > 0:
@@ -389,6 +394,7 @@ def train_and_save(settings: Settings, item_ids: list[str], split: Split, vector
         "event_weights": settings.event_weights, "train": asdict(model.train_cfg),
         "training_fingerprint": training_fingerprint(item_ids, split),
         "best_epoch": best.get("epoch"), "valid_ndcg@10": best.get("valid_ndcg@10"),
+        **training_stop(model.log, model.train_cfg),
         "train_seconds": round(seconds_before + time.perf_counter() - started, 1),
     }, files={"train_log.json": json.dumps(model.log, indent=2), "blend.json": blend.to_json()})
     return model.log
@@ -410,6 +416,26 @@ def serving_blend(score: Callable[[Histories], np.ndarray], split: Split, popula
     blend = tune_recommend_blend(score, prefix_cases(cold_users.valid, COLD_BLEND_KS), popularity, blend)
     blend.tuned_on = f"{warm}; held-out validation users' first events: {blend.tuned_on}"
     return blend
+
+
+def training_stop(log: list[dict], cfg: TrainConfig) -> dict:
+    """How a run ended, for params.json: epochs done, planned (the most `cfg.epochs`), what
+    stopped it (epochs, patience: early stopping, cap: `max_minutes`), and `cut_short` when
+    the cap stopped it while validation was still improving at the last epoch."""
+    stopped = log[-1].get("stopped", "epochs") if log else "cap"
+    improving = bool(log) and best_epoch(log).get("epoch") == log[-1]["epoch"]
+    return {"epochs": len(log), "planned_epochs": cfg.epochs, "stopped": stopped,
+            "cut_short": stopped == "cap" and (improving or not log), "max_minutes": cfg.max_minutes}
+
+
+def cut_short_warning(stop: dict) -> str | None:
+    """A loud line for a run the wall-clock cap stopped while it was still improving, else None."""
+    if not stop.get("cut_short"):
+        return None
+    return (f"CUT SHORT: the wall-clock cap ({stop['max_minutes']:g} minutes) stopped training after "
+            f"{stop['epochs']} of at most {stop['planned_epochs']} epochs ({stop['epochs'] / stop['planned_epochs']:.0%}) "
+            "while validation NDCG@10 was still improving; a longer run would likely be stronger. Give more time "
+            "(SHOPLM_RECOMMEND_MAX_MINUTES) or a GPU")
 
 
 def best_epoch(log: list[dict]) -> dict:

@@ -131,3 +131,20 @@ def test_an_experiment_arm_serves_its_own_recommendation_model(trained, small_se
     with pytest.raises(Exception, match="recommend_model"):
         engine.put_experiment(Experiment.parse({"name": "m2", "arms": [
             {"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "recommend_model": "missing"}]}))
+
+
+def test_a_run_the_wall_clock_cap_cuts_short_says_so(shop, small_settings, tmp_path, monkeypatch):
+    items, events = shop
+    model = tmp_path / "model"
+    full = runner.invoke(app, ["train", "recommend", "--items", str(items), "--events", str(events), "--out", str(model)])
+    assert full.exit_code == 0 and "CUT SHORT" not in full.output
+    params = json.loads((model / "params.json").read_text())
+    assert (params["epochs"], params["planned_epochs"], params["cut_short"]) == (2, 2, False)
+    assert params["stopped"] in ("epochs", "patience")
+    monkeypatch.setenv("SHOPLM_RECOMMEND_MAX_MINUTES", "0.000001")  # the cap passes during the first epoch
+    capped = runner.invoke(app, ["train", "recommend", "--items", str(items), "--events", str(events),
+                                 "--out", str(tmp_path / "capped")])
+    assert capped.exit_code == 0, capped.output
+    assert "CUT SHORT" in capped.output and "1 of at most 2 epochs (50%)" in " ".join(capped.output.split())
+    params = json.loads((tmp_path / "capped" / "params.json").read_text())
+    assert (params["epochs"], params["stopped"], params["cut_short"]) == (1, "cap", True)
