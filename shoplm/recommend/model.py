@@ -116,7 +116,7 @@ class UserModel(nn.Module):
         self.register_buffer("neighbour_index", torch.zeros(0, 0, dtype=torch.int64))
         self.register_buffer("neighbour_weight", torch.zeros(0, 0))
         self._spread: tuple[torch.Tensor, ...] | None = None  # reverse-neighbour CSR, see spread_table()
-        self._vectors: tuple[tuple, torch.Tensor] | None = None  # (key, (n + 1, dim)), see item_vectors()
+        self._vectors: tuple[tuple, tuple] | None = None  # (key, item side), see _item_side()
         self.item_id = nn.Embedding(n + 1, d) if cfg.use_id else None
         if self.item_id is not None:
             nn.init.normal_(self.item_id.weight, std=0.02)
@@ -163,18 +163,40 @@ class UserModel(nn.Module):
         In eval mode, without gradients and `id_keep` (scoring), the result is cached until
         the model goes back to training or a tensor it is computed from changes: the adaptor
         runs over the whole catalog, which was most of a served recommendation's model time."""
+        return self._item_side(id_keep)[0]
+
+    def _item_side(self, id_keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """(vectors (n + 1, dim), the items' unit vectors (n, dim) for the cosine head or None,
+        the items' score offsets (n + 1,)): what every history is scored against. Cached in
+        eval mode without gradients and `id_keep`, keyed by the version of every tensor read."""
         if id_keep is not None or self.training or torch.is_grad_enabled():
-            return self._item_vectors(id_keep)
+            return self._compute_item_side(id_keep)
         self.text_neighbours()  # found before the key is taken: finding them changes their buffers
         key = tuple((t.data_ptr(), t._version) for t in self._item_vector_inputs())
         if self._vectors is None or self._vectors[0] != key:
-            self._vectors = (key, self._item_vectors(None))
+            self._vectors = (key, self._compute_item_side(None))
         return self._vectors[1]
 
+    def _compute_item_side(self, id_keep: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        vectors = self._item_vectors(id_keep)
+        items = None if self.cfg.logits == "dot" else F.normalize(vectors[:-1], dim=-1)  # (n, dim)
+        keep = self.id_keep_weights(id_keep)  # (n + 1,)
+        # New items (and, in training, items whose ID is hidden) share one learned offset in
+        # place of ID, popularity and co-occurrence evidence, which calibrates them against
+        # items that have it; ID dropout hides rare items most, as a cold start does new ones.
+        bias = self.item_bias * keep + self.new_item_bias * (1 - keep)  # (n + 1,)
+        bias = bias + self.new_item_shift * (1 - self.seen)
+        borrowed = self.borrowed(self.item_bias, keep)  # (n + 1,) or None
+        if borrowed is not None:
+            bias = bias + self.borrow_bias * borrowed * (1 - keep)
+        return vectors, items, bias
+
     def train(self, mode: bool = True) -> "UserModel":
-        # Fused optimisers update weights without bumping their version, so training
-        # mode drops the cache outright; the version key covers edits made in eval mode.
-        self._vectors = None
+        # Fused optimisers update weights without bumping their version, so training mode
+        # drops the cache outright (eval mode keeps it: every scoring call sets eval mode);
+        # the version key covers edits made in eval mode.
+        if mode:
+            self._vectors = None
         return super().train(mode)
 
     def _item_vector_inputs(self) -> list[torch.Tensor]:
@@ -182,6 +204,7 @@ class UserModel(nn.Module):
         a move changes its storage."""
         return [*(self.adaptor.parameters() if self.adaptor is not None else ()), self.item_whitened, self.item_text,
                 self.seen, self.id_weight, self.borrow_id, self.neighbour_index, self.neighbour_weight,
+                self.item_bias, self.new_item_bias, self.new_item_shift, self.borrow_bias,
                 *((self.item_id.weight,) if self.item_id is not None else ())]
 
     def _item_vectors(self, id_keep: torch.Tensor | None) -> torch.Tensor:
@@ -222,22 +245,13 @@ class UserModel(nn.Module):
         """Scores of every item at the positions (rows, cols) of `history` (B, L): (P, n_items).
         `cooc`: a co-occurrence C as CSR arrays (indptr, indices, values) that replaces the
         model's own (cross-fitting); its spread to new items goes through the same neighbours."""
-        vectors = self.item_vectors(id_keep)  # (n + 1, dim)
+        vectors, items, bias = self._item_side(id_keep)  # (n + 1, dim), (n, dim) or None, (n + 1,)
         state = self.states(history, vectors)[rows, cols]  # (P, dim)
-        if self.cfg.logits == "dot":  # SASRec's own head: the norm of an ID vector can carry popularity
+        if items is None:  # SASRec's own head: the norm of an ID vector can carry popularity
             out = state @ vectors[:-1].T  # (P, n)
         else:
-            items = F.normalize(vectors[:-1], dim=-1)  # (n, dim)
             out = F.normalize(state, dim=-1) @ items.T * self.seq_scale.exp()  # (P, n)
         keep = self.id_keep_weights(id_keep)  # (n + 1,)
-        # New items (and, in training, items whose ID is hidden) share one learned offset in
-        # place of ID, popularity and co-occurrence evidence, which calibrates them against
-        # items that have it; ID dropout hides rare items most, as a cold start does new ones.
-        bias = self.item_bias * keep + self.new_item_bias * (1 - keep)  # (n + 1,)
-        bias = bias + self.new_item_shift * (1 - self.seen)
-        borrowed = self.borrowed(self.item_bias, keep)  # (n + 1,) or None
-        if borrowed is not None:
-            bias = bias + self.borrow_bias * borrowed * (1 - keep)
         out = out + bias[:-1]
         if self.cfg.use_text and self.cfg.text_path:
             out = out + self.text_scale * self._recent_text_scores(history, rows, cols)  # (P, n)
