@@ -342,10 +342,14 @@ class SqlStore:
                 .returning(impressions_table.c.list_id))
         with self.engine.begin() as conn:
             new = set(conn.execute(stmt, rows).scalars())
-            shown = [{"list_id": i.list_id, "position": p, "item_id": item}
-                     for i in impressions if i.list_id in new for p, item in enumerate(i.item_ids)]
+            shown = [(i.list_id, p, item) for i in impressions if i.list_id in new for p, item in enumerate(i.item_ids)]
             if shown:
-                conn.execute(self._insert(impression_items_table).on_conflict_do_nothing(), shown)
+                # the driver's executemany with tuples: a row per shown item is ten per list, and
+                # building SQLAlchemy parameter dicts for them held the GIL long enough, once a
+                # second, to add 12 ms to a recommendation's p99 at 8 clients
+                mark = "?" if self.engine.dialect.name == "sqlite" else "%s"
+                conn.exec_driver_sql(f"INSERT INTO impression_items (list_id, position, item_id) VALUES "
+                                     f"({mark}, {mark}, {mark}) ON CONFLICT DO NOTHING", shown)
             return len(new)
 
     def impressions_frame(self, since: float | None = None, until: float | None = None) -> pl.DataFrame:
