@@ -36,9 +36,11 @@ class ArmBody(BaseModel):
     share: float = Field(gt=0, le=1, description="The share of visitors; the arms' shares sum to 1.")
     settings: dict[str, Any] = Field(default_factory=dict, description="hybrid_dense_weight, hybrid_method, "
                                      "search_rerank: what this arm changes; {} = the control.")
-    search_model: str | None = Field(None, min_length=1, max_length=1_000, description="A model directory inside "
+    search_model: str | None = Field(None, min_length=1, max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                     description="A model directory inside "
                                      "SHOPLM_MODELS_DIR (`shoplm train search --out`) this arm searches with.")
-    recommend_model: str | None = Field(None, min_length=1, max_length=1_000, description="A model directory "
+    recommend_model: str | None = Field(None, min_length=1, max_length=1_000, pattern=r"^[^\x00-\x1f\x7f]+$",
+                                        description="A model directory "
                                         "inside SHOPLM_MODELS_DIR (`shoplm train recommend --out`) this arm "
                                         "recommends with.")
 
@@ -75,7 +77,8 @@ def _stored(engine, experiment: Experiment) -> Experiment:
 
 def _invalid(error: ExperimentError) -> RequestValidationError:
     """A 422 whose loc is the bad field's path: arms[1].share -> ["body", "arms", 1, "share"]."""
-    loc = ("body", *(int(p) if p.isdigit() else p for p in error.field.replace("[", ".").replace("]", "").split(".")))
+    parts = error.field.replace("[", ".").replace("]", "").split(".")
+    loc = ("body", *(int(p) if p.isascii() and p.isdigit() else p for p in parts))  # "¹".isdigit() too
     return RequestValidationError([{"loc": loc, "msg": str(error), "type": "value_error"}])
 
 

@@ -139,3 +139,12 @@ def test_an_arm_searches_with_its_own_model_exactly_as_a_service_configured_with
         assert second == _pages(shop, visitors["small"], ["fan"], limit=10)[0][2:4]
         impression = shop.get("/v1/search", params={"q": "fan", "session_id": visitors["small"]}, headers=R).json()
         assert impression["list_id"]
+
+
+def test_a_setting_named_by_a_non_ascii_digit_is_a_422_not_a_500(shop):
+    arms = [{"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "settings": {"¹": None}}]
+    bad = error(shop.post("/v1/admin/experiments", json={"name": "odd", "arms": arms}, headers=A), 422)
+    assert bad["details"][0]["loc"] == ["body", "arms", 1, "settings", "¹"]
+    nul = shop.post("/v1/admin/experiments", json={"name": "odd", "arms": [
+        {"name": "a", "share": 0.5}, {"name": "b", "share": 0.5, "search_model": "x\u0000y"}]}, headers=A)
+    assert nul.status_code == 422
