@@ -259,27 +259,23 @@ class Engine:
         """Create or replace an experiment; at most one runs at a time (so every visitor is in
         at most one arm, and arms compare cleanly)."""
         root = self.settings.models_dir.resolve()
+        needs = {"recommend_model": ("params.json", "a trained model", "train one with `shoplm train recommend --out DIR`"),
+                 "search_model": ("modules.json", "a sentence-transformers model",
+                                  "fine-tune one with `shoplm train search --out DIR`")}
         for i, arm in enumerate(experiment.arms):
-            if arm.recommend_model is not None:
-                directory = (root / arm.recommend_model).resolve()
-                if not directory.is_relative_to(root) or not (directory / "params.json").is_file():
-                    raise ExperimentError(f"arms[{i}].recommend_model", f"no trained model in {directory} (params.json "
-                                          "missing); train one with `shoplm train recommend --out DIR` inside "
-                                          f"SHOPLM_MODELS_DIR ({root})")
-            if arm.search_model is not None:
-                directory = (root / arm.search_model).resolve()
-                if not directory.is_relative_to(root) or not (directory / "modules.json").is_file():
-                    raise ExperimentError(f"arms[{i}].search_model", f"no sentence-transformers model in {directory} "
-                                          "(modules.json missing); fine-tune one with `shoplm train search --out DIR` "
+            for kind, (marker, what, how) in needs.items():
+                name = getattr(arm, kind)
+                directory = (root / name).resolve() if name is not None else None
+                if directory is not None and (not directory.is_relative_to(root) or not (directory / marker).is_file()):
+                    raise ExperimentError(f"arms[{i}].{kind}", f"no {what} in {directory} ({marker} missing); {how} "
                                           f"inside SHOPLM_MODELS_DIR ({root})")
-        if experiment.status in ("running", "promoted"):  # the arms' search models: encoded now, not in a request
-            for arm in experiment.arms:
-                self.arm_search(arm)
         if experiment.status in ("running", "promoted"):
             other = next((e for e in self.store.experiments()
                           if e.status in ("running", "promoted") and e.id != experiment.id), None)
             if other is not None:
                 raise ExperimentError("status", f"experiment {other.id} ({other.name!r}) is {other.status}; stop it first")
+            for arm in experiment.arms:  # the arms' search models: encoded now, not in a visitor's request
+                self.arm_search(arm)
         stored = self.store.put_experiment(experiment)
         self._experiments = None
         return stored

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
@@ -246,10 +246,7 @@ def _write_report(out_dir: Path, document: dict[str, Any]) -> Path:
     sections = [Section("Hold-out, candidate against serving", models, chart="models.png")]
     if by_length:
         sections.append(Section("NDCG@10 by history length", by_length))
-    (out_dir).mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.json").write_text(json.dumps(document, indent=2, default=str))
     return write_report(out_dir, "Scheduled retraining of the recommendation model", sections, preamble)
 
-
-def result_summary(result: RetrainResult) -> dict[str, Any]:
-    return asdict(result) | {"report": str(result.report)}

@@ -187,12 +187,9 @@ class LexicalIndex:
             self._df.subtract(t for i, terms in enumerate(self._terms) if i not in kept for t in set(terms))
             self._df = +self._df  # drop terms no item has any more
             self._terms = [self._terms[i] for i in keep]
-        for item in gone:
-            if item in self._tail:
-                self._tail_df.subtract(self._tail.pop(item)[0].keys())
-            elif self._retriever is not None and item in self._base_row:
-                self._base_alive[self._base_row[item]] = False
-        self._tail_df = +self._tail_df
+        if self._retriever is not None:
+            for item in gone:
+                self._remove_from_base(item)
         if self._log is not None:
             self._log += [("remove", item, None) for item in gone]
 
