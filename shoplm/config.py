@@ -76,6 +76,16 @@ class Settings(BaseSettings):
     hnsw_min_items: int = Field(
         50_000, ge=1, description="Catalogs at least this large get an HNSW index; smaller ones exact search."
     )
+    ivf_min_items: int = Field(
+        500_000, ge=1, description="Catalogs at least this large get an IVF index (k-means lists) instead of HNSW: "
+        "it builds in minutes where a graph of a million items takes tens of minutes on 2 cores.",
+    )
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists each query searches: more is slower and closer to exact.")
+    vector_storage: Literal["float32", "float16", "sq8"] = Field(
+        "float32", description="What the ANN index keeps per vector: float32, float16 or sq8 (FAISS scalar "
+        "quantisation, 1 byte a dimension). Results are re-scored exactly either way; see docs/scale.md for the "
+        "memory saved and the recall cost.",
+    )
 
     # --- recommendation (shoplm train/eval recommend) ---
     recommend_encoder: Literal["transformer", "gru"] = Field("transformer", description="Sequence encoder of the shoplm model: transformer or gru.")

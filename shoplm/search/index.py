@@ -120,15 +120,44 @@ class MemoryIndex:
 
     kind = "memory"
 
+    ARRAYS = ("ids", "vectors", "category", "price", "available", "alive")
+
     def __init__(self, dim: int):
         self.dim = dim
-        self.ids = np.zeros(0, dtype=object)  # (rows,), tombstoned rows keep their id
-        self.vectors = np.zeros((0, dim), dtype=np.float32)  # (rows, dim)
-        self.category = np.zeros(0, dtype=object)
-        self.price = np.zeros(0, dtype=np.float64)  # NaN = no price
-        self.available = np.zeros(0, dtype=bool)
-        self.alive = np.zeros(0, dtype=bool)
+        self._n = 0  # rows in use; the arrays below have room for more (`_reserve`)
+        self._ids = np.zeros(0, dtype=object)  # (rows,), tombstoned rows keep their id
+        self._vectors = np.zeros((0, dim), dtype=np.float32)  # (rows, dim)
+        self._category = np.zeros(0, dtype=object)
+        self._price = np.zeros(0, dtype=np.float64)  # NaN = no price
+        self._available = np.zeros(0, dtype=bool)
+        self._alive = np.zeros(0, dtype=bool)
         self._row: dict[str, int] = {}
+
+    # The arrays as callers see them: views of the rows in use (writes go through).
+    ids = property(lambda self: self._ids[:self._n])
+    vectors = property(lambda self: self._vectors[:self._n])
+    category = property(lambda self: self._category[:self._n])
+    price = property(lambda self: self._price[:self._n])
+    available = property(lambda self: self._available[:self._n])
+    alive = property(lambda self: self._alive[:self._n])
+
+    def _reserve(self, extra: int) -> None:
+        """Room for `extra` more rows. Concatenating on every write copied the whole vector
+        matrix per added item (1.5 GB at a million items); the arrays now grow by
+        `HEADROOM` of their size at once (at least 4,096 rows), and a bulk first add takes
+        that headroom too, so a live catalog's writes copy nothing until it has grown by 5%.
+        Views handed out earlier keep the old arrays alive and stay valid (numpy, no realloc)."""
+        need = self._n + extra
+        if need <= len(self._ids):
+            return
+        capacity = need + max(4_096, int(need * self.HEADROOM))
+        for name in self.ARRAYS:
+            old = getattr(self, "_" + name)
+            new = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            new[:self._n] = old[:self._n]
+            setattr(self, "_" + name, new)
+
+    HEADROOM = 0.05
 
     def __len__(self) -> int:
         return len(self._row)
@@ -148,13 +177,15 @@ class MemoryIndex:
             raise IndexMismatch("the same item id appears twice in one add(); pass each item once")
         metas = list(metas) if metas is not None else [ItemMeta()] * len(ids)
         self.remove([i for i in ids if i in self._row])
-        start = len(self.ids)
-        self.ids = np.concatenate([self.ids, np.asarray(list(ids), dtype=object)])
-        self.vectors = np.concatenate([self.vectors, vectors])
-        self.category = np.concatenate([self.category, np.asarray([m.category or "" for m in metas], dtype=object)])
-        self.price = np.concatenate([self.price, np.asarray([np.nan if m.price is None else m.price for m in metas])])
-        self.available = np.concatenate([self.available, np.asarray([m.available for m in metas], dtype=bool)])
-        self.alive = np.concatenate([self.alive, np.ones(len(ids), dtype=bool)])
+        start, end = self._n, self._n + len(ids)
+        self._reserve(len(ids))
+        self._ids[start:end] = list(ids)
+        self._vectors[start:end] = vectors
+        self._category[start:end] = [m.category or "" for m in metas]
+        self._price[start:end] = [np.nan if m.price is None else m.price for m in metas]
+        self._available[start:end] = [m.available for m in metas]
+        self._alive[start:end] = True
+        self._n = end
         self._row.update((item, start + i) for i, item in enumerate(ids))
         self._added(start, vectors)
 
@@ -202,38 +233,102 @@ class MemoryIndex:
         return {}
 
 
+STORAGE = {"float32": "", "float16": "SQfp16", "sq8": "SQ8"}  # SHOPLM_VECTOR_STORAGE -> FAISS codes
+SQ8_MIN_TRAIN = 1_000  # a first add smaller than this gets float16 codes: 8-bit ranges need a sample
+TRAIN_SAMPLE = 100_000  # vectors an IVF or 8-bit index is trained on (a seeded sample of the first add)
+
+
+def ivf_lists(n: int) -> int:
+    """Inverted lists of an IVF index over `n` vectors: 4 sqrt(n) (FAISS's guidelines give
+    4-16 sqrt(n)), and at most n / 39 so that k-means has the 39 points per centroid it asks for."""
+    return max(1, min(int(4 * np.sqrt(n)), n // 39))
+
+
 class FaissIndex(MemoryIndex):
-    """FAISS underneath: exact inner product (IndexFlatIP) below `hnsw_min_items` items at build
-    time, HNSW (Malkov & Yashunin, 2018) at or above it. M=32 and efSearch=128 keep recall@10
-    above 0.98 on 50k MiniLM vectors; efConstruction=80 keeps a 54k build under a minute on 2 cores."""
+    """FAISS underneath, its kind chosen by the catalog size at build time: exact inner product
+    below `hnsw_min_items` items, HNSW (Malkov & Yashunin, 2018) from there, and an inverted
+    file (IVF, `ivf_lists` k-means lists, `nprobe` of them searched) at `ivf_min_items` and
+    above, where an HNSW graph takes too long to build (a million items on 2 cores: tens of
+    minutes against about two for IVF). M=32 and efSearch=128 keep HNSW's recall@10 above 0.98
+    on 50k MiniLM vectors; efConstruction=80 keeps a 54k build under a minute on 2 cores.
+
+    `storage` is what FAISS keeps per vector: "float32" (4 bytes a dimension), "float16" or
+    "sq8" (FAISS scalar quantisation to 2 or 1 bytes; 8-bit ranges are trained on the first
+    add). The float32 matrix `vectors` stays (the engine scores with it), so a quantised
+    index returns exact scores: it fetches `REFINE` x k candidates and re-scores them from
+    `vectors`. What it saves is FAISS's own copy: 1.5 GB -> 384 MB at a million items."""
 
     kind = "faiss"
     HNSW_FILTER_SHARE = 0.2
+    REFINE = 2  # candidates per result a quantised index fetches for the exact re-scoring
 
     def __init__(self, dim: int, hnsw_min_items: int = 50_000, m: int = 32, ef_search: int = 128,
-                 ef_construction: int = 80):
+                 ef_construction: int = 80, storage: str = "float32", ivf_min_items: int = 500_000,
+                 nprobe: int = 32):
         super().__init__(dim)
+        if storage not in STORAGE:
+            raise IndexMismatch(f"vector storage {storage!r}: expected one of {', '.join(STORAGE)}")
         self.hnsw_min_items, self.m, self.ef_search, self.ef_construction = hnsw_min_items, m, ef_search, ef_construction
+        self.storage, self.ivf_min_items, self.nprobe = storage, ivf_min_items, nprobe
+        self.spec = ""  # the index_factory string built, e.g. "IVF4000,SQ8"
         self.faiss = None  # built on the first add, so its kind can depend on the catalog size
+
+    @classmethod
+    def from_settings(cls, dim: int, settings) -> "FaissIndex":
+        return cls(dim, settings.hnsw_min_items, storage=settings.vector_storage,
+                   ivf_min_items=settings.ivf_min_items, nprobe=settings.ivf_nprobe)
 
     @property
     def is_hnsw(self) -> bool:
         import faiss
 
-        return isinstance(self.faiss, faiss.IndexHNSWFlat)
+        return isinstance(self.faiss, faiss.IndexHNSW)
 
-    def _added(self, start: int, vectors: np.ndarray) -> None:
+    @property
+    def is_ivf(self) -> bool:
         import faiss
 
+        return isinstance(self.faiss, faiss.IndexIVF)
+
+    @property
+    def quantised(self) -> bool:
+        return "SQ" in self.spec
+
+    def _build(self, vectors: np.ndarray) -> None:
+        import faiss
+
+        n = len(vectors)
+        codes = STORAGE[self.storage]
+        if codes == "SQ8" and n < SQ8_MIN_TRAIN:
+            codes = "SQfp16"
+        if n >= self.ivf_min_items:
+            self.spec = f"IVF{ivf_lists(n)},{codes or 'Flat'}"
+        elif n >= self.hnsw_min_items:
+            self.spec = f"HNSW{self.m}" + (f"_{codes}" if codes else "")
+        else:
+            self.spec = codes or "Flat"
+        index = faiss.index_factory(self.dim, self.spec, faiss.METRIC_INNER_PRODUCT)
+        if self.is_hnsw_index(index):
+            index.hnsw.efConstruction = self.ef_construction
+            index.hnsw.efSearch = self.ef_search
+        if not index.is_trained:
+            sample = vectors
+            if n > TRAIN_SAMPLE:
+                sample = vectors[np.sort(np.random.default_rng(0).choice(n, TRAIN_SAMPLE, replace=False))]
+            index.train(np.ascontiguousarray(sample))
+        self.faiss = index
+
+    @staticmethod
+    def is_hnsw_index(index) -> bool:
+        import faiss
+
+        return isinstance(index, faiss.IndexHNSW)
+
+    def _added(self, start: int, vectors: np.ndarray) -> None:
         if self.faiss is None:
-            if len(vectors) >= self.hnsw_min_items:
-                self.faiss = faiss.IndexHNSWFlat(self.dim, self.m, faiss.METRIC_INNER_PRODUCT)
-                self.faiss.hnsw.efConstruction = self.ef_construction
-                self.faiss.hnsw.efSearch = self.ef_search
-            else:
-                self.faiss = faiss.IndexFlatIP(self.dim)
+            self._build(vectors)
         if self.faiss.ntotal == start + len(vectors):
-            return  # rows restored next to a graph loaded from disk
+            return  # rows restored next to an index loaded from disk
         assert self.faiss.ntotal == start, "faiss rows must mirror the index rows"
         self.faiss.add(vectors)  # row numbers are faiss ids
 
@@ -244,7 +339,7 @@ class FaissIndex(MemoryIndex):
         scanned exactly, as is any query the bitmap search leaves short of k."""
         if filter is None and self.faiss is not None:  # no O(rows) work: at 1M rows it doubled a query's latency
             queries = np.ascontiguousarray(queries, dtype=np.float32)
-            return self._faiss_search(queries, k, None if len(self) == len(self.alive) else self.alive)
+            return self._faiss_search(queries, k, None if len(self) == self._n else self.alive)
         return super().search(queries, k, filter)
 
     def search_rows(self, queries: np.ndarray, k: int, keep: np.ndarray) -> Hits:
@@ -252,10 +347,11 @@ class FaissIndex(MemoryIndex):
             return super().search_rows(queries, k, keep)
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         n_keep = int(keep.sum())
-        if self.is_hnsw and n_keep < self.HNSW_FILTER_SHARE * len(self):
+        approximate = self.is_hnsw or self.is_ivf
+        if approximate and n_keep < self.HNSW_FILTER_SHARE * len(self):
             return self.exact(queries, k, keep)
         hits = self._faiss_search(queries, k, None if n_keep == len(keep) else keep)
-        if self.is_hnsw:
+        if approximate:
             short = np.flatnonzero((hits.ids != "").sum(axis=1) < min(k, n_keep))
             if len(short):
                 exact = self.exact(queries[short], k, keep)
@@ -265,33 +361,51 @@ class FaissIndex(MemoryIndex):
     def _faiss_search(self, queries: np.ndarray, k: int, keep: np.ndarray | None) -> Hits:
         import faiss
 
-        params = None
+        fetch = k * self.REFINE if self.quantised else k
+        selector, bitmap = None, None
         if keep is not None:
             bitmap = np.packbits(keep, bitorder="little")  # a local: it must outlive the search call
             selector = faiss.IDSelectorBitmap(len(keep), faiss.swig_ptr(bitmap))
-            params = (faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, k)) if self.is_hnsw
-                      else faiss.SearchParameters(sel=selector))
-        elif self.is_hnsw:
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
-        scores, rows = self.faiss.search(queries, k, params=params)  # (n, k) each, row -1 = none
+        if self.is_hnsw:
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(self.ef_search, fetch))
+        elif self.is_ivf:
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+        else:
+            params = None if selector is None else faiss.SearchParameters(sel=selector)
+        scores, rows = self.faiss.search(queries, fetch, params=params)  # (n, fetch) each, row -1 = none
+        if self.quantised:  # exact scores from the float32 rows, then the best k of them
+            scores = np.einsum("nkd,nd->nk", self._vectors[np.maximum(rows, 0)], queries)
+            scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
+            order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+            scores, rows = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
         found = rows >= 0
-        ids = np.where(found, self.ids[np.maximum(rows, 0)], "")
+        ids = np.where(found, self._ids[np.maximum(rows, 0)], "")
         return Hits(ids.astype(object), np.where(found, scores, -np.inf).astype(np.float32))
 
     def _extra_arrays(self) -> dict[str, np.ndarray]:
+        """The whole FAISS index when it has no tombstones (an HNSW graph or IVF lists take
+        minutes to rebuild); with tombstones, an index that needs training (IVF, 8-bit codes)
+        is saved trained and empty, and refilled from vectors.npy on load; the others are
+        rebuilt from vectors.npy."""
         import faiss
 
-        if not self.is_hnsw or len(self) != len(self.alive):
-            return {}  # exact indexes (and HNSW with tombstones) are rebuilt from vectors.npy on load
-        return {"faiss": faiss.serialize_index(self.faiss)}
+        if len(self) == self._n and (self.is_hnsw or self.is_ivf):
+            return {"faiss": faiss.serialize_index(self.faiss)}
+        if "SQ8" in self.spec or self.is_ivf:
+            shell = faiss.clone_index(self.faiss)
+            shell.reset()
+            return {"faiss": faiss.serialize_index(shell)}
+        return {}
 
     def _params(self) -> dict:
-        return {"hnsw": self.is_hnsw, "hnsw_min_items": self.hnsw_min_items, "m": self.m,
-                "ef_search": self.ef_search, "ef_construction": self.ef_construction}
+        return {"hnsw": self.is_hnsw, "ivf": self.is_ivf, "spec": self.spec, "storage": self.storage,
+                "hnsw_min_items": self.hnsw_min_items, "ivf_min_items": self.ivf_min_items, "nprobe": self.nprobe,
+                "m": self.m, "ef_search": self.ef_search, "ef_construction": self.ef_construction}
 
 
-def load_index(directory: Path) -> MemoryIndex:
-    """A `MemoryIndex` or `FaissIndex` from what `save` wrote."""
+def load_index(directory: Path, nprobe: int | None = None) -> MemoryIndex:
+    """A `MemoryIndex` or `FaissIndex` from what `save` wrote; `nprobe` (SHOPLM_IVF_NPROBE) is a
+    search-time setting of an IVF index, so it may differ from the build's."""
     directory = recover_dir(directory)
     if not (directory / "params.json").is_file():
         raise IndexNotBuilt(f"no vector index in {directory} (params.json missing); run `shoplm index build` first")
@@ -308,11 +422,15 @@ def load_index(directory: Path) -> MemoryIndex:
         index = MemoryIndex(params["dim"])
         index.add(ids, arrays["vectors"], metas)
         return index
-    index = FaissIndex(params["dim"], params["hnsw_min_items"], params["m"], params["ef_search"], params["ef_construction"])
+    index = FaissIndex(params["dim"], params["hnsw_min_items"], params["m"], params["ef_search"],
+                       params["ef_construction"], params.get("storage", "float32"),
+                       params.get("ivf_min_items", 500_000), nprobe or params.get("nprobe", 32))
     if (directory / "faiss.npy").is_file():
         import faiss
 
         index.faiss = faiss.deserialize_index(np.load(directory / "faiss.npy", allow_pickle=False))
-        index.faiss.hnsw.efSearch = index.ef_search
+        index.spec = params.get("spec", "")
+        if index.is_hnsw:
+            index.faiss.hnsw.efSearch = index.ef_search
     index.add(ids, arrays["vectors"], metas)
     return index

@@ -59,11 +59,11 @@ def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, mode
         # the re-ranker reads the items' token vectors too: one pass fills both stores
         TokenStore.of(cache).get(encoder, texts, cache, progress=Counter(progress, "encode item tokens", len(texts)))
     vectors = cache.encode(encoder, texts, progress=Counter(progress, "encode items", len(texts)))  # (n, dim)
-    index = FaissIndex(encoder.dim, settings.hnsw_min_items)
+    index = FaissIndex.from_settings(encoder.dim, settings)
     index.add(ids, vectors, [ItemMeta.of(i) for i in items])
     params = {"version": VERSION, "model": str(Path(model).resolve()) if model else None,
               "fingerprint": encoder.fingerprint, "template": settings.item_text_template, "count": len(ids),
-              "hnsw": index.is_hnsw, "catalog": catalog or catalog_key(items, settings, model)}
+              "hnsw": index.is_hnsw, "vectors": index.spec, "catalog": catalog or catalog_key(items, settings, model)}
     with staged_dir(out_dir) as tmp:  # vectors, lexical and params swap in together
         index.save(tmp / "vectors")
         LexicalIndex(ids, texts, language=settings.language).save(tmp / "lexical")
@@ -77,7 +77,7 @@ def catalog_key(items: Sequence[Item], settings: Settings, model: Path | None = 
     digest = hashlib.blake2b(digest_size=16)
     weights = model_fingerprint(model_dir(model or settings.encoder_model))
     digest.update(json.dumps([VERSION, weights, settings.item_text_template, settings.hnsw_min_items,
-                              settings.language]).encode())
+                              settings.language, settings.vector_storage, settings.ivf_min_items]).encode())
     for item, text in zip(items, item_texts(items, settings.item_text_template)):
         digest.update(json.dumps([item.item_id, text, *ItemMeta.of(item)]).encode())
     return digest.hexdigest()
@@ -131,7 +131,7 @@ class SearchPipeline:
         lexical = LexicalIndex.load(directory / "lexical", settings.language)
         if ranker is not None:
             lexical.terms(())  # tokenize the catalog now, not in the first query
-        pipeline = cls(encoder, load_index(directory / "vectors"), lexical, settings, params["template"], rescorer, ranker)
+        pipeline = cls(encoder, load_index(directory / "vectors", settings.ivf_nprobe), lexical, settings, params["template"], rescorer, ranker)
         if ranker is not None:
             pipeline.tokens()  # and read the items' token vectors
         return pipeline
@@ -141,7 +141,7 @@ class SearchPipeline:
         """No items yet: everything added later is searchable at once."""
         encoder = Encoder.from_settings(settings)
         lexical = LexicalIndex([], [], language=settings.language)
-        return cls(encoder, FaissIndex(encoder.dim, settings.hnsw_min_items), lexical, settings,
+        return cls(encoder, FaissIndex.from_settings(encoder.dim, settings), lexical, settings,
                    settings.item_text_template, ranker=_ranker_of(settings.encoder_model, settings, encoder))
 
     def with_model(self, model: Path, progress: Progress = quiet) -> "SearchPipeline":
@@ -163,7 +163,7 @@ class SearchPipeline:
         ids = [str(main.ids[r]) if main.alive[r] else f"\x00{r}" for r in range(n)]
         metas = [ItemMeta(main.category[r] or None, None if np.isnan(main.price[r]) else float(main.price[r]),
                           bool(main.available[r])) for r in range(n)]
-        index = FaissIndex(encoder.dim, self.settings.hnsw_min_items)
+        index = FaissIndex.from_settings(encoder.dim, self.settings)
         index.add(ids, vectors, metas)
         index.remove([i for i in ids if i.startswith("\x00")])
         sibling = SearchPipeline(encoder, index, self.lexical, self.settings, self.template,

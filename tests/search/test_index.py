@@ -1,4 +1,5 @@
-"""One contract suite for every vector index backend: MemoryIndex, FaissIndex exact and HNSW."""
+"""One contract suite for every vector index backend: MemoryIndex, FaissIndex exact, HNSW and IVF,
+with float32 and quantised FAISS codes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,11 @@ BACKENDS = {
     "memory": lambda: MemoryIndex(DIM),
     "faiss-exact": lambda: FaissIndex(DIM, hnsw_min_items=10_000),
     "faiss-hnsw": lambda: FaissIndex(DIM, hnsw_min_items=1),
+    "faiss-ivf": lambda: FaissIndex(DIM, ivf_min_items=1),
+    # quantised FAISS codes, re-scored exactly from the float32 rows
+    "faiss-exact-sq8": lambda: FaissIndex(DIM, hnsw_min_items=10_000, storage="sq8"),
+    "faiss-hnsw-fp16": lambda: FaissIndex(DIM, hnsw_min_items=1, storage="float16"),
+    "faiss-ivf-sq8": lambda: FaissIndex(DIM, ivf_min_items=1, storage="sq8"),
 }
 CATEGORIES = ["Tools > Saws", "Tools > Saws > Hand", "Tools > Sawsets", "Paint", "Tools > Drills"]
 
@@ -124,3 +130,53 @@ def test_hnsw_chosen_at_threshold():
     small.add([str(i) for i in range(99)], unit(99))
     large.add([str(i) for i in range(100)], unit(100))
     assert not small.is_hnsw and large.is_hnsw
+
+
+def test_ivf_chosen_at_its_threshold_and_nprobe_is_a_search_time_setting(tmp_path):
+    small, large = FaissIndex(DIM, hnsw_min_items=50, ivf_min_items=100), FaissIndex(DIM, ivf_min_items=100)
+    small.add([str(i) for i in range(99)], unit(99))
+    large.add([str(i) for i in range(100)], unit(100))
+    assert small.is_hnsw and not small.is_ivf and large.is_ivf and not large.is_hnsw
+    large.save(tmp_path / "idx")
+    assert load_index(tmp_path / "idx", nprobe=3).nprobe == 3 and load_index(tmp_path / "idx").nprobe == 32
+
+
+@pytest.mark.parametrize("spec", [dict(hnsw_min_items=10_000), dict(hnsw_min_items=1), dict(ivf_min_items=1)])
+def test_sq8_codes_cost_little_recall_and_scores_stay_exact(spec, tmp_path):
+    n = 2_000
+    ids, vectors = [f"i{i}" for i in range(n)], unit(n, seed=11)
+    index = FaissIndex(DIM, storage="sq8", **spec)
+    index.add(ids, vectors)
+    assert "SQ8" in index.spec
+    queries = unit(50, seed=12)
+    exact = np.asarray(ids)[np.argsort(-(queries @ vectors.T), axis=1)[:, :10]]
+    hits = index.search(queries, 10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(hits.ids, exact)]) >= 0.9
+    rows = index.rows(hits.ids[0])
+    assert np.allclose(hits.scores[0], vectors[rows] @ queries[0], atol=1e-6)  # re-scored from float32
+    index.remove(ids[:3])  # a tombstone: saved as the trained, empty index and refilled on load
+    index.save(tmp_path / "idx")
+    loaded = load_index(tmp_path / "idx")
+    assert "SQ8" in loaded.spec and len(loaded) == n - 3
+    assert (loaded.search(queries, 10).ids == index.search(queries, 10).ids).mean() >= 0.95
+
+
+def test_sq8_needs_a_sample_so_a_small_first_add_gets_float16():
+    index = FaissIndex(DIM, storage="sq8")
+    index.add(["a", "b"], unit(2))
+    assert index.spec == "SQfp16"
+
+
+@pytest.mark.parametrize("name", ["memory", "faiss-ivf-sq8"])
+def test_one_item_at_a_time_past_the_headroom_keeps_every_row(name):
+    index = BACKENDS[name]()
+    index.add([f"b{i}" for i in range(300)], unit(300, seed=1))
+    before = index.vectors  # a view handed out before the arrays grow stays what it was
+    vectors = unit(4_500, seed=2)
+    for i in range(4_500):
+        index.add([f"n{i}"], vectors[i:i + 1], [ItemMeta("Paint", float(i), True)])
+    assert len(index) == 4_800 and before.shape == (300, DIM)
+    for i in (0, 4_095, 4_499):
+        assert index.search(vectors[i:i + 1], 1).ids[0, 0] == f"n{i}"
+        row = index.row(f"n{i}")
+        assert index.price[row] == i and np.array_equal(index.vectors[row], vectors[i])
