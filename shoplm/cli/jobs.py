@@ -37,17 +37,27 @@ def _ray_available() -> None:
 
 
 def embed(ctx: typer.Context, items: Annotated[Path, typer.Option(help="Catalog file in the shoplm format.")],
-          out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (item_id, vector).")],
-          address: AddressOpt = None, workers: WorkersOpt = 2) -> None:
-    """Encode the whole catalog with the configured encoder, on Ray Data.
+          out_dir: Annotated[Path, typer.Option("--out", help="Directory for the Parquet files (item_id, text_hash, "
+                                                              "vector) and embeddings.json.")],
+          address: AddressOpt = None, workers: WorkersOpt = 2,
+          in_process: Annotated[bool, typer.Option("--in-process", help="Encode here, without Ray, in files of 50,000 "
+                                                   "items; a re-run keeps the files already written for unchanged "
+                                                   "items.")] = False) -> None:
+    """Encode the whole catalog with the configured encoder, on Ray Data (or --in-process), for
+    `shoplm index build --embeddings` to index without encoding.
 
     [bold]Example:[/bold] shoplm jobs embed --items var/hd/items.csv --out var/jobs/vectors
     """
+    from shoplm.cli.common import ProgressBars, set_search_threads
     from shoplm.jobs.batch import embed_catalog
 
-    _ray_available()
+    if not in_process:
+        _ray_available()
+    else:
+        set_search_threads(ctx.obj)
     started = time.perf_counter()
-    n = embed_catalog(items, out_dir, ctx.obj, address, workers)
+    with ProgressBars(lines=True) as progress:
+        n = embed_catalog(items, out_dir, ctx.obj, address, workers, in_process=in_process, progress=progress)
     out.print(f"{n:,} items embedded in {time.perf_counter() - started:.0f} s; Parquet in {out_dir}")
 
 

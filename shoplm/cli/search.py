@@ -139,10 +139,16 @@ def index_build(
     store: Annotated[Optional[str], typer.Option(help="Store URL (default: settings.store_url).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="Index directory (default: settings.search_index_dir).")] = None,
     model: Annotated[Optional[Path], typer.Option(help="Model directory (default: settings / bundled MiniLM).")] = None,
+    embeddings: Annotated[Optional[Path], typer.Option(
+        help="Output of `shoplm jobs embed` (same model): its vectors go into the embedding cache first, so only "
+             "items it lacks or whose text changed since are encoded here.")] = None,
 ) -> None:
     """Encode every item of the store (through the embedding cache) and write the vector and BM25 indexes.
 
     [bold]Example:[/bold] shoplm index build --store sqlite:///shop.db --model var/models/hd --out var/index
+
+    [bold]A catalog too big to encode here:[/bold] shoplm jobs embed --items items.csv --out var/vectors
+    (on a Ray cluster), then shoplm index build --store ... --embeddings var/vectors
     """
     from shoplm.atomic import dir_lock
     from shoplm.search.pipeline import build_indexes
@@ -156,9 +162,13 @@ def index_build(
     finally:
         db.close()
     target = out_dir or settings.search_index_dir
+    if embeddings is not None:
+        from shoplm.jobs.batch import adopt_embeddings
+
+        err.print(f"{adopt_embeddings(embeddings, settings, model):,} vectors from {embeddings} added to the embedding cache")
     with ProgressBars(lines=True) as progress, dir_lock(target):  # a server opening the directory waits
         params = build_indexes(catalog, settings, target, model, progress)
-    out.print(f"indexed {params['count']:,} items in {target} ({'HNSW' if params['hnsw'] else 'exact'} vectors + BM25)")
+    out.print(f"indexed {params['count']:,} items in {target} ({params['vectors']} vectors + BM25)")
 
 
 def search(

@@ -70,6 +70,19 @@ class EmbeddingCache:
             self._rows.update((k, start + i) for i, k in enumerate(fresh))
             self.save()
 
+    def adopt(self, hashes: np.ndarray, vectors: np.ndarray) -> int:
+        """Take vectors encoded elsewhere (`shoplm jobs embed`), keyed by `text_hash` bytes
+        (uint8[n, 16]); saves; returns how many were new."""
+        keys = [h.tobytes() for h in np.ascontiguousarray(hashes, dtype=np.uint8)]
+        seen: set[bytes] = set()
+        fresh = [i for i, k in enumerate(keys) if not (k in self._rows or k in seen or seen.add(k))]
+        if fresh:
+            start = len(self._vectors)
+            self._vectors = np.concatenate([self._vectors, np.asarray(vectors, dtype=np.float32)[fresh]])
+            self._rows.update((keys[i], start + j) for j, i in enumerate(fresh))
+            self.save()
+        return len(fresh)
+
     def save(self) -> None:
         """Merge with what is on disk, then write, under an exclusive lock: processes sharing the
         cache (a training run and an evaluation) never drop each other's vectors."""

@@ -39,7 +39,8 @@ def test_ray_embeddings_equal_the_in_process_ones(local_ray, tmp_path):
     _write_items(tmp_path / "items.csv", items)
     settings = Settings(embedding_cache_dir=tmp_path / "cache")
     assert embed_catalog(tmp_path / "items.csv", tmp_path / "vectors", settings, batch_size=16) == 40
-    ids, vectors = read_embeddings(tmp_path / "vectors")
+    got = read_embeddings(tmp_path / "vectors")
+    ids, vectors = got.ids, got.vectors
     parsed = read_items(tmp_path / "items.csv")
     expected = dict(zip([i.item_id for i in parsed], Encoder.from_settings(settings).encode(
         item_texts(parsed, settings.item_text_template))))
