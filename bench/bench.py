@@ -1,4 +1,4 @@
-"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,service,service_trained,ingest,ads,storefront,facets_1m,impressions,lists,hosts]`).
+"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,service,service_trained,ingest,ads,storefront,facets_1m,impressions,lists,hosts,million]`).
 
 Every comparison is measured in the same run on the same machine, alternating the systems
 compared and quoting medians, because the machine may be shared and noisy. Results go to
@@ -31,6 +31,11 @@ Sections:
 - impressions: p50/p99 of plain /v1/search (onnx-int8) at 8 clients with impression logging
   on (sample rate 1) and off (1e-9, which logs none), two services side by side taking turns;
   impressions/s with it on, and the rows of the impressions table against wrk's 200 answers.
+- million: a 1,000,000-item catalog from real titles (bench/million.py) end to end through the
+  CLI and the HTTP API: embed, ingest, index build (time, peak memory), `shoplm serve --workers
+  2` (startup, memory per worker), /v1/search p50/p99 at 8 clients, POST -> found latency, and
+  the quantised vectors' Recall@10 against exact search. The first run encodes the catalog
+  (about 25 minutes on 2 cores); later runs reuse its Parquet parts.
 """
 
 from __future__ import annotations
@@ -1507,6 +1512,10 @@ def write_results(results: dict) -> None:
         lines += _facets_lines(results["facets_1m"])
     if "impressions" in results:
         lines += _impressions_lines(results["impressions"])
+    if "million" in results:
+        from million import lines as million_lines
+
+        lines += million_lines(results["million"])
     if "lists" in results:
         d = results["lists"]
         lines += ["## Lists, carts and re-ranking (Instacart)", "",
@@ -1663,7 +1672,7 @@ def _machine_line(m: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="encoder,ann,service,service_trained,ingest,ads,storefront,facets_1m,"
-                                          "impressions,lists,hosts",
+                                          "impressions,lists,hosts,million",
                         help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
     parser.add_argument("--encoder-queries", type=int, default=200)
@@ -1702,6 +1711,8 @@ def main() -> None:
     parser.add_argument("--facets-calls", type=int, default=200, help="timed calls per facets_1m cell")
     parser.add_argument("--hosts-writes", type=int, default=150, help="catalog writes timed by the hosts section")
     parser.add_argument("--lists-calls", type=int, default=300, help="timed calls per route of the lists section")
+    parser.add_argument("--million-items", type=int, default=1_000_000)
+    parser.add_argument("--million-storage", default="sq8", help="SHOPLM_VECTOR_STORAGE of the million section")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     if args.ads_child:
@@ -1735,6 +1746,7 @@ def main() -> None:
         "facets_1m": lambda: bench_facets_1m(settings, args.facets_items, args.facets_calls),
         "lists": lambda: bench_lists(settings, args.lists_calls),
         "hosts": lambda: bench_hosts(settings, args.pg_url or None, args.hosts_writes),
+        "million": lambda: __import__("million").bench_million(settings, args.million_items, args.million_storage),
         "impressions": lambda: bench_impressions(settings, args.storefront_clients, args.storefront_workers,
                                                  args.storefront_seconds, args.storefront_repeats,
                                                  args.storefront_queries),

@@ -170,20 +170,25 @@ class MemoryIndex:
         return np.fromiter((get(i, -1) for i in ids), dtype=np.int64)
 
     def add(self, ids: Sequence[str], vectors: np.ndarray, metas: Sequence[ItemMeta] | None = None) -> None:
+        metas = list(metas) if metas is not None else [ItemMeta()] * len(ids)
+        self._append(ids, vectors, [m.category or "" for m in metas],
+                     [np.nan if m.price is None else m.price for m in metas], [m.available for m in metas])
+
+    def _append(self, ids: Sequence[str], vectors: np.ndarray, category, price, available) -> None:
+        """`add` by columns (what `load_index` reads): no ItemMeta per row."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(ids), self.dim):
             raise IndexMismatch(f"got vectors of shape {vectors.shape} for {len(ids)} ids; expected ({len(ids)}, {self.dim})")
         if len(set(ids)) != len(ids):
             raise IndexMismatch("the same item id appears twice in one add(); pass each item once")
-        metas = list(metas) if metas is not None else [ItemMeta()] * len(ids)
         self.remove([i for i in ids if i in self._row])
         start, end = self._n, self._n + len(ids)
         self._reserve(len(ids))
         self._ids[start:end] = list(ids)
         self._vectors[start:end] = vectors
-        self._category[start:end] = [m.category or "" for m in metas]
-        self._price[start:end] = [np.nan if m.price is None else m.price for m in metas]
-        self._available[start:end] = [m.available for m in metas]
+        self._category[start:end] = category
+        self._price[start:end] = price
+        self._available[start:end] = available
         self._alive[start:end] = True
         self._n = end
         self._row.update((item, start + i) for i, item in enumerate(ids))
@@ -413,14 +418,15 @@ def load_index(directory: Path, nprobe: int | None = None) -> MemoryIndex:
     if params.get("version") != VERSION:
         raise IndexMismatch(f"{directory} holds index version {params.get('version')}, this shoplm reads {VERSION}; "
                             "rebuild it with `shoplm index build`")
-    arrays = {n: np.load(directory / f"{n}.npy", allow_pickle=False)
+    # vectors through a memory map: copied once into the index's own array, never held twice
+    arrays = {n: np.load(directory / f"{n}.npy", allow_pickle=False, mmap_mode="r" if n == "vectors" else None)
               for n in ("ids", "vectors", "category", "price", "available")}
-    metas = [ItemMeta(c or None, None if np.isnan(p) else float(p), bool(a))
-             for c, p, a in zip(arrays["category"], arrays["price"], arrays["available"])]
-    ids = arrays["ids"].tolist()
+    names, codes = np.unique(arrays["category"], return_inverse=True)  # one str object per distinct category
+    columns = (arrays["ids"].tolist(), arrays["vectors"], names.astype(object)[codes], arrays["price"],
+               arrays["available"])
     if params["kind"] == "memory":
         index = MemoryIndex(params["dim"])
-        index.add(ids, arrays["vectors"], metas)
+        index._append(*columns)
         return index
     index = FaissIndex(params["dim"], params["hnsw_min_items"], params["m"], params["ef_search"],
                        params["ef_construction"], params.get("storage", "float32"),
@@ -432,5 +438,5 @@ def load_index(directory: Path, nprobe: int | None = None) -> MemoryIndex:
         index.spec = params.get("spec", "")
         if index.is_hnsw:
             index.faiss.hnsw.efSearch = index.ef_search
-    index.add(ids, arrays["vectors"], metas)
+    index._append(*columns)
     return index
