@@ -1,4 +1,4 @@
-"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,service,service_trained,ingest,ads,storefront,facets_1m,impressions,lists,hosts,million]`).
+"""shoplm benchmarks: `make bench` (or `python bench/bench.py [--only encoder,ann,service,service_trained,service_search_trained,ingest,ads,storefront,facets_1m,impressions,lists,hosts,million]`).
 
 Every comparison is measured in the same run on the same machine, alternating the systems
 compared and quoting medians, because the machine may be shared and noisy. Results go to
@@ -14,6 +14,9 @@ Sections:
 - service: p50/p99 and errors of /v1/search and /v1/recommend at 1, 8 and 32 concurrent
   clients against `shoplm serve` (1 and 2 worker processes) on the Amazon Scientific data,
   from wrk (bench/wrk.lua), a C load generator, so the client's own cost stays out.
+- service_search_trained: p50/p99 of plain /v1/search on Home Depot with the bundled model and
+  with the fine-tuned model and its re-ranker (`shoplm train search`, trained once into
+  var/models/hd), at 1, 8 and 32 clients, 1 and 2 workers.
 - ingest: events/s from a file into SQLite and PostgreSQL, and through POST /v1/events in
   batches of 500 against a running `shoplm serve`.
 - ads: p50/p99 ms of `Engine.rank_ads` (/v1/ads/rank) at 50,000 sponsored-capable items, for
@@ -391,10 +394,84 @@ def trained_scientific(settings: Settings, minutes: float) -> Path:
         if not (data / "events.csv").is_file():
             run_cli("data", "convert", "amazon-recbole", str(settings.data_dir / "amazon-scientific"), str(data))
         print(f"  service_trained: training {model} ({minutes:g} minutes) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "shoplm", "train", "recommend", "--items", str(data / "items.csv"),
+        subprocess.run([sys.executable, "-m", "shoplm.cli", "train", "recommend", "--items", str(data / "items.csv"),
                         "--events", str(data / "events.csv"), "--out", str(model)], check=True,
                        env={**os.environ, "SHOPLM_RECOMMEND_MAX_MINUTES": f"{minutes:g}"})
     return model
+
+
+def bench_search_models(settings: Settings, model: Path, clients: list[int], workers: list[int], seconds: float,
+                        repeats: int) -> dict:
+    """Plain /v1/search?q=Q (the first 500 distinct judged Home Depot queries) against `shoplm
+    serve` on the Home Depot catalog with the bundled model and with `model` (a `shoplm train
+    search` directory: the fine-tuned encoder and its re-ranker, the pipeline the README's
+    search figure comes from), torch encoder, for each number of workers; per service the
+    cells (clients) alternate for `repeats` rounds, each run after a warm-up at its own load."""
+    import polars as pl
+
+    from tests.service import ServiceProcess, run_cli
+
+    converted = _converted_homedepot(settings)
+    work = ROOT / "var" / "bench-search-models"
+    work.mkdir(parents=True, exist_ok=True)
+    store = f"sqlite:///{work / 'shop.db'}"
+    if not (work / "shop.db").is_file():
+        run_cli("ingest", "--items", str(converted / "items.csv"), "--store", store)
+    judged = pl.read_csv(converted / "judgments.csv")["query"].unique(maintain_order=True).to_list()
+    paths = work / "search.paths"
+    paths.write_text("\n".join(_search_url(q, facets=False) for q in judged[:500]) + "\n")
+    rows = {}
+    for name, directory in (("bundled", None), ("fine-tuned + re-ranker", model)):
+        overrides = {"search_index_dir": work / f"index-{'bundled' if directory is None else 'trained'}",
+                     "embedding_cache_dir": (ROOT / settings.embedding_cache_dir).resolve(), "encoder_backend": "torch"}
+        if directory is not None:
+            overrides["encoder_model"] = Path(directory).resolve()
+        for n_workers in workers:
+            service = ServiceProcess(store, work, env=_service_env(n_workers, overrides))
+            service.log.unlink(missing_ok=True)
+            service.start(timeout=1800)
+            try:
+                _wait_for_workers(service.url, n_workers)
+                runs = {n: [] for n in clients}
+                for _ in range(repeats):
+                    for n in clients:
+                        _wrk(service.url, paths, n, WARM_UP_S)
+                        runs[n].append(_wrk(service.url, paths, n, seconds))
+            finally:
+                service.stop()
+            for n, r in runs.items():
+                rows[f"{name}, x{n}, {n_workers} worker{'s' if n_workers > 1 else ''}"] = {
+                    "model": name, "clients": n, "workers": n_workers, **_wrk_row(r),
+                    "p99_runs_ms": [x["p99_ms"] for x in r]}
+    return {"model": str(model), "seconds_per_cell": seconds, "repeats": repeats, "warm_up_s": WARM_UP_S,
+            "queries": min(500, len(judged)), "items": len(pl.read_csv(converted / "items.csv", columns=["item_id"])),
+            "rows": rows}
+
+
+def trained_homedepot(settings: Settings) -> Path:
+    """The README's `shoplm train search` model of Home Depot (var/models/hd), trained here once."""
+    converted, model = _converted_homedepot(settings), ROOT / "var" / "models" / "hd"
+    if not (model / "shoplm_train.json").is_file():
+        print(f"  service_search_trained: training {model} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "shoplm.cli", "train", "search", "--items", str(converted / "items.csv"),
+                        "--judgments", str(converted / "judgments.csv"), "--out", str(model)], check=True)
+    return model
+
+
+def _search_models_lines(v: dict) -> list[str]:
+    lines = ["## Search with the fine-tuned model and its re-ranker", "",
+             f"Plain `/v1/search?q=Q` ({v['queries']} distinct judged Home Depot queries) against `shoplm serve` on "
+             f"the Home Depot catalog ({v['items']:,} items, SQLite, torch encoder), with the bundled model and with "
+             f"`{v['model']}` (`shoplm train search`: the fine-tuned encoder and its re-ranker, the pipeline of the "
+             f"README's search figure); wrk over loopback, {v['seconds_per_cell']:.0f} s per run, {v['repeats']} runs "
+             f"per cell after a {v['warm_up_s']:g} s warm-up each: medians of the runs.", "",
+             "| model, clients, workers | requests | req/s | p50 ms | p99 ms | p99 of each run, ms | errors |",
+             "|---|---|---|---|---|---|---|"]
+    for name, r in v["rows"].items():
+        each = ", ".join(f"{x:g}" for x in r["p99_runs_ms"])
+        lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {each} | "
+                     f"{r['errors']} |")
+    return lines + [""]
 
 
 # --- ads ----------------------------------------------------------------------------------
@@ -1470,6 +1547,8 @@ def write_results(results: dict) -> None:
             lines.append(f"| {name} | {r['requests']:,} | {r['requests_per_s']} | {r['p50_ms']} | {r['p99_ms']} | {each} "
                          f"| {r['errors']} |")
         lines.append("")
+    if "service_search_trained" in results:
+        lines += _search_models_lines(results["service_search_trained"])
     if "ingest" in results:
         lines += ["## Ingest", "", "From a file: each run into an empty store, the median run quoted.", "",
                   "| path | events | seconds | events/s | events/s of each run |", "|---|---|---|---|---|"]
@@ -1671,7 +1750,7 @@ def _machine_line(m: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", default="encoder,ann,service,service_trained,ingest,ads,storefront,facets_1m,"
+    parser.add_argument("--only", default="encoder,ann,service,service_trained,service_search_trained,ingest,ads,storefront,facets_1m,"
                                           "impressions,lists,hosts,million",
                         help="comma-separated sections")
     parser.add_argument("--encoder-items", type=int, default=2000)
@@ -1687,6 +1766,9 @@ def main() -> None:
     parser.add_argument("--service-model", type=Path, default=None,
                         help="a `shoplm train recommend` directory of Amazon Scientific for service_trained (default: "
                              "var/models/bench-scientific, trained there once)")
+    parser.add_argument("--search-model", type=Path, default=None,
+                        help="a `shoplm train search` directory of Home Depot for service_search_trained (default: "
+                             "var/models/hd, trained there once)")
     parser.add_argument("--service-train-minutes", type=float, default=12.0,
                         help="training budget of the model service_trained trains when it has none")
     parser.add_argument("--service-backend", default="onnx-int8", help="the served encoder: onnx-int8 or torch")
@@ -1738,6 +1820,9 @@ def main() -> None:
             settings, [int(c) for c in args.service_clients.split(",")], args.service_seconds,
             args.service_model or trained_scientific(settings, args.service_train_minutes), args.service_backend,
             [int(w) for w in args.service_workers.split(",")], args.service_repeats, routes=("recommend",)),
+        "service_search_trained": lambda: bench_search_models(
+            settings, args.search_model or trained_homedepot(settings), [int(c) for c in args.service_clients.split(",")],
+            [int(w) for w in args.service_workers.split(",")], args.service_seconds, args.service_repeats),
         "ingest": lambda: bench_ingest(settings, args.ingest_events, args.pg_url or None, args.repeats),
         "ads": lambda: bench_ads(args.ads_items, args.ads_calls, args.ads_rounds, args.ads_before, args.ads_threads),
         "storefront": lambda: bench_storefront(settings, args.storefront_clients, args.storefront_workers,

@@ -72,7 +72,8 @@ class ModelState(NamedTuple):
 
 class Engine:
     def __init__(self, settings: Settings, store: Store, search: SearchPipeline | None = None,
-                 scorer: UserModelScorer | None = None, change_id: int | None = None):
+                 scorer: UserModelScorer | None = None, change_id: int | None = None,
+                 items: Sequence[Item] | None = None):
         self.settings = settings
         self.store = store
         # The feed's newest change before the catalog below was read: `follow` applies the later ones.
@@ -80,7 +81,8 @@ class Engine:
         self.announced: set[int] = set()  # ids of the model_reloaded changes this engine made itself
         self.follower: Follower | None = None
         self._lock = threading.RLock()  # guards the in-memory catalog and indexes against concurrent writers
-        self.catalog = LiveCatalog(store.items(), search.vectors if search is not None else None)
+        # `items`: the catalog as the caller read it with `change_id` (a million items take seconds to read twice)
+        self.catalog = LiveCatalog(store.items() if items is None else items, search.vectors if search is not None else None)
         self.peers: list[Callable[[dict[str, Any]], None]] = []  # told of every committed write
         self._categories: tuple | None = None  # (catalog version, names, vectors)
         self.search_pipeline = search
@@ -119,7 +121,7 @@ class Engine:
         else:  # a new shop: empty indexes in memory, filled by POST /v1/items as items arrive
             search = SearchPipeline.empty(settings)
         scorer = UserModelScorer(settings.recommend_model, settings.device) if settings.recommend_model else None
-        return cls(settings, store, search, scorer, change_id)
+        return cls(settings, store, search, scorer, change_id, items)
 
     def follow(self, **listener_options) -> "Follower":
         """Apply the catalog writes of every other host from now on (shoplm/engine/follow.py);

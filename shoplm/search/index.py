@@ -240,7 +240,7 @@ class MemoryIndex:
 
 STORAGE = {"float32": "", "float16": "SQfp16", "sq8": "SQ8"}  # SHOPLM_VECTOR_STORAGE -> FAISS codes
 SQ8_MIN_TRAIN = 1_000  # a first add smaller than this gets float16 codes: 8-bit ranges need a sample
-TRAIN_SAMPLE = 100_000  # vectors an IVF or 8-bit index is trained on (a seeded sample of the first add)
+TRAIN_SAMPLE = 100_000  # vectors an IVF or 8-bit index is trained on at least (a seeded sample of the first add)
 
 
 def ivf_lists(n: int) -> int:
@@ -317,9 +317,9 @@ class FaissIndex(MemoryIndex):
             index.hnsw.efConstruction = self.ef_construction
             index.hnsw.efSearch = self.ef_search
         if not index.is_trained:
-            sample = vectors
-            if n > TRAIN_SAMPLE:
-                sample = vectors[np.sort(np.random.default_rng(0).choice(n, TRAIN_SAMPLE, replace=False))]
+            sample, size = vectors, max(TRAIN_SAMPLE, 40 * getattr(index, "nlist", 0))  # k-means asks 39 per list
+            if n > size:
+                sample = vectors[np.sort(np.random.default_rng(0).choice(n, size, replace=False))]
             index.train(np.ascontiguousarray(sample))
         self.faiss = index
 
