@@ -104,6 +104,7 @@ class LexicalIndex:
         self._df: Counter = Counter()
         self._vocab: tuple[int, list[str]] | None = None  # (version, terms), see corrected()
         self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
+        self.shifts = 0  # bumped when a removal moved positions; between two bumps items are only appended
         self.synonyms = SynonymMap()  # query-time expansion (shoplm/search/synonyms.py), swapped in whole by the engine
 
     def __len__(self) -> int:
@@ -180,6 +181,7 @@ class LexicalIndex:
         if not gone:
             return
         keep = [i for i, item in enumerate(self.ids) if item not in gone]
+        self.shifts += len(keep) < len(self.ids)
         self.ids = [self.ids[i] for i in keep]
         self.texts = [self.texts[i] for i in keep]
         if self._terms is not None:

@@ -112,7 +112,7 @@ class SearchPipeline:
         self._tokens: TokenStore | None = None  # see tokens()
         self._positions_key, self._positions = None, {}
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
-        self._rows_key, self._rows = None, np.zeros(0, dtype=np.int64)
+        self._rows_key, self._rows, self._rows_shifts = None, np.zeros(0, dtype=np.int64), 0
         self._query_memo: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -301,11 +301,21 @@ class SearchPipeline:
 
     def lexical_rows(self) -> np.ndarray:
         """int64[n_lexical]: the vector-index row of each lexical position (-1 if none); cached
-        until either index changes (rows only grow, so their count keys the vector side)."""
+        until either index changes (rows only grow, so their count keys the vector side). After
+        items were only added, just their rows are looked up: the whole map is a second at a
+        million items, and the first search after every POST /v1/items would wait for it."""
         key = (self.lexical.version, len(self.vectors.ids))
         if self._rows_key != key:
-            self._rows = self.vectors.rows(self.lexical.ids)
-            self._rows_key = key
+            ids, old = self.lexical.ids, self._rows
+            if self._rows_key is not None and self._rows_shifts == self.lexical.shifts and len(old) <= len(ids):
+                rows = np.concatenate([old, self.vectors.rows(ids[len(old):])])
+                missing = np.flatnonzero(old < 0)  # indexed in BM25 before their vectors came (an arm's sibling)
+                if len(missing):
+                    rows[missing] = self.vectors.rows([ids[i] for i in missing])
+                self._rows = rows
+            else:
+                self._rows = self.vectors.rows(ids)
+            self._rows_key, self._rows_shifts = key, self.lexical.shifts
         return self._rows
 
     def _rescore(self, queries: Sequence[str], fused: Hits) -> Hits:

@@ -70,3 +70,26 @@ def test_cli_index_build_and_search(catalog_files, settings, tmp_path, monkeypat
     bad = runner.invoke(app, ["search", "x", "--index", str(tmp_path / "idx"), "--store", store,
                               "--filter", "price=cheap"])
     assert bad.exit_code != 0 and "LOW..HIGH" in bad.output
+
+
+def test_lexical_rows_kept_in_step_through_adds_updates_and_removals(pipeline):
+    import dataclasses
+
+    import numpy as np
+
+    def fresh():
+        return pipeline.vectors.rows(pipeline.lexical.ids)
+
+    assert np.array_equal(pipeline.lexical_rows(), fresh())
+    for step in range(3):  # added items: only their rows are looked up
+        pipeline.add([dataclasses.replace(NEW, item_id=f"new{step}")])
+        assert np.array_equal(pipeline.lexical_rows(), fresh())
+    pipeline.add([dataclasses.replace(NEW, item_id="new1", title="Ryobi hedge trimmer")])  # an update moves its row
+    assert np.array_equal(pipeline.lexical_rows(), fresh())
+    pipeline.remove(["new0"])
+    assert np.array_equal(pipeline.lexical_rows(), fresh())
+    # BM25 first, the vectors later (an experiment arm's sibling is kept in step after the main pipeline)
+    pipeline.lexical.add(["late"], ["a late item"])
+    assert pipeline.lexical_rows()[-1] == -1
+    pipeline.vectors.add(["late"], pipeline.encoder.encode(["a late item"]))
+    assert np.array_equal(pipeline.lexical_rows(), fresh()) and pipeline.lexical_rows()[-1] >= 0
