@@ -74,6 +74,8 @@ class SuggestConfig:
     word_starts: bool = True  # also match the prefix at the start of a later word, below text-start matches
     max_k: int = 50  # depth of the precomputed top lists; also the pool a `boost` re-ranks
     cache_above: int = 1024  # prefixes matching more texts than this are precomputed (1024 ranks: ~10 us)
+    sample_items: int = 200_000  # a larger catalog's title phrases are counted over a sample of this many items
+    max_phrases: int = 500_000  # catalog texts kept, most frequent first (Home Depot's 54,667 items give 371,777)
 
     def __post_init__(self) -> None:
         weights_ok = min(self.query_weight, self.subphrase_weight) >= 0
@@ -141,16 +143,36 @@ def title_ngrams(words: Sequence[str], max_n: int) -> set[str]:
     return out
 
 
-def catalog_phrases(items: Iterable[Item], max_ngram: int = 3, min_df: int = 1) -> Counter[str]:
+def catalog_phrases(items: Iterable[Item], max_ngram: int = 3, min_df: int = 1, sample_items: int = 200_000,
+                    max_phrases: int = 500_000) -> Counter[str]:
     """Normalised phrase -> how many items have it: brands, category levels, title n-grams
-    (those with fewer than `min_df` items dropped)."""
+    (those with fewer than `min_df` items dropped). Brands and categories are counted over
+    every item; in a catalog of more than `sample_items` items the title n-grams are counted
+    over a seeded sample of that many and scaled up, and only the `max_phrases` most frequent
+    texts are kept (brands and categories always): at a million items every title's phrases
+    counted whole held over a gigabyte per worker, for phrases one or two items have."""
+    items = items if isinstance(items, Sequence) else list(items)
     df: Counter[str] = Counter()
-    named: set[str] = set()
+    named: Counter[str] = Counter()
+    sampled = len(items) > sample_items
     for item in items:
         names = {normalise(n) for n in [item.brand or "", *item.category_path]} - {""}
-        named |= names
-        df.update(names | title_ngrams(title_words(item.title), max_ngram))
-    return Counter({text: n for text, n in df.items() if n >= min_df or text in named})
+        named.update(names)
+        if not sampled:
+            df.update(names | title_ngrams(title_words(item.title), max_ngram))
+    if sampled:
+        picks = np.sort(np.random.default_rng(0).choice(len(items), sample_items, replace=False))
+        for i in picks.tolist():
+            df.update(title_ngrams(title_words(items[i].title), max_ngram))
+        scale = len(items) / sample_items
+        df = Counter({text: round(n * scale) for text, n in df.items()})
+        for text, n in named.items():  # a brand or category: its exact count, or its titles' if larger
+            df[text] = max(df[text], n)
+    kept = {text: n for text, n in df.items() if n >= min_df or text in named}
+    if len(kept) > max_phrases:
+        phrases = sorted((x for x in kept.items() if x[0] not in named), key=lambda x: (-x[1], x[0]))
+        kept = {**dict(phrases[:max(0, max_phrases - len(named))]), **{t: kept[t] for t in named}}
+    return Counter(kept)
 
 
 def _later_words(text: str) -> Iterator[str]:
@@ -230,7 +252,8 @@ class Suggester:
         sub-phrase of + its document frequency. Queries with no click are left out."""
         scores: dict[str, float] = {}
         if config.catalog:
-            scores = {text: float(df) for text, df in catalog_phrases(items, config.max_ngram, config.min_df).items()}
+            scores = {text: float(df) for text, df in catalog_phrases(
+                items, config.max_ngram, config.min_df, config.sample_items, config.max_phrases).items()}
         for query, weight in queries:
             text = normalise(query)
             if not text or weight <= 0:

@@ -36,6 +36,18 @@ def test_normalise_folds_case_and_whitespace_and_typed_keeps_a_finished_word():
     assert typed("  ") == typed("") == ""
 
 
+def test_a_large_catalog_counts_title_phrases_over_a_sample_and_keeps_the_most_frequent():
+    big = [Item(str(i), f"{['Cordless Drill', 'Claw Hammer', 'Paint Roller'][i % 3]} model{i}",
+                category="Tools > Power Tools", brand=f"Brand{i % 40}") for i in range(3_000)]
+    exact = catalog_phrases(big)
+    assert exact["cordless drill"] == 1_000 and exact["model7"] == 1 and len(exact) > 3_000
+    approx = catalog_phrases(big, sample_items=1_000, max_phrases=100)
+    assert len(approx) == 100  # 42 names (40 brands, 2 category levels) and the 58 most frequent phrases
+    assert {f"brand{b}" for b in range(40)} | {"tools", "power tools"} <= set(approx)
+    assert approx["brand3"] == exact["brand3"] == 75  # names: counted over every item
+    assert abs(approx["cordless drill"] - 1_000) <= 100 and "model7" not in approx  # titles: a sample, scaled
+
+
 def test_title_ngrams_skip_stop_word_and_symbol_edges_and_pure_numbers():
     assert title_words("Claw Hammer (16 oz.)") == ["claw", "hammer", "16", "oz."]
     assert title_ngrams(["drill", "bit", "set", "of", "20"], 3) == {
