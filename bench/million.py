@@ -189,34 +189,40 @@ def _worker_rss_mib(parent: int) -> list[float]:
 
 
 def _post_to_found(url: str, posts: int) -> dict:
-    """For each of `posts` new items (a unique made-up word in a real-looking title): POST it,
-    then ask /v1/search for that word every 10 ms until the item is on the page; milliseconds
-    from the POST's answer to the first page that has it, as each search goes to whichever
-    worker is free."""
+    """For each of `posts` new items (a unique made-up word in a real-looking title): POST it
+    on one connection, then ask /v1/search for that word every 10 ms on a second one, held
+    open so that the dispatcher gave it to the other worker (a connection stays on its
+    worker): the time until a worker that did not take the write serves the item, from the
+    POST's answer. The same search on the POST's own connection is timed too."""
     import httpx
 
-    waits = []
-    with httpx.Client(base_url=url, timeout=60) as http:
+    read, admin = {"X-API-Key": "bench"}, {"X-API-Key": "bench-admin"}
+    waits: dict[str, list[float]] = {"other worker": [], "same worker": []}
+    with httpx.Client(base_url=url, timeout=60) as writer, httpx.Client(base_url=url, timeout=60) as reader:
+        workers = {writer.get("/healthz").json()["worker"], reader.get("/healthz").json()["worker"]}
         for i in range(posts):
             word = f"zq{i:03d}x{int(time.time()) % 100000}"
-            item = {"item_id": f"new-{word}", "title": f"Cordless {word} drill driver kit", "category": "Tools > Power Tools",
-                    "brand": "Bench", "price": 99.0}
-            answer = http.post("/v1/items", json={"items": [item]}, headers={"X-API-Key": "bench-admin"})
-            answer.raise_for_status()
+            item = {"item_id": f"new-{word}", "title": f"Cordless {word} drill driver kit",
+                    "category": "Tools > Power Tools", "brand": "Bench", "price": 99.0}
+            writer.post("/v1/items", json={"items": [item]}, headers=admin).raise_for_status()
             posted = time.perf_counter()
-            while True:
-                page = http.get("/v1/search", params={"q": word}, headers={"X-API-Key": "bench"}).json()
-                if any(row["item_id"] == item["item_id"] for row in page["items"]):
-                    waits.append((time.perf_counter() - posted) * 1e3)
-                    break
-                if time.perf_counter() - posted > 30:
-                    waits.append(float("inf"))
-                    break
-                time.sleep(0.01)
-    finite = sorted(w for w in waits if w != float("inf"))
-    return {"posts": posts, "not_found_in_30s": len(waits) - len(finite),
-            "p50_ms": round(statistics.median(finite), 1) if finite else None,
-            "p99_ms": round(finite[min(len(finite) - 1, int(0.99 * len(finite)))], 1) if finite else None}
+            for name, http in (("other worker", reader), ("same worker", writer)):
+                while True:
+                    page = http.get("/v1/search", params={"q": word}, headers=read).json()
+                    if any(row["item_id"] == item["item_id"] for row in page["items"]):
+                        waits[name].append((time.perf_counter() - posted) * 1e3)
+                        break
+                    if time.perf_counter() - posted > 30:
+                        waits[name].append(float("inf"))
+                        break
+                    time.sleep(0.01)
+    out = {"posts": posts, "two_workers_seen": len(workers) == 2}
+    for name, values in waits.items():
+        finite = sorted(w for w in values if w != float("inf"))
+        out[name] = {"not_found_in_30s": len(values) - len(finite),
+                     "p50_ms": round(statistics.median(finite), 1) if finite else None,
+                     "max_ms": round(finite[-1], 1) if finite else None}
+    return out
 
 
 def _recall(index_dir: Path, embeddings: Path, settings, queries: list[str], k: int = 10) -> dict:
@@ -290,8 +296,12 @@ def lines(d: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|",
         f"| judged Home Depot queries | {s['requests']:,} | {s['errors']} | {s['requests_per_s']} | {s['p50_ms']} | "
         f"{s['p99_ms']} |", "",
-        f"From `POST /v1/items` answered to the item on a `/v1/search` page ({f['posts']} items, polled every 10 ms): "
-        f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms; not found within 30 s: {f['not_found_in_30s']}.", "",
+        f"From `POST /v1/items` answered to the item on a `/v1/search` page ({f['posts']} new items, searched for every "
+        f"10 ms): on the other worker (a second connection) p50 {f['other worker']['p50_ms']} ms, max "
+        f"{f['other worker']['max_ms']} ms; on the worker that took the write p50 {f['same worker']['p50_ms']} ms "
+        f"(timed from the same POST, after the other worker's); not found within 30 s: "
+        f"{f['other worker']['not_found_in_30s'] + f['same worker']['not_found_in_30s']}"
+        + ("." if f["two_workers_seen"] else " (both connections went to one worker: the figures are that worker's)."), "",
         f"Recall@10 against an exact scan of the float32 vectors ({r['exact']['matrix_mib']:,} MiB, "
         f"{r['exact']['p50_ms']} ms a query), for the same queries, in-process, one query at a time; every index "
         "re-scores its candidates exactly.", "",
