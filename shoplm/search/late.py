@@ -32,15 +32,18 @@ FILE = "tokens.npz"
 
 def maxsim(query: np.ndarray, items: Sequence[np.ndarray]) -> np.ndarray:
     """float32 (m, 2): per item, the mean and the minimum over the query's tokens (tq, d) of
-    the best cosine with the item's tokens (ti, d); 0 where either side has no token."""
+    the best cosine with the item's tokens (ti, d); 0 where either side has no token. One
+    matrix product against every item's tokens at once, then the best per item by
+    `np.maximum.reduceat` (a loop over ~200 candidates was a fifth of a re-ranked query)."""
     out = np.zeros((len(items), 2), dtype=np.float32)
     q = np.asarray(query, dtype=np.float32)
-    if not len(q):
+    filled = [j for j, item in enumerate(items) if len(item)]
+    if not len(q) or not filled:
         return out
-    for j, item in enumerate(items):
-        if len(item):
-            best = (q @ np.asarray(item, dtype=np.float32).T).max(axis=1)  # (tq,)
-            out[j] = best.mean(), best.min()
+    tokens = np.concatenate([items[j] for j in filled]).astype(np.float32, copy=False)  # (T, d)
+    starts = np.cumsum([0] + [len(items[j]) for j in filled[:-1]])  # (filled,)
+    best = np.maximum.reduceat(q @ tokens.T, starts, axis=1)  # (tq, filled)
+    out[filled, 0], out[filled, 1] = best.mean(axis=0), best.min(axis=0)
     return out
 
 

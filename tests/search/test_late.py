@@ -21,6 +21,19 @@ def test_maxsim_by_hand():
     assert np.allclose(maxsim(np.zeros((0, 2)), items), 0.0)
 
 
+def test_maxsim_equals_the_per_item_loop_on_random_tokens():
+    rng = np.random.default_rng(0)
+    query = rng.normal(size=(7, 16)).astype(np.float32)
+    items = [rng.normal(size=(n, 16)).astype(np.float16) for n in (3, 0, 1, 12, 0, 5)] + [np.zeros((0, 16))]
+    expected = np.zeros((len(items), 2), dtype=np.float32)
+    for j, item in enumerate(items):
+        if len(item):
+            best = (query @ item.astype(np.float32).T).max(axis=1)
+            expected[j] = best.mean(), best.min()
+    assert np.allclose(maxsim(query, items), expected, atol=1e-5)
+    assert np.array_equal(maxsim(query, [np.zeros((0, 16))] * 3), np.zeros((3, 2)))
+
+
 @pytest.fixture(scope="module")
 def encoder():
     return Encoder(bf16=False)
