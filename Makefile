@@ -35,7 +35,7 @@ help:
 	@echo "make demo   install; convert + ingest Amazon Scientific (or ITEMS=/EVENTS=/JUDGMENTS=, FORMAT=) under $(DEMO_DIR);"
 	@echo "            train (or reuse) and evaluate what is served; serve http://$(HOST):$(PORT)"
 	@echo "make test   install if needed, start PostgreSQL and install chromium if missing, run the whole test suite"
-	@echo "make bench  encoder, ANN, service, ingest, ads, storefront and 1M-facet benchmarks -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
+	@echo "make bench  encoder, ANN, service (zero-shot and trained models), ingest, ads, storefront, 1M facets and a 1M-item shop -> bench/RESULTS.md (BENCH_ARGS=--only ann ...)"
 	@echo "make clean  remove $(DEMO_DIR) (keeps .venv)"
 
 $(STAMP): pyproject.toml
