@@ -253,8 +253,11 @@ def _recall(index_dir: Path, embeddings: Path, settings, queries: list[str], k: 
 
     index = load_index(index_dir)
     q = Encoder.from_settings(settings).encode(queries)  # (m, dim)
-    exact = np.argsort(-(q @ index.vectors.T), axis=1)[:, :k]  # (m, k) rows
-    truth = [set(index.ids[r]) for r in exact]
+    truth = []
+    for start in range(0, len(q), 50):  # 50 queries x a million scores at a time (200 MB)
+        scores = q[start:start + 50] @ index.vectors.T  # (50, rows)
+        scores[:, ~index.alive] = -np.inf
+        truth += [set(index.ids[r]) for r in np.argpartition(-scores, k, axis=1)[:, :k]]
 
     def recall_of(hits) -> float:
         return round(float(np.mean([len(truth[i] & set(row)) / k for i, row in enumerate(hits.ids)])), 4)
