@@ -37,3 +37,11 @@ def test_cross_loss_and_fusion_defaults_are_the_settings():
 
 def test_the_recency_decay_is_one_number():
     assert Settings().text_recency_decay == RECENCY_DECAY
+
+
+def test_vector_index_defaults_are_the_settings():
+    from shoplm.search.index import FaissIndex
+
+    plain, configured = FaissIndex(384), FaissIndex.from_settings(384, Settings())
+    assert (plain.hnsw_min_items, plain.ivf_min_items, plain.nprobe, plain.storage) == (
+        configured.hnsw_min_items, configured.ivf_min_items, configured.nprobe, configured.storage)
