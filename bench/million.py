@@ -226,8 +226,9 @@ def _post_to_found(url: str, posts: int) -> dict:
             posted = time.perf_counter()
             for name, http in (("other worker", reader), ("same worker", writer)):
                 while True:
-                    page = http.get("/v1/search", params={"q": word}, headers=read).json()
-                    if any(row["item_id"] == item["item_id"] for row in page["items"]):
+                    answer = http.get("/v1/search", params={"q": word}, headers=read)
+                    answer.raise_for_status()  # an error is a finding, not a wait
+                    if any(row["item_id"] == item["item_id"] for row in answer.json()["items"]):
                         waits[name].append((time.perf_counter() - posted) * 1e3)
                         break
                     if time.perf_counter() - posted > 30:

@@ -366,12 +366,15 @@ class LexicalIndex:
     def top(self, scores: np.ndarray, k: int, mask: np.ndarray | None = None) -> Hits:
         """`search` from BM25 scores already computed ((b, n_items), from `scores`; not
         modified), for a caller that also needs the scores themselves (the re-ranker)."""
-        if self._ids_array is None:
-            self._ids_array = np.asarray(self.ids, dtype=object)
+        ids = self._ids_array
+        if ids is None or len(ids) < scores.shape[1]:
+            ids = self._ids_array = np.asarray(self.ids, dtype=object)
         scores = np.where(scores > 0, scores, -np.inf)  # (b, n_items)
-        if mask is not None:
+        if mask is not None:  # items added since the caller's mask was made are not in it
+            n = scores.shape[1]
+            mask = mask[:n] if len(mask) >= n else np.concatenate([mask, np.zeros(n - len(mask), dtype=bool)])
             scores[:, ~mask] = -np.inf
-        return top_k(scores, self._ids_array, k)
+        return top_k(scores, ids, k)
 
     def save(self, directory: Path) -> None:
         """`directory/{ids.json,texts.json,params.json}` plus bm25s's own .npy arrays; written to a

@@ -202,21 +202,27 @@ class SearchPipeline:
         `floor`. Exact unless the depth-th neighbour is still above the floor (then more
         items may be that close: `exact` is False). Cosines are computed for the set only."""
         q = self.query_vector(query)
-        n = len(self.vectors.ids)
+        # Reads take no lock: an item added meanwhile (another thread's POST) may grow the
+        # index under this call, so everything is cut to the rows there were at its start.
+        alive = self.vectors.alive
+        n = len(alive)
         mask, bm25 = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.float32)
         if len(self.lexical):
             scores = self.lexical.token_scores(self.lexical.tokenize([query])[0] if tokens is None else tokens)
             rows = self.lexical_rows()
-            found = rows >= 0
+            if len(rows) != len(scores):  # BM25 changed between the two reads: its current rows
+                rows = self.vectors.rows(self.lexical.ids[:len(scores)])
+            found = (rows >= 0) & (rows < n)
             bm25[rows[found]] = scores[found]
             mask[rows[found & (scores > 0)]] = True
         exact = True
         if len(self.vectors):
             near = self.vectors.search(q[None], depth)
             close = near.scores[0] >= floor
-            mask[self.vectors.rows(near.ids[0][close])] = True
+            rows = self.vectors.rows(near.ids[0][close])
+            mask[rows[(rows >= 0) & (rows < n)]] = True
             exact = not (close.all() and len(self.vectors) > depth)
-        mask &= self.vectors.alive
+        mask &= alive
         cosine = np.full(n, -1.0, dtype=np.float32)
         members = np.flatnonzero(mask)
         cosine[members] = self.vectors.vectors[members] @ q
@@ -244,7 +250,8 @@ class SearchPipeline:
         else:
             dense = self.vectors.search_rows(q, depth, keep)
             rows = self.lexical_rows()
-            mask = np.where(rows >= 0, keep[np.maximum(rows, 0)], False)  # (n_lexical,)
+            inside = (rows >= 0) & (rows < len(keep))  # rows added since `keep` was taken are not in it
+            mask = np.where(inside, keep[np.clip(rows, 0, max(len(keep) - 1, 0))], False)  # (n_lexical,)
         if ranker is not None:  # the re-ranker reads the BM25 scores as well as the top-k
             tokens = self.lexical.tokenize(queries)  # once per query: BM25, its correction and the features
             bm25 = np.stack([self.lexical.token_scores(t) for t in tokens])  # (n, n_lexical)

@@ -93,3 +93,37 @@ def test_lexical_rows_kept_in_step_through_adds_updates_and_removals(pipeline):
     assert pipeline.lexical_rows()[-1] == -1
     pipeline.vectors.add(["late"], pipeline.encoder.encode(["a late item"]))
     assert np.array_equal(pipeline.lexical_rows(), fresh()) and pipeline.lexical_rows()[-1] >= 0
+
+
+def test_searches_while_items_are_added_from_another_thread(pipeline):
+    """Reads take no lock: a search or a result set computed while another thread adds items
+    answers over the rows there were when it started (a POST during a search gave a 500)."""
+    import dataclasses
+    import threading
+
+    errors, done = [], threading.Event()
+
+    def add() -> None:
+        try:
+            for i in range(300):
+                pipeline.add([dataclasses.replace(NEW, item_id=f"race{i}", title=f"Ryobi cordless blower {i}")])
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            done.set()
+
+    writer = threading.Thread(target=add)
+    writer.start()
+    reads = 0
+    while not done.is_set() or reads < 50:
+        try:
+            pipeline.matches("ryobi cordless blower", 0.3, 20)
+            pipeline.search(["ryobi cordless blower"], k=5, filter=ItemFilter(max_price=500))
+            pipeline.search(["ryobi cordless blower"], k=5)
+        except Exception as error:  # noqa: BLE001
+            errors.append(error)
+            break
+        reads += 1
+    writer.join()
+    assert not errors, errors[:1]
+    assert pipeline.search(["ryobi cordless blower 299"], k=1).ids[0][0] == "race299"
