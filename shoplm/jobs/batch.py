@@ -127,6 +127,7 @@ def _embed_here(encoder, ids: list[str], texts: list[str], out: Path, progress: 
 
 def read_embeddings(out: Path) -> Embeddings:
     """What `embed_catalog` wrote under `out` (every Parquet file, in name order)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -136,6 +137,8 @@ def read_embeddings(out: Path) -> Embeddings:
     manifest = json.loads((out / MANIFEST).read_text())
     table = pq.read_table([str(p) for p in sorted(out.glob("*.parquet"))])
     column = table.column("vector").combine_chunks()
+    while isinstance(column, pa.ExtensionArray):  # Ray Data writes its tensor type, over a list of the values
+        column = column.storage
     flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
     vectors = flat.astype(np.float32, copy=False).reshape(len(table), -1)
     hashes = np.frombuffer(b"".join(table.column("text_hash").to_pylist()), dtype=np.uint8).reshape(-1, 16)
