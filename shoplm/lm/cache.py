@@ -63,12 +63,8 @@ class EmbeddingCache:
 
     def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
         """Adopt `vectors` of `texts` not held yet (`encode`, and `TokenStore.get`'s joint pass), then save."""
-        fresh = {k: v for k, v in zip(map(text_hash, texts), vectors) if k not in self._rows}
-        if fresh:
-            start = len(self._vectors)
-            self._vectors = np.concatenate([self._vectors, np.stack(list(fresh.values())).astype(np.float32)])
-            self._rows.update((k, start + i) for i, k in enumerate(fresh))
-            self.save()
+        if len(texts):
+            self.adopt(np.frombuffer(b"".join(map(text_hash, texts)), dtype=np.uint8).reshape(-1, 16), vectors)
 
     def adopt(self, hashes: np.ndarray, vectors: np.ndarray) -> int:
         """Take vectors encoded elsewhere (`shoplm jobs embed`), keyed by `text_hash` bytes

@@ -312,22 +312,19 @@ class FaissIndex(MemoryIndex):
             self.spec = f"HNSW{self.m}" + (f"_{codes}" if codes else "")
         else:
             self.spec = codes or "Flat"
-        index = faiss.index_factory(self.dim, self.spec, faiss.METRIC_INNER_PRODUCT)
-        if self.is_hnsw_index(index):
+        index = self.faiss = faiss.index_factory(self.dim, self.spec, faiss.METRIC_INNER_PRODUCT)
+        if self.is_hnsw:
             index.hnsw.efConstruction = self.ef_construction
             index.hnsw.efSearch = self.ef_search
         if not index.is_trained:
             sample, size = vectors, max(TRAIN_SAMPLE, 40 * getattr(index, "nlist", 0))  # k-means asks 39 per list
             if n > size:
                 sample = vectors[np.sort(np.random.default_rng(0).choice(n, size, replace=False))]
-            index.train(np.ascontiguousarray(sample))
-        self.faiss = index
-
-    @staticmethod
-    def is_hnsw_index(index) -> bool:
-        import faiss
-
-        return isinstance(index, faiss.IndexHNSW)
+            try:
+                index.train(np.ascontiguousarray(sample))
+            except BaseException:
+                self.faiss = None  # the next add builds again
+                raise
 
     def _added(self, start: int, vectors: np.ndarray) -> None:
         if self.faiss is None:
