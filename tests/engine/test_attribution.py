@@ -71,3 +71,27 @@ def test_sampling_keeps_a_share_by_id_and_a_full_buffer_counts_drops():
     for i in range(8):
         small.record(_impression(i))
     assert (small.recorded, small.dropped) == (5, 3)
+
+
+def test_into_a_database_a_child_process_writes_and_a_dead_one_is_replaced(tmp_path):
+    import os
+    import signal
+
+    store = open_store(f"sqlite:///{tmp_path / 'shop.db'}")
+    log = ImpressionLog(store, flush_s=60.0)
+    for i in range(10):
+        log.record(_impression(i))
+    assert log.flush() == 10
+    writer = log._writer.process
+    assert writer.pid != os.getpid() and writer.is_alive()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.join(timeout=10)
+    for i in range(10, 20):
+        log.record(_impression(i))
+    assert log.flush() == 10 and log.failed == 0  # a new writer takes over
+    assert log._writer.process.pid != writer.pid
+    log.record(_impression(20))
+    log.close()
+    assert log._writer.process is None  # closed with the log
+    assert sorted(store.impressions_frame()["list_id"]) == [f"l{i:05d}" for i in range(21)]
+    store.close()
