@@ -2,7 +2,7 @@
 
 Relevance is the cosine of the ad's text vector to a target vector (the query's, the context
 item's, or the actor's recency-weighted recent items); an ad under the relevance floor is never
-shown, whatever its bid. One matrix-vector product per request, in the vectors' float32.
+shown, whatever its bid. One matrix-vector product per request, in float32.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from shoplm.engine.catalog import Sponsored
+from shoplm.vectors import matvec, rows_at
 
 
 class Ad(NamedTuple):
@@ -31,11 +32,11 @@ def rank_ads(sponsored: Sponsored, vectors: np.ndarray, servable: np.ndarray, ta
         keep &= sponsored.ids != exclude
     picked = np.flatnonzero(keep)  # (m,) in item_id order
     rows = sponsored.rows[picked]
-    target = np.asarray(target, dtype=vectors.dtype)  # a float64 target would make numpy convert the rows too
+    target = np.asarray(target, dtype=np.float32)  # a float64 target would make numpy convert the rows too
     if 4 * len(rows) > len(vectors):  # most rows sponsored: one pass over the matrix beats copying its rows out
-        relevance = (vectors @ target)[rows].astype(np.float64)  # (m,)
+        relevance = matvec(vectors, target)[rows].astype(np.float64)  # (m,)
     else:
-        relevance = (vectors[rows] @ target).astype(np.float64)  # (m,)
+        relevance = (rows_at(vectors, rows) @ target).astype(np.float64)  # (m,)
     shown = relevance >= floor
     picked, relevance = picked[shown], relevance[shown]
     scores = relevance * sponsored.bids[picked]  # (m,)

@@ -49,6 +49,7 @@ from shoplm.data.rules import Rule, Synonym
 from shoplm.search.facets import FacetColumns, Schema
 from shoplm.search.fusion import Fusion
 from shoplm.search.index import ItemFilter
+from shoplm.vectors import matvec, rows_at
 from shoplm.search.spelling import Speller
 from shoplm.search.suggest import Suggester, Suggestion, clicked_queries
 from shoplm.search.pipeline import SearchPipeline, ensure_indexes
@@ -551,7 +552,7 @@ class Engine:
         item = self.get_item(item_id)
         row = self.catalog.row(item_id)
         vectors = self.catalog.vectors
-        scores = vectors @ vectors[row]  # (rows,)
+        scores = matvec(vectors, vectors[row])  # (rows,)
         mask = self.catalog.servable()
         mask[row] = False
         return self._pick(scores, mask, k, [], self.merchandising.plan("similar", self.catalog),
@@ -711,7 +712,7 @@ class Engine:
             rows = self.catalog.indexed_rows(i for i, _ in history)
             if not rows:
                 return []
-            profile = recency_weights(len(rows)) @ vectors[rows]  # (dim,)
+            profile = recency_weights(len(rows)) @ rows_at(vectors, rows)  # (dim,)
             target = profile / max(np.linalg.norm(profile), 1e-12)
         return rank_ads(self.catalog.sponsored(), vectors, self.catalog.servable(), target,
                         self.settings.ad_relevance_floor, k, exclude=item_id)
@@ -731,7 +732,7 @@ class Engine:
             weights = np.asarray([w for (_, w), r in zip(history, rows) if r >= 0])
             names, vectors = self._category_vectors() if (rows >= 0).any() else ([], None)
             profile.nearest_categories = nearest_categories(
-                self.catalog.vectors[rows[rows >= 0]], weights, names, vectors)
+                rows_at(self.catalog.vectors, rows[rows >= 0]), weights, names, vectors)
         return profile
 
     def _category_vectors(self) -> tuple[list[str], np.ndarray | None]:

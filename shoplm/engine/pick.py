@@ -9,6 +9,7 @@ import numpy as np
 
 from shoplm.data.records import Item
 from shoplm.engine.catalog import LiveCatalog
+from shoplm.vectors import rows_at
 
 
 class Rec(NamedTuple):
@@ -69,5 +70,5 @@ def reasons(rows: list[int], history: Sequence[tuple[str, float]], catalog: Live
     if not seen or not rows:
         return ["based on your activity"] * len(rows)
     vectors = catalog.vectors
-    closest = np.argmax(vectors[rows] @ vectors[seen].T, axis=1)  # (picked,): one product for all
+    closest = np.argmax(rows_at(vectors, rows) @ rows_at(vectors, seen).T, axis=1)  # (picked,): one product for all
     return [f"because you viewed {catalog.items[catalog.id_at(seen[c])].title}" for c in closest]

@@ -22,18 +22,19 @@ import numpy as np
 from shoplm.recommend.checkpoint import load_model
 from shoplm.recommend.model import model_scores
 from shoplm.recommend.sequences import RECENCY_DECAY, Histories, recency_weights
+from shoplm.vectors import matvec, rows_at
 
 def text_scores(history_rows: Sequence[int], vectors: np.ndarray, decay: float = RECENCY_DECAY) -> np.ndarray:
     """Zero-shot text: cosine of every row to the recency-weighted mean of the history's vectors."""
     if not len(history_rows):
         return np.zeros(len(vectors))
     weights = recency_weights(len(history_rows), decay)  # (h,)
-    profile = weights @ vectors[np.asarray(history_rows)]  # (dim,)
+    profile = weights @ rows_at(vectors, np.asarray(history_rows))  # (dim,)
     norm = np.linalg.norm(profile)
     if norm <= 0:
         return np.zeros(len(vectors))
-    # in the vectors' own dtype: a float64 profile would make numpy copy the whole matrix to float64
-    return vectors @ (profile / norm).astype(vectors.dtype)  # (rows,)
+    # in float32 (`matvec`): a float64 profile would make numpy copy the whole matrix to float64
+    return matvec(vectors, profile / norm)  # (rows,)
 
 
 class UserModelScorer:

@@ -32,6 +32,8 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
+from shoplm.vectors import rows_at
+
 BASKET_TYPES = ("purchase", "add_to_cart")
 SECONDS_PER_DAY = 86_400
 
@@ -128,7 +130,7 @@ class Complements:
         candidates = candidates[candidates != row]
         if not len(candidates):
             return []
-        sims = vectors[candidates] @ vectors[row]  # (c,)
+        sims = rows_at(vectors, candidates) @ rows_at(vectors, row)  # (c,)
         top = np.argsort(-sims, kind="stable")[:k]
         top = top[sims[top] >= max(floor, 1e-9)]
         total = sims[top].sum()

@@ -13,6 +13,12 @@ approximate graph is used for unfiltered search only.
 `save(dir)` writes `ids.npy`, `vectors.npy`, `category.npy`, `price.npy`, `available.npy`,
 `params.json` and, for HNSW, the serialised graph as `faiss.npy` (a uint8 array), each
 through a temp file + fsync + os.replace. No pickle.
+
+`matrix` is the dtype of the exact-scoring matrix `vectors` held in memory (re-scoring,
+cosines of a result set, recommendation's text scores, similar items): float32, or float16
+at half the memory (0.77 GB instead of 1.54 GB at a million items; cosines to about 1e-3).
+Saved files are float32 either way. `matvec` scores a whole matrix in float32 by chunks, so
+a float16 matrix is never copied whole.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import numpy as np
 from shoplm.atomic import recover_dir, save_array, staged_dir
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.data.records import CATEGORY_SEPARATOR, Item
+from shoplm.vectors import CHUNK_ROWS, MATRIX, rows_at
 
 VERSION = 1
 
@@ -122,11 +129,13 @@ class MemoryIndex:
 
     ARRAYS = ("ids", "vectors", "category", "price", "available", "alive")
 
-    def __init__(self, dim: int):
-        self.dim = dim
+    def __init__(self, dim: int, matrix: str = "float32"):
+        if matrix not in MATRIX:
+            raise IndexMismatch(f"vector matrix {matrix!r}: expected one of {', '.join(MATRIX)}")
+        self.dim, self.matrix = dim, matrix
         self._n = 0  # rows in use; the arrays below have room for more (`_reserve`)
         self._ids = np.zeros(0, dtype=object)  # (rows,), tombstoned rows keep their id
-        self._vectors = np.zeros((0, dim), dtype=np.float32)  # (rows, dim)
+        self._vectors = np.zeros((0, dim), dtype=MATRIX[matrix])  # (rows, dim)
         self._category = np.zeros(0, dtype=object)
         self._price = np.zeros(0, dtype=np.float64)  # NaN = no price
         self._available = np.zeros(0, dtype=bool)
@@ -176,7 +185,9 @@ class MemoryIndex:
 
     def _append(self, ids: Sequence[str], vectors: np.ndarray, category, price, available) -> None:
         """`add` by columns (what `load_index` reads): no ItemMeta per row."""
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        vectors = np.asarray(vectors)
+        if vectors.dtype != np.float32:
+            vectors = vectors.astype(np.float32)
         if vectors.shape != (len(ids), self.dim):
             raise IndexMismatch(f"got vectors of shape {vectors.shape} for {len(ids)} ids; expected ({len(ids)}, {self.dim})")
         if len(set(ids)) != len(ids):
@@ -185,7 +196,7 @@ class MemoryIndex:
         start, end = self._n, self._n + len(ids)
         self._reserve(len(ids))
         self._ids[start:end] = list(ids)
-        self._vectors[start:end] = vectors
+        self._vectors[start:end] = vectors  # cast to the matrix's dtype
         self._category[start:end] = category
         self._price[start:end] = price
         self._available[start:end] = available
@@ -215,14 +226,14 @@ class MemoryIndex:
 
     def exact(self, queries: np.ndarray, k: int, mask: np.ndarray) -> Hits:
         rows = np.flatnonzero(mask)  # (m,)
-        scores = np.asarray(queries, dtype=np.float32) @ self.vectors[rows].T  # (n, m)
+        scores = np.asarray(queries, dtype=np.float32) @ rows_at(self.vectors, rows).T  # (n, m)
         return top_k(scores, self.ids[rows], k)
 
     def save(self, directory: Path) -> None:
         """Live rows only, so a saved index never carries tombstones; written whole and swapped
         in (`shoplm.atomic.staged_dir`), so a crash leaves the old index or the new one."""
         live = self.alive
-        arrays = {"ids": self.ids[live].astype(str), "vectors": self.vectors[live],
+        arrays = {"ids": self.ids[live].astype(str), "vectors": rows_at(self.vectors, live),
                   "category": self.category[live].astype(str), "price": self.price[live],
                   "available": self.available[live], **self._extra_arrays()}
         params = {"version": VERSION, "kind": self.kind, "dim": self.dim, "count": int(live.sum()), **self._params()}
@@ -269,8 +280,8 @@ class FaissIndex(MemoryIndex):
 
     def __init__(self, dim: int, hnsw_min_items: int = 50_000, m: int = 32, ef_search: int = 128,
                  ef_construction: int = 80, storage: str = "float32", ivf_min_items: int = 500_000,
-                 nprobe: int = 32):
-        super().__init__(dim)
+                 nprobe: int = 32, matrix: str = "float32"):
+        super().__init__(dim, matrix)
         if storage not in STORAGE:
             raise IndexMismatch(f"vector storage {storage!r}: expected one of {', '.join(STORAGE)}")
         self.hnsw_min_items, self.m, self.ef_search, self.ef_construction = hnsw_min_items, m, ef_search, ef_construction
@@ -281,7 +292,7 @@ class FaissIndex(MemoryIndex):
     @classmethod
     def from_settings(cls, dim: int, settings) -> "FaissIndex":
         return cls(dim, settings.hnsw_min_items, storage=settings.vector_storage,
-                   ivf_min_items=settings.ivf_min_items, nprobe=settings.ivf_nprobe)
+                   ivf_min_items=settings.ivf_min_items, nprobe=settings.ivf_nprobe, matrix=settings.vector_matrix)
 
     @property
     def is_hnsw(self) -> bool:
@@ -321,7 +332,7 @@ class FaissIndex(MemoryIndex):
             if n > size:
                 sample = vectors[np.sort(np.random.default_rng(0).choice(n, size, replace=False))]
             try:
-                index.train(np.ascontiguousarray(sample))
+                index.train(np.ascontiguousarray(sample, dtype=np.float32))
             except BaseException:
                 self.faiss = None  # the next add builds again
                 raise
@@ -332,7 +343,8 @@ class FaissIndex(MemoryIndex):
         if self.faiss.ntotal == start + len(vectors):
             return  # rows restored next to an index loaded from disk
         assert self.faiss.ntotal == start, "faiss rows must mirror the index rows"
-        self.faiss.add(vectors)  # row numbers are faiss ids
+        for at in range(0, len(vectors), CHUNK_ROWS):  # row numbers are faiss ids; chunks: `vectors` may be a memory map
+            self.faiss.add(np.ascontiguousarray(vectors[at:at + CHUNK_ROWS], dtype=np.float32))
 
     def search(self, queries: np.ndarray, k: int, filter: ItemFilter | None = None) -> Hits:
         """Top-k live rows per query (under `filter`: k whenever k rows match). The graph search
@@ -376,7 +388,7 @@ class FaissIndex(MemoryIndex):
             params = None if selector is None else faiss.SearchParameters(sel=selector)
         scores, rows = self.faiss.search(queries, fetch, params=params)  # (n, fetch) each, row -1 = none
         if self.quantised:  # exact scores from the float32 rows, then the best k of them
-            scores = np.einsum("nkd,nd->nk", self._vectors[np.maximum(rows, 0)], queries)
+            scores = np.einsum("nkd,nd->nk", rows_at(self._vectors, np.maximum(rows, 0)), queries)
             scores = np.where(rows >= 0, scores, -np.inf).astype(np.float32)
             order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
             scores, rows = np.take_along_axis(scores, order, axis=1), np.take_along_axis(rows, order, axis=1)
@@ -405,9 +417,10 @@ class FaissIndex(MemoryIndex):
                 "m": self.m, "ef_search": self.ef_search, "ef_construction": self.ef_construction}
 
 
-def load_index(directory: Path, nprobe: int | None = None) -> MemoryIndex:
+def load_index(directory: Path, nprobe: int | None = None, matrix: str = "float32") -> MemoryIndex:
     """A `MemoryIndex` or `FaissIndex` from what `save` wrote; `nprobe` (SHOPLM_IVF_NPROBE) is a
-    search-time setting of an IVF index, so it may differ from the build's."""
+    search-time setting of an IVF index, so it may differ from the build's, and so is `matrix`
+    (SHOPLM_VECTOR_MATRIX: the files are float32 whatever a process holds)."""
     directory = recover_dir(directory)
     if not (directory / "params.json").is_file():
         raise IndexNotBuilt(f"no vector index in {directory} (params.json missing); run `shoplm index build` first")
@@ -422,12 +435,12 @@ def load_index(directory: Path, nprobe: int | None = None) -> MemoryIndex:
     columns = (arrays["ids"].tolist(), arrays["vectors"], names.astype(object)[codes], arrays["price"],
                arrays["available"])
     if params["kind"] == "memory":
-        index = MemoryIndex(params["dim"])
+        index = MemoryIndex(params["dim"], matrix)
         index._append(*columns)
         return index
     index = FaissIndex(params["dim"], params["hnsw_min_items"], params["m"], params["ef_search"],
                        params["ef_construction"], params.get("storage", "float32"),
-                       params.get("ivf_min_items", 500_000), nprobe or params.get("nprobe", 32))
+                       params.get("ivf_min_items", 500_000), nprobe or params.get("nprobe", 32), matrix)
     if (directory / "faiss.npy").is_file():
         import faiss
 

@@ -24,7 +24,7 @@ from shoplm.lm.cache import EmbeddingCache
 from shoplm.lm.encoder import RERANKER_DIR, Encoder, model_dir, model_fingerprint
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.search.fusion import Fusion, fuse, rescore
-from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
+from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index, rows_at
 from shoplm.search.late import TokenStore
 from shoplm.search.lexical import LexicalIndex
 from shoplm.data.records import Item
@@ -131,7 +131,7 @@ class SearchPipeline:
         lexical = LexicalIndex.load(directory / "lexical", settings.language)
         if ranker is not None:
             lexical.terms(())  # tokenize the catalog now, not in the first query
-        pipeline = cls(encoder, load_index(directory / "vectors", settings.ivf_nprobe), lexical, settings, params["template"], rescorer, ranker)
+        pipeline = cls(encoder, load_index(directory / "vectors", settings.ivf_nprobe, settings.vector_matrix), lexical, settings, params["template"], rescorer, ranker)
         if ranker is not None:
             pipeline.tokens()  # and read the items' token vectors
         return pipeline
@@ -225,7 +225,7 @@ class SearchPipeline:
         mask &= alive
         cosine = np.full(n, -1.0, dtype=np.float32)
         members = np.flatnonzero(mask)
-        cosine[members] = self.vectors.vectors[members] @ q
+        cosine[members] = rows_at(self.vectors.vectors, members) @ q
         return Matches(mask, bm25, cosine, exact)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None,
@@ -286,7 +286,7 @@ class SearchPipeline:
             ids.sort(key=lambda x: self._positions.get(x, len(self._positions)))
             positions = np.array([self._positions.get(x, -1) for x in ids])  # (m,) -1: not in BM25
             bm25 = np.where(positions >= 0, bm25_scores[i][np.maximum(positions, 0)], 0.0)  # (m,)
-            cosine = self.vectors.vectors[self.vectors.rows(ids)] @ q[i]  # (m,)
+            cosine = rows_at(self.vectors.vectors, self.vectors.rows(ids)) @ q[i]  # (m,)
             texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
             x = candidate_features(
                 self.lexical, queries[i], query_terms, positions, bm25, cosine, self.ranker.cross, self.ranker.cross_depth,

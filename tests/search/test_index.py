@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from shoplm.errors import IndexMismatch
 from shoplm.search.index import FaissIndex, ItemFilter, ItemMeta, MemoryIndex, load_index
 
 DIM = 16
@@ -180,3 +181,33 @@ def test_one_item_at_a_time_past_the_headroom_keeps_every_row(name):
         assert index.search(vectors[i:i + 1], 1).ids[0, 0] == f"n{i}"
         row = index.row(f"n{i}")
         assert index.price[row] == i and np.array_equal(index.vectors[row], vectors[i])
+
+
+@pytest.mark.parametrize("spec", [dict(hnsw_min_items=10_000), dict(ivf_min_items=1, storage="sq8")])
+def test_a_float16_matrix_halves_the_memory_and_keeps_scores_to_1e_3(spec, tmp_path):
+    n = 2_000
+    ids, vectors = [f"i{i}" for i in range(n)], unit(n, seed=21)
+    full, half = FaissIndex(DIM, **spec), FaissIndex(DIM, matrix="float16", **spec)
+    full.add(ids, vectors)
+    half.add(ids, vectors)
+    assert half.vectors.dtype == np.float16 and half.vectors.nbytes * 2 == full.vectors.nbytes
+    queries = unit(50, seed=22)
+    a, b = full.search(queries, 10), half.search(queries, 10)
+    assert np.abs(a.scores - b.scores).max() < 2e-3 and b.scores.dtype == np.float32
+    assert np.mean([len(set(x) & set(y)) / 10 for x, y in zip(a.ids, b.ids)]) >= 0.95
+    half.save(tmp_path / "idx")  # files are float32 whatever a process holds
+    assert np.load(tmp_path / "idx" / "vectors.npy").dtype == np.float32
+    assert load_index(tmp_path / "idx", matrix="float16").vectors.dtype == np.float16
+    assert load_index(tmp_path / "idx").vectors.dtype == np.float32
+    with pytest.raises(IndexMismatch):
+        FaissIndex(DIM, matrix="int4")
+
+
+def test_matvec_scores_a_float16_matrix_in_float32_by_chunks(monkeypatch):
+    import shoplm.vectors
+
+    monkeypatch.setattr(shoplm.vectors, "CHUNK_ROWS", 7)  # several chunks and a short last one
+    matrix, q = unit(50, seed=3), unit(1, seed=4)[0]
+    got = shoplm.vectors.matvec(matrix.astype(np.float16), q)
+    assert got.dtype == np.float32 and got.shape == (50,) and np.abs(got - matrix @ q).max() < 2e-3
+    assert np.array_equal(shoplm.vectors.matvec(matrix, q), matrix @ q)
