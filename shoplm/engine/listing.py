@@ -23,7 +23,7 @@ relevance order, after grouping and before the page is cut.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, Sequence
+from typing import Callable, Literal, Protocol, Sequence
 
 import numpy as np
 
@@ -125,7 +125,13 @@ def search_page(engine: Ranker, request: PageRequest) -> Page:
         exact = matches.exact
         keep = base & filtered
         head_rows = catalog.rows([r.item_id for r in head])
-        order, scores = _relevance(head, head_rows, keep, matches.cosine[:n])
+        # The rest of the set is ordered by cosine only where that order can reach the page:
+        # not when nothing re-sorts the set and the page ends inside the head, rule moves
+        # included (a pin or bury shifts the rows by one at most, a boost by its amount)
+        shifts = sum((rule.amount or 0) if rule.action == "boost" else 1 for rule, _ in plan.moves)
+        reach = request.offset + request.limit + shifts if request.sort == "relevance" else None
+        order, scores = _relevance(head, head_rows, keep, matches.cosines, reach,
+                                   columns.group_codes() if request.group else None)
     else:
         keep = base & filtered
         scores = engine.browse_scores(request.user_id, request.session_id)[:n]
@@ -171,9 +177,14 @@ def _spelled(engine: Ranker, query: str, correct: bool = True, pipeline: SearchP
 
 
 def _relevance(head: Sequence[Rec], head_rows: np.ndarray, keep: np.ndarray,
-               cosine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+               cosines: Callable[[np.ndarray], np.ndarray], reach: int | None = None,
+               groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows in relevance order, float64[rows] scores): the engine's ranking of the set's
-    first candidates, then the rest of the set by cosine, scored below the last of them."""
+    first candidates, then the rest of the set by cosine (`cosines(rows)`), scored below the
+    last of them. When the caller reads no further than `reach` rows (of variant groups when
+    `groups`, the rows' group codes, is given) and the head holds that many, the rest is left
+    in row order, scored just below the head: no cosine is computed. (A group's place is its
+    best variant's, so a row below the head never moves a group the head already holds.)"""
     scores = np.full(len(keep), -np.inf)
     # a row indexed after this page's columns were read (an item another worker just added) is
     # not in this page's set: it shows from the next request on
@@ -184,10 +195,21 @@ def _relevance(head: Sequence[Rec], head_rows: np.ndarray, keep: np.ndarray,
     rest = keep.copy()
     rest[rows] = False
     tail = np.flatnonzero(rest)
-    tail = tail[np.argsort(-cosine[tail], kind="stable")]
     lowest = scores[rows].min() if len(rows) else 0.0
-    scores[tail] = lowest - 2.0 + cosine[tail]  # cosine in [-1, 1]: below every head score, in cosine order
+    held = len(rows) if groups is None else _count_groups(groups[rows])
+    if reach is not None and reach <= held:
+        scores[tail] = lowest - 3.0
+    else:
+        cosine = cosines(tail)
+        by = np.argsort(-cosine, kind="stable")
+        tail = tail[by]
+        scores[tail] = lowest - 2.0 + cosine[by]  # cosine in [-1, 1]: below every head score, in cosine order
     return np.concatenate([rows, tail]).astype(np.int64), scores
+
+
+def _count_groups(codes: np.ndarray) -> int:
+    """Entries of a grouped list made from rows with these group codes (-1: a row of its own)."""
+    return int((codes < 0).sum() + len(np.unique(codes[codes >= 0])))
 
 
 def _sorted(engine: Ranker, sort: str, order: np.ndarray) -> np.ndarray:

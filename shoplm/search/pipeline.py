@@ -41,8 +41,15 @@ class Matches(NamedTuple):
 
     mask: np.ndarray  # bool[rows]
     bm25: np.ndarray  # float32[rows], 0 = no term matches
-    cosine: np.ndarray  # float32[rows], computed for the rows of `mask` only (-1 elsewhere)
+    query: np.ndarray  # float32[dim]: the query's vector, for `cosines`
+    vectors: np.ndarray  # the index's matrix (rows, dim) as of this call
     exact: bool  # False: items beyond the dense depth may be as close, the set is a lower bound
+
+    def cosines(self, rows: np.ndarray) -> np.ndarray:
+        """float32 cosines of `rows` to the query, computed when asked: a common word matches
+        tens of thousands of items at a million, and gathering all their rows for every page
+        cost a third of the page (most pages show the re-ranked head only)."""
+        return rows_at(self.vectors, rows) @ self.query
 
 
 def build_indexes(items: Sequence[Item], settings: Settings, out_dir: Path, model: Path | None = None,
@@ -200,7 +207,7 @@ class SearchPipeline:
         """The query's result set over the vector index's rows: items with a BM25 match (of
         `tokens` when given) or among the query's `depth` nearest text vectors at cosine >=
         `floor`. Exact unless the depth-th neighbour is still above the floor (then more
-        items may be that close: `exact` is False). Cosines are computed for the set only."""
+        items may be that close: `exact` is False). Cosines are computed on demand (`Matches.cosines`)."""
         q = self.query_vector(query)
         # Reads take no lock: an item added meanwhile (another thread's POST) may grow the
         # index under this call, so everything is cut to the rows there were at its start.
@@ -223,10 +230,7 @@ class SearchPipeline:
             mask[rows[(rows >= 0) & (rows < n)]] = True
             exact = not (close.all() and len(self.vectors) > depth)
         mask &= alive
-        cosine = np.full(n, -1.0, dtype=np.float32)
-        members = np.flatnonzero(mask)
-        cosine[members] = rows_at(self.vectors.vectors, members) @ q
-        return Matches(mask, bm25, cosine, exact)
+        return Matches(mask, bm25, q, self.vectors.vectors[:n], exact)
 
     def search(self, queries: Sequence[str], k: int = 10, filter: ItemFilter | None = None,
                keep: np.ndarray | None = None, fusion: Fusion | None = None, rerank: bool = True) -> Hits:

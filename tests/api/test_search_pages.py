@@ -291,3 +291,25 @@ def test_an_item_indexed_while_a_page_is_computed_waits_for_the_next_page(tmp_pa
     assert "new-1" not in [h.item_id for h in engine.search_page(PageRequest("zanzibar copper kettle")).hits]
     monkeypatch.undo()
     assert [h.item_id for h in engine.search_page(PageRequest("zanzibar copper kettle")).hits] == ["new-1"]
+
+
+def test_pages_inside_the_head_skip_the_cosines_and_agree_with_one_long_page(tmp_path, monkeypatch):
+    """The set below the re-ranked head is ordered by cosine only for a page that reaches it;
+    walking the pages gives the same order as one page of the whole set either way."""
+    from shoplm.search.pipeline import Matches
+
+    settings = Settings(search_index_dir=tmp_path / "index", embedding_cache_dir=tmp_path / "cache", hybrid_depth=5)
+    store = open_store("memory://")
+    store.upsert_items(CATALOG)
+    with TestClient(create_app(settings, Engine.open(settings, store)), headers=R) as client:
+        calls = []
+        cosines = Matches.cosines
+        monkeypatch.setattr(Matches, "cosines", lambda self, rows: calls.append(len(rows)) or cosines(self, rows))
+        whole = get(client, q="drill", limit=100)
+        assert whole["total"] > 5 and calls and calls[-1] > 0  # the set runs past the head of 5
+        calls.clear()
+        first = get(client, q="drill", limit=3)
+        assert not calls  # page 1 lies inside the head
+        assert [h["item_id"] for h in everything(client, q="drill")] == [h["item_id"] for h in whole["items"]]
+        assert [h["item_id"] for h in first["items"]] == [h["item_id"] for h in whole["items"][:3]]
+        assert get(client, q="drill", limit=3, sort="price_asc")["total"] == whole["total"]
