@@ -56,6 +56,14 @@ TOKEN = r"(?u)\b\w\w+\b"  # bm25s's default: words of 2+ characters
 WORD = r"(?u)\b\w+\b"  # segmented Chinese: one character is often a word (钻, drill)
 
 
+SURFACE_WORD = re.compile(r"\w+")
+
+
+def surface_words(text: str) -> set[str]:
+    """The distinct words of `text` the speller knows: lower-cased, 3+ letters, no digit."""
+    return {w for w in SURFACE_WORD.findall(text.lower()) if len(w) >= 3 and not DIGIT.search(w)}
+
+
 def _stemmer(language: str):
     import Stemmer
 
@@ -103,6 +111,8 @@ class LexicalIndex:
         self._terms: list[list[str]] | None = None
         self._df: Counter = Counter()
         self._vocab: tuple[int, list[str]] | None = None  # (version, terms), see corrected()
+        self._words: Counter | None = None  # surface word -> items, see surface_words()
+        self._word_list: tuple[int, list[str]] | None = None  # (version, the words)
         self.version = 0  # bumped by add/remove, so callers can key caches over positions on it
         self.shifts = 0  # bumped when a removal moved positions; between two bumps items are only appended
         self.synonyms = SynonymMap()  # query-time expansion (shoplm/search/synonyms.py), swapped in whole by the engine
@@ -159,6 +169,8 @@ class LexicalIndex:
             if self._terms is not None:  # kept in step: re-tokenizing a large catalog per added item costs seconds
                 self._terms += added
                 self._df.update(t for terms in added for t in set(terms))
+            if self._words is not None:
+                self._words.update(w for text in texts for w in surface_words(text))
             if self._retriever is not None:
                 for item, terms in zip(ids, added):
                     self._tail[item] = (Counter(terms), len(terms))
@@ -181,6 +193,13 @@ class LexicalIndex:
         if not gone:
             return
         keep = [i for i, item in enumerate(self.ids) if item not in gone]
+        if self._words is not None:
+            kept = set(keep)
+            words = [w for i, text in enumerate(self.texts) if i not in kept for w in surface_words(text)]
+            self._words.subtract(words)
+            for word in set(words):  # drop words no item has any more
+                if self._words[word] <= 0:
+                    del self._words[word]
         self.shifts += len(keep) < len(self.ids)
         self.ids = [self.ids[i] for i in keep]
         self.texts = [self.texts[i] for i in keep]
@@ -291,6 +310,18 @@ class LexicalIndex:
             self._terms = self.tokenize(self.texts)
             self._df = Counter(t for terms in self._terms for t in set(terms))
         return [self._terms[p] for p in positions]
+
+    def surface_words(self) -> tuple[Counter, list[str]]:
+        """(word -> how many items' texts have it, the words): the texts' own lower-cased words of
+        3+ letters without a digit, what the speller corrects to. Counted once and kept in step
+        with add and remove: counting a million titles again after every added item took
+        seconds, and the first search after each POST /v1/items waited for it."""
+        with self._write:
+            if self._words is None:
+                self._words = Counter(w for text in self.texts for w in surface_words(text))
+            if self._word_list is None or self._word_list[0] != self.version:
+                self._word_list = (self.version, list(self._words))
+            return self._words, self._word_list[1]
 
     def document_frequency(self) -> Counter:
         """term -> how many items' texts have it (kept in step with add and remove)."""

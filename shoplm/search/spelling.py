@@ -26,16 +26,11 @@ WORD = re.compile(r"\w+")
 class Speller:
     def __init__(self, lexical: LexicalIndex):
         self.lexical = lexical
-        self._words: tuple[int, Counter, list[str]] | None = None  # (lexical version, word -> items, words)
 
     def _vocabulary(self) -> tuple[Counter, list[str]]:
-        """The catalog's surface words (lower-cased, 3+ letters, no digit) by how many items have them."""
-        if self._words is None or self._words[0] != self.lexical.version:
-            counts: Counter = Counter()
-            for text in self.lexical.texts:
-                counts.update({w for w in WORD.findall(text.lower()) if len(w) >= 3 and not DIGIT.search(w)})
-            self._words = (self.lexical.version, counts, list(counts))
-        return self._words[1], self._words[2]
+        """The catalog's surface words (lower-cased, 3+ letters, no digit) by how many items have
+        them, kept by the lexical index in step with its items."""
+        return self.lexical.surface_words()
 
     def correct(self, query: str) -> str | None:
         """The query with each misspelled word replaced; None when no word changed."""

@@ -159,3 +159,18 @@ def test_a_saved_index_holds_exactly_the_current_items(tmp_path):
     np.testing.assert_allclose(loaded.scores("apple strudel"), _fresh(index).scores("apple strudel"), rtol=1e-6)
     loaded.add(["x"], ["apple crumble"])  # the lengths came back with it: the tail is scored as before
     assert loaded.search(["crumble"], 1).ids[0][0] == "x" and loaded.builds == 0
+
+
+def test_the_speller_words_are_kept_in_step_with_adds_changes_and_removals():
+    from shoplm.search.spelling import Speller
+
+    index = LexicalIndex([f"d{i}" for i in range(len(DOCS))], DOCS, stem=False)
+    speller = Speller(index)
+    counts = index.surface_words()[0]  # counted once here; every change below only adjusts the counts
+    index.add(["n", "d1"], ["Cordless Zanzibar blower", "green apple crumble"])  # a new item and a changed one
+    assert speller.correct("zanzibr blower") == "zanzibar blower"
+    assert index.surface_words()[0] is counts and counts["crumble"] == 1 and counts["green"] == 1
+    index.remove(["d0"])
+    fresh = LexicalIndex(list(index.ids), list(index.texts), stem=False)
+    assert index.surface_words()[0] == fresh.surface_words()[0]
+    assert sorted(index.surface_words()[1]) == sorted(fresh.surface_words()[1])
