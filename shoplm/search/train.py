@@ -59,7 +59,7 @@ class SearchTrainConfig:
     patience: int = 3  # checks without improvement before stopping
     dev_eval_queries: int = 200  # dev queries scored during training (all dev in `shoplm eval search`)
     dev_pool_depth: int = 20  # BM25 candidates per dev query added to the dev ranking pool
-    max_minutes: float = 18.0
+    max_minutes: float = 60.0
     seed: int = 13
     device: str | None = None
     bf16: bool | None = None
