@@ -1795,6 +1795,7 @@ def main() -> None:
     parser.add_argument("--lists-calls", type=int, default=300, help="timed calls per route of the lists section")
     parser.add_argument("--million-items", type=int, default=1_000_000)
     parser.add_argument("--million-storage", default="sq8", help="SHOPLM_VECTOR_STORAGE of the million section")
+    parser.add_argument("--million-matrix", default="float16", help="SHOPLM_VECTOR_MATRIX the million section serves with")
     parser.add_argument("--pg-url", default=os.environ.get("SHOPLM_BENCH_PG_URL", "postgresql://127.0.0.1:5432/test"))
     args = parser.parse_args()
     if args.ads_child:
@@ -1831,7 +1832,8 @@ def main() -> None:
         "facets_1m": lambda: bench_facets_1m(settings, args.facets_items, args.facets_calls),
         "lists": lambda: bench_lists(settings, args.lists_calls),
         "hosts": lambda: bench_hosts(settings, args.pg_url or None, args.hosts_writes),
-        "million": lambda: __import__("million").bench_million(settings, args.million_items, args.million_storage),
+        "million": lambda: __import__("million").bench_million(settings, args.million_items, args.million_storage,
+                                                        matrix=args.million_matrix),
         "impressions": lambda: bench_impressions(settings, args.storefront_clients, args.storefront_workers,
                                                  args.storefront_seconds, args.storefront_repeats,
                                                  args.storefront_queries),

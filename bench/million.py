@@ -92,11 +92,12 @@ def catalog(out: Path, n: int = 1_000_000, data: Path | None = None) -> int:
 
 def bench_million(settings, n: int = 1_000_000, storage: str = "sq8", clients: int = 8, workers: int = 2,
                   seconds: float = 10.0, repeats: int = 3, posts: int = 40, n_queries: int = 500,
-                  work: Path | None = None) -> dict:
+                  work: Path | None = None, matrix: str = "float16") -> dict:
     """The million-item shop end to end, through the CLI and the HTTP API, each step timed with
     its peak memory: the catalog file, `shoplm jobs embed --in-process` (resumable: a re-run
     reuses the Parquet parts and reports the first run's time), `shoplm ingest`, `shoplm index
-    build --embeddings` with `storage` vectors, `shoplm serve --workers 2` (startup, resident
+    build --embeddings` with `storage` vectors, `shoplm serve --workers 2` with a `matrix`
+    (SHOPLM_VECTOR_MATRIX) copy of the vectors in each worker (startup, resident
     memory per worker), `/v1/search` under wrk at `clients` connections (judged Home Depot
     queries), the time from `POST /v1/items` to the item being found by `/v1/search`, and
     in-process the Recall@10 of the served index against exact search over the same vectors."""
@@ -139,7 +140,8 @@ def bench_million(settings, n: int = 1_000_000, storage: str = "sq8", clients: i
 
     paths = work / "search.paths"
     paths.write_text("".join(f"/v1/search?{urllib.parse.urlencode({'q': q})}\n" for q in queries))
-    service = ServiceProcess(store, work, env={**_service_env(workers, {"vector_storage": storage}),
+    service = ServiceProcess(store, work, env={**_service_env(workers, {"vector_storage": storage,
+                                                                        "vector_matrix": matrix}),
                                                "SHOPLM_ADMIN_KEY": "bench-admin"})
     service.log.unlink(missing_ok=True)
     begun = time.perf_counter()
@@ -155,8 +157,8 @@ def bench_million(settings, n: int = 1_000_000, storage: str = "sq8", clients: i
         tracebacks = service.log.read_text(errors="replace").count("Traceback")
     finally:
         service.stop()
-    recall = _recall(work / "index" / "vectors", embeddings, settings, queries)
-    return {"items": n, "storage": storage, "clients": clients, "workers": workers, "seconds_per_run": seconds,
+    recall = _recall(work / "index" / "vectors", embeddings, settings, queries, matrix=matrix)
+    return {"items": n, "storage": storage, "matrix": matrix, "clients": clients, "workers": workers, "seconds_per_run": seconds,
             "repeats": repeats, "steps": steps, "encode_rate": rate, "startup_s": round(startup_s, 1),
             "worker_rss_mib": {"after start": memory_started, "after the load and the posts": memory_after},
             "search": _wrk_row(runs), "post_to_found": found, "recall": recall, "service_log_tracebacks": tracebacks}
@@ -244,8 +246,10 @@ def _post_to_found(url: str, posts: int) -> dict:
     return out
 
 
-def _recall(index_dir: Path, embeddings: Path, settings, queries: list[str], k: int = 10) -> dict:
-    """Recall@k of the served index (and of the same IVF lists with float32 codes) against an
+def _recall(index_dir: Path, embeddings: Path, settings, queries: list[str], k: int = 10,
+            matrix: str = "float32") -> dict:
+    """Recall@k of the saved index re-scoring from float32 rows, of the same index re-scoring
+    from a `matrix` copy (as served), and of the same IVF lists with float32 codes, against an
     exact scan of the float32 vectors, for the benchmark's queries; and FAISS's own bytes."""
     import faiss
 
@@ -281,6 +285,11 @@ def _recall(index_dir: Path, embeddings: Path, settings, queries: list[str], k: 
         return rows
 
     out = {"nprobe": index.nprobe, "indexes": {index.spec: {"faiss_mib": faiss_mib(index), "sweep": sweep(index)}}}
+    if matrix != "float32":
+        served = load_index(index_dir, matrix=matrix)
+        out["indexes"][f"{served.spec}, {matrix} matrix"] = {"faiss_mib": faiss_mib(served), "sweep": sweep(served),
+                                                               "matrix_mib": round(served.vectors.nbytes / 2**20, 1)}
+        del served
     other = FaissIndex(index.dim, storage="float32", ivf_min_items=index.ivf_min_items, nprobe=index.nprobe)
     started = time.perf_counter()
     other.add(index.ids.tolist(), index.vectors)
@@ -312,7 +321,8 @@ def lines(d: dict) -> list[str]:
     return [
         "## A million items end to end", "",
         f"{d['items']:,} synthetic items from real titles (bench/million.py: the Home Depot and Instacart names, "
-        f"up to ten variants each), `SHOPLM_VECTOR_STORAGE={d['storage']}`, `shoplm serve --workers {d['workers']}` "
+        f"up to ten variants each), `SHOPLM_VECTOR_STORAGE={d['storage']}`, "
+        f"`SHOPLM_VECTOR_MATRIX={d.get('matrix', 'float32')}`, `shoplm serve --workers {d['workers']}` "
         f"on SQLite. Reproduce: `python bench/bench.py --only million`.", "",
         "| step | seconds | peak memory MiB |", "|---|---:|---:|", steps, "",
         f"The encoder (torch, as `jobs embed` runs it) does {e['items_per_s']:,} of these item texts a second here "
@@ -332,7 +342,8 @@ def lines(d: dict) -> list[str]:
         + ("." if f["two_workers_seen"] else " (both connections went to one worker: the figures are that worker's)."), "",
         f"Recall@10 against an exact scan of the float32 vectors ({r['exact']['matrix_mib']:,} MiB, "
         f"{r['exact']['p50_ms']} ms a query), for the same queries, in-process, one query at a time; every index "
-        "re-scores its candidates exactly.", "",
+        "re-scores its candidates from the float32 rows, except the one marked with the served matrix, which "
+        "re-scores from that copy as a worker does.", "",
         "| FAISS index | FAISS MiB | nprobe | Recall@10 | p50 ms |", "|---|---:|---:|---:|---:|", recall, "",
     ]
 

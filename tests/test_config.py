@@ -43,5 +43,5 @@ def test_vector_index_defaults_are_the_settings():
     from shoplm.search.index import FaissIndex
 
     plain, configured = FaissIndex(384), FaissIndex.from_settings(384, Settings())
-    assert (plain.hnsw_min_items, plain.ivf_min_items, plain.nprobe, plain.storage) == (
-        configured.hnsw_min_items, configured.ivf_min_items, configured.nprobe, configured.storage)
+    assert (plain.hnsw_min_items, plain.ivf_min_items, plain.nprobe, plain.storage, plain.matrix) == (
+        configured.hnsw_min_items, configured.ivf_min_items, configured.nprobe, configured.storage, configured.matrix)
