@@ -359,7 +359,9 @@ def bench_service(settings: Settings, clients: list[int], seconds: float, model:
         env["SHOPLM_RECOMMEND_MODEL"] = str(model.resolve())
     rows = {}
     for n_workers in workers:
-        with ServiceProcess(store, work, env={**env, "SHOPLM_SERVE_WORKERS": str(n_workers)}) as service:
+        # a first start builds the index (ONNX export + encoding): past 180 s on a slow 2-core CPU
+        with ServiceProcess(store, work, env={**env, "SHOPLM_SERVE_WORKERS": str(n_workers)},
+                            start_timeout=900) as service:
             cells = {(route, n): [] for route in paths for n in clients}
             for _ in range(repeats):
                 for (route, n), runs in cells.items():

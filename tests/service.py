@@ -27,8 +27,9 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
 
 
 class ServiceProcess:
-    def __init__(self, store_url: str, work: Path, env: dict[str, str] | None = None, port: int | None = None):
-        self.store_url, self.work = store_url, Path(work)
+    def __init__(self, store_url: str, work: Path, env: dict[str, str] | None = None, port: int | None = None,
+                 start_timeout: float = 180):
+        self.store_url, self.work, self.start_timeout = store_url, Path(work), start_timeout
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = self.work / "service.log"
@@ -81,7 +82,7 @@ class ServiceProcess:
         raise RuntimeError("no VmRSS in /proc status")
 
     def __enter__(self) -> "ServiceProcess":
-        return self.start()
+        return self.start(self.start_timeout)
 
     def __exit__(self, *exc) -> None:
         self.stop()
