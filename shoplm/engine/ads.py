@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from shoplm.engine.catalog import Sponsored
-from shoplm.vectors import matvec, rows_at
+from shoplm.lm.vectors import matvec, rows_at
 
 
 class Ad(NamedTuple):

@@ -49,7 +49,7 @@ from shoplm.data.rules import Rule, Synonym
 from shoplm.search.facets import FacetColumns, Schema
 from shoplm.search.fusion import Fusion
 from shoplm.search.index import ItemFilter
-from shoplm.vectors import matvec, rows_at
+from shoplm.lm.vectors import matvec, rows_at
 from shoplm.search.spelling import Speller
 from shoplm.search.suggest import Suggester, Suggestion, clicked_queries
 from shoplm.search.pipeline import SearchPipeline, ensure_indexes

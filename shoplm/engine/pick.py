@@ -9,7 +9,7 @@ import numpy as np
 
 from shoplm.data.records import Item
 from shoplm.engine.catalog import LiveCatalog
-from shoplm.vectors import rows_at
+from shoplm.lm.vectors import rows_at
 
 
 class Rec(NamedTuple):

@@ -22,7 +22,7 @@ import numpy as np
 from shoplm.recommend.checkpoint import load_model
 from shoplm.recommend.model import model_scores
 from shoplm.recommend.sequences import RECENCY_DECAY, Histories, recency_weights
-from shoplm.vectors import matvec, rows_at
+from shoplm.lm.vectors import matvec, rows_at
 
 def text_scores(history_rows: Sequence[int], vectors: np.ndarray, decay: float = RECENCY_DECAY) -> np.ndarray:
     """Zero-shot text: cosine of every row to the recency-weighted mean of the history's vectors."""

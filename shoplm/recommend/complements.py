@@ -32,7 +32,7 @@ import numpy as np
 import polars as pl
 from scipy import sparse
 
-from shoplm.vectors import rows_at
+from shoplm.lm.vectors import rows_at
 
 BASKET_TYPES = ("purchase", "add_to_cart")
 SECONDS_PER_DAY = 86_400

@@ -33,7 +33,7 @@ import numpy as np
 from shoplm.atomic import recover_dir, save_array, staged_dir
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.data.records import CATEGORY_SEPARATOR, Item
-from shoplm.vectors import CHUNK_ROWS, MATRIX, rows_at
+from shoplm.lm.vectors import CHUNK_ROWS, MATRIX, rows_at
 
 VERSION = 1
 

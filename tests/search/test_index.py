@@ -204,10 +204,10 @@ def test_a_float16_matrix_halves_the_memory_and_keeps_scores_to_1e_3(spec, tmp_p
 
 
 def test_matvec_scores_a_float16_matrix_in_float32_by_chunks(monkeypatch):
-    import shoplm.vectors
+    import shoplm.lm.vectors
 
-    monkeypatch.setattr(shoplm.vectors, "CHUNK_ROWS", 7)  # several chunks and a short last one
+    monkeypatch.setattr(shoplm.lm.vectors, "CHUNK_ROWS", 7)  # several chunks and a short last one
     matrix, q = unit(50, seed=3), unit(1, seed=4)[0]
-    got = shoplm.vectors.matvec(matrix.astype(np.float16), q)
+    got = shoplm.lm.vectors.matvec(matrix.astype(np.float16), q)
     assert got.dtype == np.float32 and got.shape == (50,) and np.abs(got - matrix @ q).max() < 2e-3
-    assert np.array_equal(shoplm.vectors.matvec(matrix, q), matrix @ q)
+    assert np.array_equal(shoplm.lm.vectors.matvec(matrix, q), matrix @ q)

@@ -6,7 +6,7 @@
 numpy has no BLAS for float16: `float16 @ float32` copies the whole matrix to float32 first
 (1.5 GB at a million items) and `float16 @ float16` runs a slow loop accumulating in float16.
 Both search (re-scoring, result-set cosines) and recommendation (text scores, complements)
-score with the same matrix, hence a shared helper at the root.
+score with the same matrix, hence a helper in lm/, which both may import.
 """
 
 from __future__ import annotations
