@@ -24,7 +24,8 @@ from shoplm.lm.cache import EmbeddingCache
 from shoplm.lm.encoder import RERANKER_DIR, Encoder, model_dir, model_fingerprint
 from shoplm.errors import IndexMismatch, IndexNotBuilt
 from shoplm.search.fusion import Fusion, fuse, rescore
-from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index, rows_at
+from shoplm.lm.vectors import rows_at
+from shoplm.search.index import FaissIndex, Hits, ItemFilter, ItemMeta, load_index
 from shoplm.search.late import TokenStore
 from shoplm.search.lexical import LexicalIndex
 from shoplm.data.records import Item
