@@ -387,19 +387,22 @@ class Engine:
         """z-scored P(item | history) over rows: the trained model where it knows the item,
         the zero-shot text score elsewhere (new items); -inf for rows that cannot be scored."""
         state = model or self.model
-        rows = self.catalog.indexed_rows(i for i, _ in history)
         vectors = self.catalog.vectors
         alive = self.catalog.alive()
-        text = zscore(text_scores(rows, vectors), alive)
+
+        def text() -> np.ndarray:
+            return zscore(text_scores(self.catalog.indexed_rows(i for i, _ in history), vectors), alive)
+
         if state.scorer is None:
-            return text
+            return text()
         model = state.scorer.scores(history, state.rows, len(vectors))
         known = np.isfinite(model)
         if not known.any():
-            return text
-        out = text.copy()
-        out[known] = zscore(model, known & alive)[known]
-        return out
+            return text()
+        out = zscore(model, known & alive)  # -inf off the live rows the model knows
+        if (alive & ~known).any():  # new items: their text score, standardised over the catalog
+            out[~known] = text()[~known]
+        return out  # (where the model knows every live item, no text pass over the catalog)
 
     # --- answers ---------------------------------------------------------------------------
     def search(self, query: str, user_id: str | None = None, session_id: str | None = None,

@@ -144,6 +144,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 _MERCHANDISING = "merchandising_version"  # shoplm_meta key of the token that moves with every rule or synonym write
 _EVENT_COLUMNS = [events_table.c[f.name] for f in dataclasses.fields(Event)]  # in Event's field order
+# An actor's events, oldest first: built once, bound per call (building the statement was a
+# third of the read's time on a served recommendation).
+_ACTOR_EVENTS = {column: sa.select(*_EVENT_COLUMNS).where(events_table.c[column] == sa.bindparam("actor"))
+                 .order_by(events_table.c.timestamp, events_table.c.seq) for column in ("user_id", "session_id")}
 _COPY_EVENTS = StagedInsert(events_table, ["event_key", *EVENT_FIELDS], "event_key")  # PostgreSQL, large batches
 
 
@@ -286,19 +290,15 @@ class SqlStore:
             return [Judgment(r.query, r.item_id, r.relevance) for r in conn.execute(query)]
 
     def actor_events(self, user_id: str | None = None, session_id: str | None = None) -> list[Event]:
-        if user_id is not None:
-            where = events_table.c.user_id == user_id
-        elif session_id is not None:
-            where = events_table.c.session_id == session_id
-        else:
+        column, actor = ("user_id", user_id) if user_id is not None else ("session_id", session_id)
+        if actor is None:
             return []
-        if "\x00" in (user_id or "") + (session_id or ""):
+        if "\x00" in actor:
             return []  # no stored id holds a NUL (validation refuses them), and PostgreSQL cannot compare one
-        query = sa.select(*_EVENT_COLUMNS).where(where).order_by(events_table.c.timestamp, events_table.c.seq)
         with self.engine.connect() as conn:
             # fetched at once and built positionally: row-by-row with _asdict was a fifth of
             # a recommendation request's time
-            return [Event(*row) for row in conn.execute(query).all()]
+            return [Event(*row) for row in conn.execute(_ACTOR_EVENTS[column], {"actor": actor}).all()]
 
     def delete_user(self, user_id: str) -> int:
         # Sessions are read first: SQLite may re-evaluate a subquery on the table being deleted from.
