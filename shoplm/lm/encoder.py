@@ -116,10 +116,21 @@ class Encoder:
                       ) -> tuple[np.ndarray, list[np.ndarray]]:
         """(float32[n, dim] pooled vectors as `encode` gives them, each text's float16 (t_i, dim)
         L2-normalised token vectors without [CLS] and [SEP]) from one forward pass, batches
-        sorted by length (`shoplm.search.late`). Always the torch model, also under the ONNX backend."""
+        sorted by length (`shoplm.search.late`); under the ONNX backend from its int8 run."""
         pooled = np.zeros((len(texts), self.dim), dtype=np.float32)
         tokens: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float16)] * len(texts)
         order = np.argsort([len(t) for t in texts], kind="stable")
+        if self.runner is not None:
+            size = self.runner.batch_size
+            batches = [order[start:start + size] for start in range(0, len(texts), size)]
+            done = self.runner.map([[texts[i] for i in rows] for rows in batches], self.runner.with_tokens)
+            for rows, (vectors, words) in zip(batches, done):
+                pooled[rows] = vectors
+                for j, i in enumerate(rows):
+                    tokens[i] = words[j]
+                if progress:
+                    progress(len(rows))
+            return pooled, tokens
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
             features = self.model.preprocess([texts[i] for i in rows])

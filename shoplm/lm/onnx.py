@@ -92,23 +92,39 @@ class OnnxRunner:
         self.batch_size = 16
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
 
-    def map(self, batches: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """`self(batch)` for every batch, `workers` at a time (ONNX Runtime runs release the GIL)."""
+    def map(self, batches: Sequence[Sequence[str]], run=None) -> list:
+        """`run(batch)` (default `self(batch)`) for every batch, `workers` at a time (ONNX Runtime
+        runs release the GIL)."""
+        run = run or self
         if self.workers == 1 or len(batches) == 1:
-            return [self(batch) for batch in batches]
+            return [run(batch) for batch in batches]
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(self.workers, thread_name_prefix="shoplm-onnx") as pool:
-            return list(pool.map(self, batches))
+            return list(pool.map(run, batches))
 
-    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+    def _hidden(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the last hidden state (b, t, dim), the attention mask (b, t), the pooled, L2-normalised
+        vectors (b, dim) float32)."""
         tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="np")
         hidden = self.session.run(None, {n: tokens[n].astype(np.int64) for n in self.names})[0]  # (b, t, dim)
+        attention = tokens["attention_mask"]
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
-            mask = tokens["attention_mask"][..., None].astype(np.float32)  # (b, t, 1)
+            mask = attention[..., None].astype(np.float32)  # (b, t, 1)
             pooled = (hidden * mask).sum(1) / np.maximum(mask.sum(1), 1e-9)  # (b, dim)
         norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return hidden, attention, (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        return self._hidden(texts)[2]
+
+    def with_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(pooled vectors (b, dim) float32, each text's float16 (t_i, dim) L2-normalised token
+        vectors without [CLS] and [SEP]) from one run: `Encoder.encode_tokens` on this backend."""
+        hidden, attention, pooled = self._hidden(texts)
+        words = hidden / np.maximum(np.linalg.norm(hidden, axis=-1, keepdims=True), 1e-12)  # (b, t, dim)
+        lengths = attention.sum(axis=1)
+        return pooled, [words[j, 1:max(int(lengths[j]) - 1, 1)].astype(np.float16) for j in range(len(texts))]

@@ -241,7 +241,7 @@ class SearchPipeline:
         ranker = self.ranker if rerank else None
         depth = max(k, self.settings.hybrid_depth)
         query_tokens = None
-        if ranker is not None and self.encoder.runner is None:  # one forward gives the vector and the token vectors
+        if ranker is not None:  # one forward gives the vector and the token vectors
             encoded = [self.encoder.encode_tokens([text]) for text in queries]
             q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
             query_tokens = [tokens[0] for _, tokens in encoded]

@@ -43,6 +43,22 @@ def test_query_path_equals_batch_path(encoders):
     np.testing.assert_allclose(fast.encode_query(TEXTS[0]), fast.encode([TEXTS[0]])[0], atol=1e-5)
 
 
+def test_int8_token_vectors_are_the_torch_ones_from_one_run(encoders):
+    """The re-ranker's MaxSim inputs under the int8 backend: the pooled vector as `encode`
+    gives it and, per text, as many unit token vectors as the torch path (no [CLS], [SEP]),
+    each close to the torch one."""
+    base, fast, _ = encoders
+    want_pooled, want_tokens = base.encode_tokens(TEXTS)
+    pooled, tokens = fast.encode_tokens(TEXTS)
+    np.testing.assert_allclose(pooled, fast.encode(TEXTS), atol=1e-5)
+    assert (pooled * want_pooled).sum(axis=1).min() >= 0.97
+    for got, want in zip(tokens, want_tokens):
+        assert got.dtype == np.float16 and got.shape == want.shape
+        np.testing.assert_allclose(np.linalg.norm(got.astype(np.float32), axis=1), 1.0, atol=2e-3)
+        cosine = (got.astype(np.float32) * want.astype(np.float32)).sum(axis=1)
+        assert cosine.min() >= 0.9 and cosine.mean() >= 0.97, cosine
+
+
 def test_the_export_is_cached(encoders):
     _, fast, cache = encoders
     (onnx_file,) = cache.glob("*/model-int8.onnx")
