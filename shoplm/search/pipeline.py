@@ -121,7 +121,7 @@ class SearchPipeline:
         self._positions_key, self._positions = None, {}
         self.fusion = Fusion(settings.hybrid_method, settings.hybrid_dense_weight, settings.rrf_k)
         self._rows_key, self._rows, self._rows_shifts = None, np.zeros(0, dtype=np.int64), 0
-        self._query_memo: dict[str, np.ndarray] = {}
+        self._query_memo: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}  # see _encoded()
 
     @classmethod
     def open(cls, directory: Path, settings: Settings, rescore_model: Path | None = None) -> "SearchPipeline":
@@ -197,12 +197,24 @@ class SearchPipeline:
     def query_vector(self, text: str) -> np.ndarray:
         """float32[dim]: the query's vector, remembered for the last `QUERY_MEMO` queries (a
         results page asks for it again for its facets, the next page again for its ranking)."""
-        vector = self._query_memo.get(text)
-        if vector is None:
+        return self._encoded(text)[0]
+
+    def _encoded(self, text: str) -> tuple[np.ndarray, np.ndarray | None]:
+        """(the query's vector, its token vectors for the re-ranker's MaxSim, None without a
+        re-ranker), remembered for the last `QUERY_MEMO` queries. With a re-ranker both come
+        from one forward pass, whichever part of a page asks first: the result set's vector
+        alone was a second encoder run per re-ranked page."""
+        encoded = self._query_memo.get(text)
+        if encoded is None or (encoded[1] is None and self.ranker is not None):  # (a re-ranker set since)
             if len(self._query_memo) >= QUERY_MEMO:
                 self._query_memo.pop(next(iter(self._query_memo)), None)
-            vector = self._query_memo[text] = self.encoder.encode_query(text)
-        return vector
+            if self.ranker is not None:
+                vectors, tokens = self.encoder.encode_tokens([text])
+                encoded = (vectors[0], tokens[0])
+            else:
+                encoded = (self.encoder.encode_query(text), None)
+            self._query_memo[text] = encoded
+        return encoded
 
     def matches(self, query: str, floor: float, depth: int, tokens: Sequence[str] | None = None) -> "Matches":
         """The query's result set over the vector index's rows: items with a BM25 match (of
@@ -242,9 +254,9 @@ class SearchPipeline:
         depth = max(k, self.settings.hybrid_depth)
         query_tokens = None
         if ranker is not None:  # one forward gives the vector and the token vectors
-            encoded = [self.encoder.encode_tokens([text]) for text in queries]
-            q = np.concatenate([vector for vector, _ in encoded])  # (n, dim)
-            query_tokens = [tokens[0] for _, tokens in encoded]
+            encoded = [self._encoded(text) for text in queries]
+            q = np.stack([vector for vector, _ in encoded])  # (n, dim)
+            query_tokens = [tokens for _, tokens in encoded]
         else:
             q = np.stack([self.query_vector(text) for text in queries])  # (n, dim)
         allowed = self.vectors.allowed(filter)  # (rows,)

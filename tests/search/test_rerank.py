@@ -243,3 +243,17 @@ def test_pipeline_candidates_include_the_spelling_corrected_matches(reranked, mo
     found = {x for x in reranked.search(["brakcets"], k=10).ids[0] if x}
     assert found == brackets
     assert not any(reranked.search(["brakcets"], k=10, filter=ItemFilter(category="Paint")).ids[0])
+
+
+def test_a_reranked_page_encodes_its_query_once(reranked, monkeypatch):
+    """The ranking's token vectors and the result set's vector come from one encoder pass."""
+    calls = []
+    encode_tokens = type(reranked.encoder).encode_tokens
+    monkeypatch.setattr(type(reranked.encoder), "encode_tokens",
+                        lambda self, texts, **kw: calls.append(list(texts)) or encode_tokens(self, texts, **kw))
+    monkeypatch.setattr(type(reranked.encoder), "encode_query", lambda self, text: pytest.fail("a second pass"))
+    hits = reranked.search(["cordless drill"], k=5)
+    matches = reranked.matches("cordless drill", 0.3, 20)
+    reranked.search(["cordless drill"], k=5)
+    assert calls.count(["cordless drill"]) == 1 and hits.ids[0][0]  # (the others: the items' tokens, on first use)
+    np.testing.assert_array_equal(matches.query, reranked.query_vector("cordless drill"))
