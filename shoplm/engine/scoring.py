@@ -50,7 +50,8 @@ class UserModelScorer:
         self.model, self.item_ids, self.params = load_model(self.directory, device)
         self.index = {item: i for i, item in enumerate(self.item_ids)}
         self.device = device or str(next(self.model.parameters()).device)
-        self.serving = ServingModel(self.model, threads=torch.get_num_threads()) if torch.device(self.device).type == "cpu" else None
+        on_cpu = torch.device(self.device).type == "cpu"
+        self.serving = ServingModel(self.model, threads=torch.get_num_threads()) if on_cpu else None
 
     def scores(self, history: Sequence[tuple[str, float]], rows_of_model: np.ndarray, n_rows: int) -> np.ndarray:
         """float64[n_rows]: model scores for the next item after `history` ((item_id, event
@@ -60,10 +61,10 @@ class UserModelScorer:
         if not known:
             return out
         items = np.asarray([i for i, _ in known], dtype=np.int64)
-        weights = np.asarray([w for _, w in known], dtype=np.float32)
         if self.serving is not None:
             model = self.serving.scores(items)  # (n_model,)
         else:
+            weights = np.asarray([w for _, w in known], dtype=np.float32)
             model = model_scores(self.model, Histories([items], [weights]), 1, self.device)[0]
         mapped = rows_of_model >= 0
         out[rows_of_model[mapped]] = model[mapped]

@@ -4,8 +4,8 @@
 lags, the causal mask and the sparse paths' entries through some two hundred small torch
 ops, most of the 1.7 ms a served recommendation spent in the model. For one visitor
 everything that does not depend on the history is fixed once the model is loaded: the
-items' unit vectors and offsets, the softmaxed lag weights, the co-occurrence C and its
-spread to ID-less items as scipy CSR matrices. What is left per request:
+items' unit vectors and offsets, the softmaxed lag weights, the co-occurrence C (its CSR
+arrays) and its spread to ID-less items (a scipy CSR matrix). What is left per request:
 
     state  = encoder(v[h_1..h_L])                    # ONNX Runtime: the sequence encoder only
     s      = scale * items @ unit(state) + bias      # the head (n, dim) @ (dim,)
@@ -103,7 +103,7 @@ class ServingModel:
             self.bias = bias[:-1].numpy().astype(np.float32, copy=False)  # (n,)
             self.seq_scale = float(model.seq_scale.exp())
             keep = model.id_keep_weights(None)[:-1].numpy().astype(np.float32)  # (n,) w_j
-            self.text = self.text_sim = self.item_text = None
+            self.text_sim = self.item_text = None
             if cfg.use_text and cfg.text_path:
                 self.text_lags = torch.softmax(model.text_lags, 0).numpy()  # (K,) a_k, the newest first
                 self.text_scale = float(model.text_scale)

@@ -252,13 +252,8 @@ class SearchPipeline:
         replace the settings' fusion and turn the re-ranker off for this call (an experiment arm)."""
         ranker = self.ranker if rerank else None
         depth = max(k, self.settings.hybrid_depth)
-        query_tokens = None
-        if ranker is not None:  # one forward gives the vector and the token vectors
-            encoded = [self._encoded(text) for text in queries]
-            q = np.stack([vector for vector, _ in encoded])  # (n, dim)
-            query_tokens = [tokens for _, tokens in encoded]
-        else:
-            q = np.stack([self.query_vector(text) for text in queries])  # (n, dim)
+        encoded = [self._encoded(text) for text in queries]  # with a re-ranker, token vectors too
+        q = np.stack([vector for vector, _ in encoded])  # (n, dim)
         allowed = self.vectors.allowed(filter)  # (rows,)
         keep = allowed if keep is None else allowed & keep
         if (filter is None and keep is allowed) or np.array_equal(keep, self.vectors.alive):
@@ -276,7 +271,7 @@ class SearchPipeline:
             spelled = [() if f is None else self.lexical.top(self.lexical.token_scores(f)[None], depth, mask).ids[0]
                        for f in fixed]
             fused = self._rerank(queries, tokens, q, dense, self.lexical.top(bm25, depth, mask), spelled, bm25, depth,
-                                 query_tokens)
+                                 [words for _, words in encoded])
         else:
             fused = fuse(dense, self.lexical.search(list(queries), depth, mask), fusion or self.fusion, depth)
         if self.rescorer is not None:
@@ -285,12 +280,12 @@ class SearchPipeline:
 
     def _rerank(self, queries: Sequence[str], tokens: Sequence[Sequence[str]], q: np.ndarray, dense: Hits,
                 lexical: Hits, spelled: Sequence[Sequence[str]], bm25_scores: np.ndarray, k: int,
-                query_tokens: Sequence[np.ndarray] | None = None) -> Hits:
+                query_tokens: Sequence[np.ndarray]) -> Hits:
         """The union of the systems' candidates (`dense`, `lexical` and per query the top of
         its spelling-corrected BM25, `spelled`; each already filtered), ordered by the re-ranker
         from exact BM25 (`bm25_scores` (n, n_lexical), unfiltered) and cosine scores, as
         `shoplm eval search` scores hybrid_ft. `tokens`: each query's BM25 tokens; `query_tokens`:
-        each query's token vectors (encoded here when None: the ONNX backend gives vectors only)."""
+        each query's token vectors (`_encoded`)."""
         if self._positions_key != self.lexical.version:
             self._positions = {item: p for p, item in enumerate(self.lexical.ids)}
             self._positions_key = self.lexical.version
@@ -307,7 +302,7 @@ class SearchPipeline:
             texts = [self.lexical.texts[p] if p >= 0 else "" for p in positions]
             x = candidate_features(
                 self.lexical, queries[i], query_terms, positions, bm25, cosine, self.ranker.cross, self.ranker.cross_depth,
-                self.encoder.encode_tokens([queries[i]])[1][0] if query_tokens is None else query_tokens[i],
+                query_tokens[i],
                 self.tokens().get(self.encoder, texts, save=False))
             scores = self.ranker.scores(x)
             order = np.argsort(-scores, kind="stable")[:k]
